@@ -1,0 +1,184 @@
+"""Redis as the hot store of closed 1m candles.
+
+Layout (every key starts with settings.REDIS_KEY_PREFIX, written `P` below):
+- `P:c1m:<SYMBOL>`: a ring of CANDLE_RING_MINUTES rows, one per minute, each row the FIELDS of SPEC §1 as
+  little-endian float64 (80 bytes). The row of open time `t` lives at slot `(t // 60000) % ring`, so writing a
+  candle is one SETRANGE, idempotent by open time, and a late or out-of-order candle lands in its own place.
+  A slot whose stored open time differs from the expected one is a missing minute.
+- `P:persist`: a stream of candles waiting to be saved to candles_1m; entries are removed only after the
+  database has them, so candles survive a database outage.
+- `P:closed:<t>`: the symbols whose candle of minute `t` has been stored; when it covers `P:symbols:active`, the
+  minute is complete and the tick can start.
+- `P:symbols:active`: the symbols being collected now.
+- `P:latest`: hash symbol -> newest stored open time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import redis as redis_lib
+from django.conf import settings
+
+from .candles import FIELDS, MINUTE_MS, Candle
+
+ROW_DTYPE = np.dtype("<f8")
+ROW_BYTES = len(FIELDS) * ROW_DTYPE.itemsize
+CLOSED_MARK_TTL_SECONDS = 6 * 3600
+
+# Stores each candle unless the slot already holds the same bytes (a duplicate) or a newer minute (the candle is
+# older than the ring). Returns, per candle, 1 if stored, 0 if duplicate, -1 if too old; then the minutes that this
+# call completed (every active symbol has closed them).
+_STORE_SCRIPT = """
+local prefix = ARGV[1]
+local row_bytes = tonumber(ARGV[2])
+local ring = tonumber(ARGV[3])
+local mark = ARGV[4] == '1'
+local ttl = tonumber(ARGV[5])
+local active_count = redis.call('SCARD', prefix .. ':symbols:active')
+local results = {}
+local completed = {}
+local n = (#ARGV - 5) / 3
+for i = 0, n - 1 do
+  local symbol = ARGV[6 + i * 3]
+  local open_time = tonumber(ARGV[7 + i * 3])
+  local row = ARGV[8 + i * 3]
+  local key = prefix .. ':c1m:' .. symbol
+  local offset = ((open_time / 60000) % ring) * row_bytes
+  local existing = redis.call('GETRANGE', key, offset, offset + row_bytes - 1)
+  local status = 1
+  if existing == row then
+    status = 0
+  elseif string.len(existing) == row_bytes then
+    local stored_time = struct.unpack('<d', existing)
+    if stored_time > open_time then
+      status = -1
+    end
+  end
+  if status == 1 then
+    redis.call('SETRANGE', key, offset, row)
+    redis.call('XADD', prefix .. ':persist', '*', 's', symbol, 'r', row)
+    local latest = tonumber(redis.call('HGET', prefix .. ':latest', symbol) or '0')
+    if open_time > latest then
+      redis.call('HSET', prefix .. ':latest', symbol, open_time)
+    end
+  end
+  if status == 1 and mark then
+    local closed_key = prefix .. ':closed:' .. open_time
+    if redis.call('SADD', closed_key, symbol) == 1 then
+      redis.call('EXPIRE', closed_key, ttl)
+      if active_count > 0 and redis.call('SCARD', closed_key) == active_count then
+        table.insert(completed, open_time)
+      end
+    end
+  end
+  table.insert(results, status)
+end
+return {results, completed}
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class StoreResult:
+    stored: list[Candle]
+    duplicates: int
+    too_old: int
+    completed_minutes: list[int]
+
+
+def redis_client() -> redis_lib.Redis:
+    """A client of the screener's Redis (binary replies)."""
+    return redis_lib.Redis.from_url(settings.REDIS_URL)
+
+
+def key(*parts: object) -> str:
+    return ":".join((settings.REDIS_KEY_PREFIX, *map(str, parts)))
+
+
+def ring_minutes() -> int:
+    return settings.CANDLE_RING_MINUTES
+
+
+def candles_store(client: redis_lib.Redis, candles: Sequence[Candle], *, mark_closed: bool = True) -> StoreResult:
+    """Write closed candles into their ring slots, idempotently; queue the new ones for the database.
+
+    `mark_closed` counts them towards their minute's completeness (live candles and recent gap repairs);
+    warm-up history passes False so it never starts ticks for the past.
+    """
+    if not candles:
+        return StoreResult([], 0, 0, [])
+    args: list[object] = [settings.REDIS_KEY_PREFIX, ROW_BYTES, ring_minutes(), int(mark_closed),
+                          CLOSED_MARK_TTL_SECONDS]
+    for candle in candles:
+        args += [candle.symbol, candle.open_time, np.asarray(candle.as_row(), dtype=ROW_DTYPE).tobytes()]
+    statuses, completed = client.eval(_STORE_SCRIPT, 0, *args)
+    stored = [c for c, status in zip(candles, statuses, strict=True) if status == 1]
+    return StoreResult(
+        stored=stored,
+        duplicates=sum(1 for s in statuses if s == 0),
+        too_old=sum(1 for s in statuses if s == -1),
+        completed_minutes=[int(m) for m in completed],
+    )
+
+
+def active_symbols_set(client: redis_lib.Redis, symbols: Iterable[str]) -> None:
+    """Replace the set of symbols being collected now."""
+    symbols = list(symbols)
+    pipe = client.pipeline(transaction=True)
+    pipe.delete(key("symbols", "active"))
+    if symbols:
+        pipe.sadd(key("symbols", "active"), *symbols)
+    pipe.execute()
+
+
+def active_symbols(client: redis_lib.Redis) -> list[str]:
+    return sorted(s.decode() for s in client.smembers(key("symbols", "active")))
+
+
+def minute_closed_symbols(client: redis_lib.Redis, minute_ms: int) -> set[str]:
+    return {s.decode() for s in client.smembers(key("closed", minute_ms))}
+
+
+def latest_open_times(client: redis_lib.Redis) -> dict[str, int]:
+    return {k.decode(): int(v) for k, v in client.hgetall(key("latest")).items()}
+
+
+def candles_matrix(
+    client: redis_lib.Redis, symbols: Sequence[str], *, end_minute_ms: int, length: int
+) -> np.ndarray:
+    """The last `length` minutes ending at `end_minute_ms` for each symbol, as a (len(FIELDS), n, length) array.
+
+    `out[f]` is a C-contiguous (symbols x minutes) matrix of field FIELDS[f], oldest minute first. A minute the ring
+    does not hold (never received, or overwritten) is NaN in every field.
+    """
+    ring = ring_minutes()
+    if length > ring:
+        raise ValueError(f"length {length} exceeds the ring of {ring} minutes")
+    n = len(symbols)
+    out = np.full((len(FIELDS), n, length), np.nan)
+    if n == 0 or length == 0:
+        return out
+    pipe = client.pipeline(transaction=False)
+    for symbol in symbols:
+        pipe.get(key("c1m", symbol))
+    ring_bytes = ring * ROW_BYTES
+    blob = b"".join((raw or b"").ljust(ring_bytes, b"\0")[:ring_bytes] for raw in pipe.execute())
+    rings = np.frombuffer(blob, dtype=ROW_DTYPE).reshape(n, ring, len(FIELDS))
+    minutes = end_minute_ms // MINUTE_MS - length + 1 + np.arange(length)
+    rows = rings[:, minutes % ring, :]  # (n, length, F), oldest first
+    expected = (minutes * MINUTE_MS).astype(np.float64)
+    present = rows[:, :, 0] == expected[None, :]
+    out[:] = np.moveaxis(rows, 2, 0)
+    out[:, ~present] = np.nan
+    return out
+
+
+def candles_of_symbol(client: redis_lib.Redis, symbol: str) -> np.ndarray:
+    """Every candle the ring holds for `symbol`, as an (m, len(FIELDS)) array sorted by open time."""
+    raw = client.get(key("c1m", symbol)) or b""
+    raw = raw[: len(raw) // ROW_BYTES * ROW_BYTES]
+    rows = np.frombuffer(raw, dtype=ROW_DTYPE).reshape(-1, len(FIELDS))
+    rows = rows[rows[:, 0] > 0]
+    return rows[np.argsort(rows[:, 0], kind="stable")]

@@ -1,0 +1,174 @@
+"""Settings shared by every environment; behaviour is switched by environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+SECRET_KEY = env("DJANGO_SECRET_KEY", default="insecure-development-key-change-me")
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "corsheaders",
+    "rest_framework",
+    "drf_spectacular",
+    "channels",
+    "apps.collector",
+    "apps.metrics",
+    "apps.alerts",
+    "apps.api",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "screener_project.urls"
+ASGI_APPLICATION = "screener_project.asgi.application"
+WSGI_APPLICATION = "screener_project.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": env.db("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/screener"),
+}
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# --- Redis: one server, separate logical databases for each role -------------------------------
+REDIS_URL = env("REDIS_URL", default="redis://127.0.0.1:6379/0")
+# Every key the screener writes starts with this prefix, so several deployments (or test runs) can
+# share one Redis server without seeing each other's candles.
+REDIS_KEY_PREFIX = env("REDIS_KEY_PREFIX", default="scr")
+
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": env("CACHE_URL", default=REDIS_URL),
+        "KEY_PREFIX": REDIS_KEY_PREFIX + ":cache",
+    }
+}
+
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "CONFIG": {
+            "hosts": [env("CHANNELS_REDIS_URL", default=REDIS_URL)],
+            "prefix": REDIS_KEY_PREFIX + ":asgi",
+        },
+    }
+}
+
+# --- Celery -------------------------------------------------------------------------------------
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="redis://127.0.0.1:6379/1")
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TIMEZONE = "UTC"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_SERIALIZER = "json"
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_TRANSPORT_OPTIONS = {"global_keyprefix": REDIS_KEY_PREFIX + ":celery:"}
+CELERY_TASK_DEFAULT_QUEUE = "default"
+# Queues: the minute tick fans out to "shards"; webhooks wait on "notifications"; housekeeping on "default".
+CELERY_TASK_ROUTES = {
+    "metrics.tick": {"queue": "ticks"},
+    "metrics.shard_tick": {"queue": "shards"},
+    "metrics.shard_indicators": {"queue": "indicators"},
+    "alerts.deliver_notification": {"queue": "notifications"},
+}
+CELERY_BEAT_SCHEDULER = "redbeat.RedBeatScheduler"
+CELERY_REDBEAT_REDIS_URL = CELERY_BROKER_URL
+CELERY_REDBEAT_KEY_PREFIX = REDIS_KEY_PREFIX + ":redbeat:"
+
+# --- Screener ------------------------------------------------------------------------------------
+BINANCE_WS_BASE_URL = env("BINANCE_WS_BASE_URL", default="wss://fstream.binance.com")
+BINANCE_REST_BASE_URL = env("BINANCE_REST_BASE_URL", default="https://fapi.binance.com")
+SYMBOL_ALLOWLIST = env.list("SYMBOL_ALLOWLIST", default=[])
+SYMBOL_DENYLIST = env.list("SYMBOL_DENYLIST", default=[])
+SYMBOL_TOP_N = env.int("SYMBOL_TOP_N", default=0)  # 0 = no cap
+STREAMS_PER_CONNECTION = env.int("STREAMS_PER_CONNECTION", default=200)
+# Minutes of 1m candles kept per symbol in Redis; the 1d window needs 1440.
+CANDLE_RING_MINUTES = env.int("CANDLE_RING_MINUTES", default=1440)
+INDICATOR_BARS = env.int("INDICATOR_BARS", default=200)
+SHARD_COUNT = env.int("SHARD_COUNT", default=4)
+# Seconds after a minute closes (by the exchange's clock) before the tick runs without stragglers.
+TICK_GRACE_SECONDS = env.float("TICK_GRACE_SECONDS", default=5.0)
+RETENTION_HOURS = env.int("RETENTION_HOURS", default=48)
+ALERT_DEFAULT_COOLDOWN_MINUTES = env.int("ALERT_DEFAULT_COOLDOWN_MINUTES", default=5)
+
+# --- API -----------------------------------------------------------------------------------------
+SUPABASE_JWT_SECRET = env("SUPABASE_JWT_SECRET", default="")
+SUPABASE_JWKS_URL = env("SUPABASE_JWKS_URL", default="")
+SUPABASE_JWT_AUDIENCE = env("SUPABASE_JWT_AUDIENCE", default="authenticated")
+CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])
+ANON_RATE_LIMIT = env("ANON_RATE_LIMIT", default="100/minute")
+
+REST_FRAMEWORK = {
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Screener API",
+    "DESCRIPTION": "Real-time screener and alert engine for Binance USD-M futures.",
+    "VERSION": "0.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+LOG_LEVEL = env("LOG_LEVEL", default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

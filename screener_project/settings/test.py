@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+from .base import *  # noqa: F403
+from .base import DATABASES, env
+
+# Tests use their own Redis databases and key prefix so a running screener on the same server is untouched.
+REDIS_URL = env("TEST_REDIS_URL", default="redis://127.0.0.1:6379/14")
+REDIS_KEY_PREFIX = env("TEST_REDIS_KEY_PREFIX", default="scrtest")
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": REDIS_KEY_PREFIX + ":cache",
+    }
+}
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": REDIS_KEY_PREFIX + ":asgi"},
+    }
+}
+CELERY_BROKER_URL = env("TEST_CELERY_BROKER_URL", default="redis://127.0.0.1:6379/15")
+CELERY_BROKER_TRANSPORT_OPTIONS = {"global_keyprefix": REDIS_KEY_PREFIX + ":celery:"}
+CELERY_REDBEAT_REDIS_URL = CELERY_BROKER_URL
+CELERY_REDBEAT_KEY_PREFIX = REDIS_KEY_PREFIX + ":redbeat:"
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+SUPABASE_JWT_SECRET = "test-supabase-secret-with-at-least-32-bytes!"
+# Parallel test runs on one machine each name their own database.
+DATABASES["default"]["TEST"] = {"NAME": env("TEST_DATABASE_NAME", default="test_screener")}
