@@ -115,13 +115,15 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"global_keyprefix": REDIS_KEY_PREFIX + ":celery:"}
 CELERY_TASK_DEFAULT_QUEUE = "default"
-# Queues: the minute tick fans out to "shards"; webhooks wait on "notifications"; housekeeping on "default".
+# Queues: the minute tick (alerts.tick) fans out shard tasks on "shards" (the alert critical path); indicators run
+# after them on "indicators"; webhooks wait on "notifications"; housekeeping stays on "default".
 CELERY_TASK_ROUTES = {
-    "metrics.tick": {"queue": "ticks"},
-    "metrics.shard_tick": {"queue": "shards"},
+    "alerts.tick": {"queue": "ticks"},
+    "alerts.shard_tick": {"queue": "shards"},
     "metrics.shard_indicators": {"queue": "indicators"},
     "alerts.deliver_notification": {"queue": "notifications"},
 }
+CELERY_QUEUES_ALL = ["ticks", "shards", "indicators", "notifications", "default"]
 CELERY_BEAT_SCHEDULER = "redbeat.RedBeatScheduler"
 CELERY_REDBEAT_REDIS_URL = CELERY_BROKER_URL
 CELERY_REDBEAT_KEY_PREFIX = REDIS_KEY_PREFIX + ":redbeat:"
