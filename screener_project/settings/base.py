@@ -30,6 +30,7 @@ INSTALLED_APPS = [
     "apps.collector",
     "apps.metrics",
     "apps.alerts",
+    "apps.alerts.notifications",
     "apps.api",
 ]
 
