@@ -62,3 +62,21 @@ class AlertHistory(models.Model):
             models.Index(fields=["-triggered_at"], name="alert_history_triggered"),
             models.Index(fields=["symbol", "alert_type", "-triggered_at"], name="alert_history_pair"),
         ]
+
+
+class UserSettings(models.Model):
+    """Per-user alert preferences; `user_id` is the Supabase user id (the JWT's `sub`)."""
+
+    user_id = models.CharField(max_length=64, unique=True)
+    selected_alerts = models.JSONField(default=list, blank=True)
+    webhook_url = models.URLField(max_length=500, blank=True, default="")
+    notification_enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "user_settings"
+        verbose_name_plural = "user settings"
+
+    def __str__(self) -> str:
+        return self.user_id
