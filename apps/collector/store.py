@@ -15,6 +15,7 @@ Layout (every key starts with settings.REDIS_KEY_PREFIX, written `P` below):
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -88,9 +89,14 @@ class StoreResult:
     completed_minutes: list[int]
 
 
+@functools.cache
+def _client_for(url: str) -> redis_lib.Redis:
+    return redis_lib.Redis.from_url(url)
+
+
 def redis_client() -> redis_lib.Redis:
-    """A client of the screener's Redis (binary replies)."""
-    return redis_lib.Redis.from_url(settings.REDIS_URL)
+    """The process's shared client of the screener's Redis (binary replies, pooled connections)."""
+    return _client_for(settings.REDIS_URL)
 
 
 def key(*parts: object) -> str:

@@ -1,0 +1,48 @@
+"""Celery entry points of the minute tick. Thin: the work is in apps.alerts.tick."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from apps.collector.store import redis_client
+
+from . import tick
+
+
+def _enqueue_shard(minute_ms: int, shard: int, symbols: list[str], received_ms: int) -> None:
+    shard_tick.apply_async(
+        kwargs={"minute_ms": minute_ms, "shard": shard, "symbols": symbols, "received_ms": received_ms}
+    )
+
+
+def _enqueue_indicators(minute_ms: int, symbols: list[str]) -> None:
+    shard_tick.app.send_task("metrics.shard_indicators", kwargs={"minute_ms": minute_ms, "symbols": symbols})
+
+
+@shared_task(name="alerts.tick", ignore_result=True)
+def tick_minute(minute_ms: int) -> int:
+    """Minute t is complete (or past its grace deadline): fan it out to the shards, once."""
+    return tick.tick_start(redis_client(), minute_ms=minute_ms, enqueue_shard=_enqueue_shard)
+
+
+@shared_task(name="alerts.tick_due", ignore_result=True)
+def tick_due() -> list[int]:
+    """Beat, every few seconds: start the minutes whose grace deadline passed."""
+    client = redis_client()
+    started = []
+    for minute_ms in tick.minutes_due(client):
+        if tick.tick_start(client, minute_ms=minute_ms, enqueue_shard=_enqueue_shard):
+            started.append(minute_ms)
+    return started
+
+
+@shared_task(name="alerts.shard_tick", ignore_result=True, acks_late=True)
+def shard_tick(minute_ms: int, shard: int, symbols: list[str], received_ms: int) -> list[int]:
+    return tick.shard_tick_run(
+        redis_client(),
+        minute_ms=minute_ms,
+        shard=shard,
+        symbols=symbols,
+        received_ms=received_ms,
+        enqueue_indicators=_enqueue_indicators,
+    )

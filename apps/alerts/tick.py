@@ -1,0 +1,157 @@
+"""The minute tick: from "minute t is complete" to alerts pushed, one vectorized pass per shard.
+
+A tick is started at most once per minute (a Redis claim), either by the collector as soon as every active symbol
+has closed minute t, or by beat once the grace deadline passed. It fans out one task per shard. A shard processes
+its minutes strictly in order under a per-shard lock, remembering the last minute it finished, so a duplicated or
+retried shard task does nothing and the cooldown sees the same history in every run (the backtest relies on this).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
+
+import redis as redis_lib
+from django.conf import settings
+
+from apps.collector.candles import MINUTE_MS
+from apps.collector.store import active_symbols, candles_matrix, key, minute_closed_symbols
+from apps.metrics.sharding import shards_split
+from apps.metrics.windows import LONGEST_WINDOW, window_metrics
+from screener_project.observability import TICK_LAG_SECONDS, TICK_STAGE_SECONDS
+
+from .engine import rule_context, rules_evaluate, rules_load
+from .services import alerts_fire
+
+logger = logging.getLogger(__name__)
+
+TICK_CLAIM_TTL_SECONDS = 6 * 3600
+# A shard that fell further behind than this skips ahead instead of replaying every missed minute.
+MAX_CATCH_UP_MINUTES = 60
+SHARD_LOCK_TIMEOUT_SECONDS = 120
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def tick_claim(client: redis_lib.Redis, *, minute_ms: int) -> bool:
+    """True for the one caller that gets to start the tick of this minute."""
+    return bool(client.set(key("tick", "claimed", minute_ms), now_ms(), nx=True, ex=TICK_CLAIM_TTL_SECONDS))
+
+
+def tick_start(
+    client: redis_lib.Redis, *, minute_ms: int, enqueue_shard: Callable[[int, int, list[str], int], None]
+) -> int:
+    """Fan minute t out to its shards; returns how many shard tasks were enqueued (0 when already started)."""
+    if not tick_claim(client, minute_ms=minute_ms):
+        return 0
+    started_ms = now_ms()
+    shards = shards_split(active_symbols(client), shard_count=settings.SHARD_COUNT)
+    enqueued = 0
+    for index, symbols in enumerate(shards):
+        if symbols:
+            enqueue_shard(minute_ms, index, symbols, started_ms)
+            enqueued += 1
+    logger.info("tick %s started: %d shards", minute_ms, enqueued)
+    return enqueued
+
+
+def minutes_due(client: redis_lib.Redis, *, lookback_minutes: int = 10) -> list[int]:
+    """Minutes whose grace deadline (by the exchange's clock) passed without a tick, oldest first.
+
+    Only minutes that at least one symbol closed are due: with no data there is nothing to evaluate.
+    """
+    clock = client.get(key("collector", "clock"))
+    if clock is None:
+        return []
+    exchange_now = int(float(clock))
+    grace_ms = int(settings.TICK_GRACE_SECONDS * 1000)
+    newest = (exchange_now - grace_ms) // MINUTE_MS * MINUTE_MS - MINUTE_MS  # newest minute past its deadline
+    due = []
+    for minute_ms in range(newest - (lookback_minutes - 1) * MINUTE_MS, newest + 1, MINUTE_MS):
+        if client.exists(key("tick", "claimed", minute_ms)):
+            continue
+        if minute_closed_symbols(client, minute_ms):
+            due.append(minute_ms)
+    return due
+
+
+@contextmanager
+def stage(name: str, timings: dict[str, float]):
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        elapsed = time.perf_counter() - started
+        timings[name] = timings.get(name, 0.0) + elapsed * 1000
+        TICK_STAGE_SECONDS.labels(stage=name).observe(elapsed)
+
+
+def shard_minutes_pending(last_done: int | None, minute_ms: int) -> list[int]:
+    """The minutes a shard still has to evaluate, in order, ending at minute_ms."""
+    if last_done is not None and last_done >= minute_ms:
+        return []
+    if last_done is None or minute_ms - last_done > MAX_CATCH_UP_MINUTES * MINUTE_MS:
+        return [minute_ms]
+    return list(range(last_done + MINUTE_MS, minute_ms + 1, MINUTE_MS))
+
+
+def shard_tick_run(
+    client: redis_lib.Redis,
+    *,
+    minute_ms: int,
+    shard: int,
+    symbols: Sequence[str],
+    received_ms: int,
+    enqueue_indicators: Callable[[int, list[str]], None],
+) -> list[int]:
+    """Evaluate the rules of one shard for every minute it has pending up to minute_ms; returns those minutes."""
+    symbols = list(symbols)
+    lock = client.lock(
+        key("shard", shard, "lock"), timeout=SHARD_LOCK_TIMEOUT_SECONDS, blocking_timeout=SHARD_LOCK_TIMEOUT_SECONDS
+    )
+    with lock:
+        last_raw = client.get(key("shard", shard, "last_minute"))
+        pending = shard_minutes_pending(int(last_raw) if last_raw else None, minute_ms)
+        for minute in pending:
+            timings: dict[str, float] = {}
+            with stage("load", timings):
+                block = candles_matrix(client, symbols, end_minute_ms=minute, length=LONGEST_WINDOW)
+            with stage("window_metrics", timings):
+                metrics = window_metrics(block)
+            with stage("rules", timings):
+                rules = rules_load()
+                context = rule_context(candles=block, metrics=metrics)
+                fired = rules_evaluate(rules, context)
+            with stage("alerts", timings):
+                alerts = alerts_fire(
+                    minute_ms=minute,
+                    symbols=symbols,
+                    fired=fired,
+                    context=context,
+                    rules=rules,
+                    timestamps={
+                        "candle_close_ms": minute + MINUTE_MS,
+                        "received_ms": received_ms,
+                        "evaluated_ms": now_ms(),
+                    },
+                )
+            client.set(key("shard", shard, "last_minute"), minute)
+            finished = now_ms()
+            client.set(key("tick", "last"), json.dumps({"minute_ms": minute, "finished_ms": finished, "shard": shard}))
+            TICK_LAG_SECONDS.observe(max(0.0, (finished - minute - MINUTE_MS) / 1000))
+            logger.info(
+                "shard %d minute %d: %d symbols, %d alerts, %s",
+                shard,
+                minute,
+                len(symbols),
+                len(alerts),
+                {k: round(v, 2) for k, v in timings.items()},
+            )
+            # Indicators are off the alert critical path: they run after the alerts, on their own queue.
+            enqueue_indicators(minute, symbols)
+    return pending
