@@ -1,0 +1,54 @@
+"""Schedule the per-destination send task without flooding the queue.
+
+Redis key `P:notif:due:<destination id>` holds the due time (epoch seconds) of the task already queued for that
+destination; a new request is queued only when it is due sooner. The task clears the key when it starts, so an
+alert arriving while a batch is being sent always gets a task of its own.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+
+import redis as redis_lib
+from django.conf import settings
+
+from apps.collector.store import key
+
+# Returns 1 when the caller should queue a task due at ARGV[1] (no task queued, or the queued one is later).
+_CLAIM_SCRIPT = """
+local current = redis.call('GET', KEYS[1])
+local due = tonumber(ARGV[1])
+if current and tonumber(current) <= due + 0.05 then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', tonumber(ARGV[2]))
+return 1
+"""
+
+
+@functools.cache
+def redis_client() -> redis_lib.Redis:
+    return redis_lib.Redis.from_url(settings.REDIS_URL)
+
+
+def due_key(destination_id: int) -> str:
+    return key("notif", "due", destination_id)
+
+
+def destination_schedule(*, destination_id: int, delay: float) -> bool:
+    """Queue `alerts.deliver_notification` for the destination in `delay` seconds unless one is due sooner."""
+    from .tasks import deliver_notification
+
+    delay = max(0.0, delay)
+    due = time.time() + delay
+    # The marker outlives the due time a little, so a task lost by the broker blocks rescheduling only briefly.
+    ttl_ms = int((delay + 30) * 1000)
+    if not redis_client().eval(_CLAIM_SCRIPT, 1, due_key(destination_id), f"{due:.3f}", ttl_ms):
+        return False
+    deliver_notification.apply_async(args=[destination_id], countdown=delay or None)
+    return True
+
+
+def destination_schedule_clear(*, destination_id: int) -> None:
+    redis_client().delete(due_key(destination_id))

@@ -1,0 +1,188 @@
+"""Fan fired alerts out to destinations: claim one delivery per (alert, destination), then schedule sending.
+
+`notifications_enqueue` is called by the alert engine after its transaction commits. It costs a handful of queries
+per call whatever the number of alerts, never raises, and leaves the sending to the `alerts.deliver_notification`
+task (queue "notifications"), one task per destination touched, which sends that destination's pending deliveries
+in batches within its rate limit (apps.alerts.notifications.delivery).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from django.db import connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+from prometheus_client import Counter
+
+from .models import Delivery, Destination
+from .scheduling import destination_schedule
+
+if TYPE_CHECKING:
+    from apps.alerts.models import AlertHistory, UserSettings
+
+logger = logging.getLogger(__name__)
+
+ENQUEUE_FAILURES = Counter("screener_notification_enqueue_failures_total", "Alert batches whose enqueue failed")
+DELIVERIES_CREATED = Counter("screener_notification_deliveries_created_total", "Deliveries claimed", ["kind"])
+
+DISCORD_HOSTS = {"discord.com", "discordapp.com", "canary.discord.com", "ptb.discord.com"}
+
+
+def notifications_enqueue(*, alerts: list[AlertHistory]) -> None:
+    """Create the deliveries of newly fired alerts and schedule their sending. Never raises into the caller."""
+    if not alerts:
+        return
+    try:
+        touched = deliveries_create(alerts=alerts)
+    except Exception:
+        ENQUEUE_FAILURES.inc()
+        logger.exception("notifications: could not create deliveries for %d alerts", len(alerts))
+        return
+    for destination_id in touched:
+        # After commit, so a worker never looks for deliveries it cannot see yet (immediate in autocommit).
+        transaction.on_commit(lambda d=destination_id: _schedule_quietly(d))
+
+
+def _schedule_quietly(destination_id: int) -> None:
+    try:
+        destination_schedule(destination_id=destination_id, delay=0.0)
+    except Exception:
+        # The deliveries are in the database; the periodic sweep schedules them once the broker is back.
+        ENQUEUE_FAILURES.inc()
+        logger.exception("notifications: could not schedule destination %s", destination_id)
+
+
+def deliveries_create(*, alerts: Iterable[AlertHistory]) -> list[int]:
+    """Insert one pending delivery per matching (alert, destination); returns the destinations that got new ones.
+
+    A delivery that already exists (a repeated enqueue of the same alert) is left alone: the unique constraint is
+    the exactly-once claim.
+    """
+    alerts = list(alerts)
+    alert_types = sorted({a.alert_type for a in alerts})
+    operator = list(Destination.objects.filter(user_id__isnull=True, enabled=True))
+    users = _user_destinations(alert_types=alert_types)
+    rows: list[tuple] = []
+    now = timezone.now()
+    for alert in alerts:
+        matched = [d for d in operator if d.matches(alert_type=alert.alert_type, symbol=alert.symbol)]
+        matched += [d for d, wanted in users if not wanted or alert.alert_type in wanted]
+        for destination in matched:
+            rows.append(
+                (destination.id, alert.triggered_at, alert.symbol, alert.alert_type, alert.id, destination.kind)
+            )
+    if not rows:
+        return []
+    with transaction.atomic(), connection.cursor() as cursor:
+        # One statement for the whole batch; RETURNING lists only the rows this call inserted.
+        values = ", ".join(["(%s, %s, %s, %s, %s, 'pending', 0, '', %s, %s)"] * len(rows))
+        params: list[object] = []
+        for destination_id, triggered_at, symbol, alert_type, alert_id, _ in rows:
+            params += [destination_id, triggered_at, symbol, alert_type, alert_id, now, now]
+        cursor.execute(
+            f"INSERT INTO {Delivery._meta.db_table} (destination_id, alert_triggered_at, alert_symbol, alert_type,"
+            " alert_id, status, attempts, last_error, next_attempt_at, created_at)"
+            f" VALUES {values}"
+            " ON CONFLICT (alert_triggered_at, alert_symbol, alert_type, destination_id) DO NOTHING"
+            " RETURNING destination_id",
+            params,
+        )
+        inserted = [row[0] for row in cursor.fetchall()]
+    kinds = {row[0]: row[5] for row in rows}
+    for destination_id in inserted:
+        DELIVERIES_CREATED.labels(kind=kinds[destination_id]).inc()
+    return sorted(set(inserted))
+
+
+def _user_destinations(*, alert_types: list[str]) -> list[tuple[Destination, set[str]]]:
+    """The destinations mirroring users' webhooks that want any of these rule types, with each user's selection.
+
+    An empty selection means every rule type. The mirror row is created or refreshed here, so a user's change of
+    URL takes effect with the next alert (and lifts a pause caused by the old URL).
+    """
+    from apps.alerts.models import UserSettings
+
+    wanted = Q(selected_alerts=[])
+    for alert_type in alert_types:
+        wanted |= Q(selected_alerts__contains=[alert_type])
+    user_settings = list(UserSettings.objects.filter(wanted, notification_enabled=True).exclude(webhook_url=""))
+    if not user_settings:
+        return []
+    existing = {d.user_id: d for d in Destination.objects.filter(user_id__in=[s.user_id for s in user_settings])}
+    result = []
+    for item in user_settings:
+        destination = destination_sync_user(settings=item, existing=existing.get(item.user_id))
+        if destination.enabled:
+            result.append((destination, set(item.selected_alerts or [])))
+    return result
+
+
+def destination_sync_user(*, settings: UserSettings, existing: Destination | None = None) -> Destination:
+    """Create or refresh the destination that mirrors one user's webhook settings."""
+    kind = user_webhook_kind(settings.webhook_url)
+    selected = list(settings.selected_alerts or [])
+    if existing is None:
+        destination, _ = Destination.objects.get_or_create(
+            user_id=settings.user_id,
+            defaults={
+                "name": f"user {settings.user_id}",
+                "kind": kind,
+                "url": settings.webhook_url,
+                "rule_types": selected,
+            },
+        )
+        return destination
+    if existing.url != settings.webhook_url or existing.kind != kind or existing.rule_types != selected:
+        url_changed = existing.url != settings.webhook_url
+        existing.url, existing.kind, existing.rule_types = settings.webhook_url, kind, selected
+        fields = ["url", "kind", "rule_types", "updated_at"]
+        if url_changed:
+            existing.paused_at, existing.paused_reason, existing.consecutive_failures = None, "", 0
+            fields += ["paused_at", "paused_reason", "consecutive_failures"]
+        existing.save(update_fields=fields)
+    return existing
+
+
+def user_webhook_kind(url: str) -> str:
+    """A user's webhook URL is posted as a Discord embed when it is a Discord webhook, as generic JSON otherwise."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return Destination.Kind.WEBHOOK
+    if (parts.hostname or "") in DISCORD_HOSTS and parts.path.startswith("/api/webhooks/"):
+        return Destination.Kind.DISCORD
+    return Destination.Kind.WEBHOOK
+
+
+def destination_resume(*, destination: Destination) -> int:
+    """Lift a pause and send what waited; returns the number of pending deliveries scheduled."""
+    Destination.objects.filter(pk=destination.pk).update(
+        paused_at=None, paused_reason="", consecutive_failures=0, updated_at=timezone.now()
+    )
+    pending = Delivery.objects.filter(destination=destination, status=Delivery.Status.PENDING).count()
+    if pending:
+        destination_schedule(destination_id=destination.pk, delay=0.0)
+    return pending
+
+
+def deliveries_sweep(*, older_than: timedelta = timedelta(seconds=30)) -> int:
+    """Schedule every unpaused destination with deliveries due for a while; the safety net for lost tasks."""
+    due = timezone.now() - older_than
+    destination_ids = list(
+        Delivery.objects.filter(
+            status=Delivery.Status.PENDING,
+            next_attempt_at__lte=due,
+            destination__paused_at__isnull=True,
+            destination__enabled=True,
+        )
+        .values_list("destination_id", flat=True)
+        .distinct()
+    )
+    for destination_id in destination_ids:
+        destination_schedule(destination_id=destination_id, delay=0.0)
+    return len(destination_ids)

@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import itertools
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import redis as redis_lib
+from django.conf import settings
+
+from apps.alerts.models import AlertHistory, AlertRule
+from apps.alerts.notifications.models import Destination
+
+_minutes = itertools.count()
+
+
+@pytest.fixture
+def make_alert(db):
+    """Create AlertHistory rows with distinct keys (one minute apart unless told)."""
+
+    def make(symbol: str = "BTCUSDT", alert_type: str = "big_bull_60m", **fields) -> AlertHistory:
+        triggered_at = fields.pop("triggered_at", None) or datetime(2026, 11, 23, 10, 0, tzinfo=UTC) + timedelta(
+            minutes=next(_minutes)
+        )
+        values = {
+            "price": 101.5,
+            "volume": 2_500_000.0,
+            "change_pct": 1.9,
+            "timeframe": "1h",
+            "metadata": {"vcp": 0.42},
+        }
+        values.update(fields)
+        return AlertHistory.objects.create(triggered_at=triggered_at, symbol=symbol, alert_type=alert_type, **values)
+
+    return make
+
+
+@pytest.fixture
+def make_destination(db):
+    def make(**fields) -> Destination:
+        values = {"name": "ops", "kind": Destination.Kind.WEBHOOK, "url": "https://hooks.example.com/in"}
+        values.update(fields)
+        return Destination.objects.create(**values)
+
+    return make
+
+
+@pytest.fixture
+def broker(redis_client):
+    """The test Celery broker (real Redis); this run's keys are removed before and after."""
+    client = redis_lib.Redis.from_url(settings.CELERY_BROKER_URL)
+    prefix = settings.CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"]
+
+    def clear() -> None:
+        for found in client.scan_iter(match=prefix + "*", count=1000):
+            client.delete(found)
+
+    clear()
+    client.queued = lambda queue: [json.loads(m) for m in client.lrange(prefix + queue, 0, -1)]
+    yield client
+    clear()
+    client.close()
+
+
+@pytest.fixture
+def rules(db):
+    """Rule names and categories as the admin shows them (seeded by migration; ensured here)."""
+    for rule_type, name, category in [
+        ("big_bull_60m", "Big Bull 60m", "bull"),
+        ("big_bear_60m", "Big Bear 60m", "bear"),
+    ]:
+        AlertRule.objects.get_or_create(rule_type=rule_type, defaults={"name": name, "category": category})
