@@ -1,0 +1,202 @@
+"""Redis history of clock-aligned bars (15m, 1h, 4h, 8h, 1d) beyond what the 1m ring covers.
+
+Layout: `P:bars:<SYMBOL>` is one string holding a ring of INDICATOR_BARS rows per interval, intervals in the order
+of BAR_INTERVALS, so one GET reads a symbol's whole history. The bar of open time `t` lives in slot
+`(t // interval_ms) % K` of its interval's section; writing is one SETRANGE, idempotent by open time, and a bar
+older than the one already in its slot is ignored (at most K bars are kept per interval).
+
+A row is 40 bytes instead of 80: a uint32 stamp (open minute in the low 27 bits, decimal exponent `e` + 4 in the top
+5), the four prices as uint32 mantissas `m` with price = m / 10**e, volumes as float32 and trades as uint32.
+Exchange prices are decimals on a tick grid, and `m / 10**e` is the double nearest that decimal, so prices read back
+bit-identical to the parsed ones; a bar off every grid that fits (never seen on Binance) keeps the finest exponent
+that fits, about 1e-9 relative.
+5m bars need no history: the 1m ring covers 288 of them. The key is created at its full size in one allocation
+(40,000 bytes for K = 200), since growing a string by SETRANGE lets Redis over-allocate up to twice its length.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+import redis as redis_lib
+from django.conf import settings
+
+from .candles import FIELD_INDEX, FIELDS, MINUTE_MS, Candle
+from .store import key
+
+logger = logging.getLogger(__name__)
+
+BAR_INTERVALS: dict[str, int] = {"15m": 15, "1h": 60, "4h": 240, "8h": 480, "1d": 1440}  # minutes
+
+ROW_DTYPE = np.dtype(
+    [
+        ("stamp", "<u4"),
+        ("prices", "<u4", (4,)),  # open, high, low, close
+        ("volumes", "<f4", (4,)),  # volume, quote_volume, taker_buy_volume, taker_buy_quote_volume
+        ("trades", "<u4"),
+    ]
+)
+ROW_BYTES = ROW_DTYPE.itemsize
+_PRICE_FIELDS = [FIELD_INDEX[f] for f in ("open", "high", "low", "close")]
+_VOLUME_FIELDS = [FIELD_INDEX[f] for f in ("volume", "quote_volume", "taker_buy_volume", "taker_buy_quote_volume")]
+_EXPONENTS = np.arange(-4, 16)
+_EXPONENT_BIAS = 4
+_MINUTE_BITS = 27
+_MINUTE_MASK = (1 << _MINUTE_BITS) - 1
+_POW10 = 10.0**_EXPONENTS
+_MANTISSA_MAX = float(np.iinfo(np.uint32).max)
+
+# Writes each row unless its slot holds a newer bar. ARGV: key, full size, then (offset, minute, row) triples.
+_WRITE_SCRIPT = """
+local k = ARGV[1]
+local size = tonumber(ARGV[2])
+if redis.call('STRLEN', k) ~= size then
+  local old = redis.call('GET', k) or ''
+  redis.call('SET', k, string.sub(old .. string.rep('\\0', size), 1, size))
+end
+local written = 0
+for i = 3, #ARGV, 3 do
+  local offset = tonumber(ARGV[i])
+  local minute = tonumber(ARGV[i + 1])
+  local existing = redis.call('GETRANGE', k, offset, offset + 3)
+  local stored = 0
+  if string.len(existing) == 4 then
+    stored = struct.unpack('<I4', existing) % 134217728
+  end
+  if stored <= minute then
+    redis.call('SETRANGE', k, offset, ARGV[i + 2])
+    written = written + 1
+  end
+end
+return written
+"""
+
+
+def bar_count() -> int:
+    return settings.INDICATOR_BARS
+
+
+def bars_key(symbol: str) -> str:
+    return key("bars", symbol)
+
+
+def _slot_offsets(interval: str, open_minutes: np.ndarray) -> np.ndarray:
+    k = bar_count()
+    section = list(BAR_INTERVALS).index(interval)
+    return (section * k + (open_minutes // BAR_INTERVALS[interval]) % k) * ROW_BYTES
+
+
+def _encode(rows: np.ndarray) -> np.ndarray:
+    """(m, len(FIELDS)) float64 bars -> structured rows; prices as exact decimal mantissas where possible."""
+    out = np.zeros(len(rows), dtype=ROW_DTYPE)
+    prices = rows[:, _PRICE_FIELDS]  # (m, 4)
+    scaled = prices[:, :, None] * _POW10[None, None, :]  # (m, 4, E)
+    mantissa = np.rint(scaled)
+    fits = (mantissa <= _MANTISSA_MAX).all(axis=1)  # (m, E)
+    with np.errstate(invalid="ignore"):
+        exact = (mantissa / _POW10[None, None, :] == prices[:, :, None]).all(axis=1) & fits
+    has_exact = exact.any(axis=1)
+    finest_fit = len(_EXPONENTS) - 1 - np.argmax(fits[:, ::-1], axis=1)
+    choice = np.where(has_exact, np.argmax(exact, axis=1), finest_fit)
+    if not has_exact.all():
+        logger.warning("bars_store: %d bar(s) off every decimal grid, stored rounded", int((~has_exact).sum()))
+    minute = (rows[:, FIELD_INDEX["open_time"]] // MINUTE_MS).astype(np.uint32)
+    out["stamp"] = minute | (choice.astype(np.uint32) << _MINUTE_BITS)
+    out["prices"] = mantissa[np.arange(len(rows)), :, choice].astype(np.uint32)
+    out["volumes"] = rows[:, _VOLUME_FIELDS].astype(np.float32)
+    out["trades"] = np.clip(rows[:, FIELD_INDEX["trades"]], 0, _MANTISSA_MAX).astype(np.uint32)
+    return out
+
+
+def _decode(rows: np.ndarray) -> np.ndarray:
+    """Structured rows -> (..., len(FIELDS)) float64; empty slots (minute 0) are NaN."""
+    out = np.empty((*rows.shape, len(FIELDS)))
+    minute = rows["stamp"] & _MINUTE_MASK
+    out[..., FIELD_INDEX["open_time"]] = minute.astype(np.float64) * MINUTE_MS
+    out[..., _PRICE_FIELDS] = rows["prices"] / _POW10[rows["stamp"] >> _MINUTE_BITS][..., None]
+    out[..., _VOLUME_FIELDS] = rows["volumes"]
+    out[..., FIELD_INDEX["trades"]] = rows["trades"]
+    out[minute == 0] = np.nan
+    return out
+
+
+def bars_write(client: redis_lib.Redis, *, interval: str, symbols: Sequence[str], bars: np.ndarray) -> int:
+    """Store bars of one interval: `bars` is (len(FIELDS), len(symbols), m) like a candle block, NaN rows skipped.
+
+    Idempotent by open time (a bar is overwritten by its newer state, never by an older bar). Returns rows written.
+    """
+    if interval not in BAR_INTERVALS:
+        raise ValueError(f"unknown bar interval {interval!r}")
+    rows = np.moveaxis(bars, 0, 2).reshape(-1, len(FIELDS))  # (n * m, F), symbol-major
+    owner = np.repeat(np.arange(len(symbols)), bars.shape[2])
+    keep = ~np.isnan(rows[:, _PRICE_FIELDS + [FIELD_INDEX["open_time"]]]).any(axis=1)
+    rows, owner = rows[keep], owner[keep]
+    if len(rows) == 0:
+        return 0
+    encoded = _encode(rows)
+    minutes = (encoded["stamp"] & _MINUTE_MASK).astype(np.int64)
+    offsets = _slot_offsets(interval, minutes)
+    size = len(BAR_INTERVALS) * bar_count() * ROW_BYTES
+    pipe = client.pipeline(transaction=False)
+    raw = encoded.tobytes()
+    for s in np.unique(owner):
+        args: list[object] = [bars_key(symbols[s]), size]
+        for i in np.flatnonzero(owner == s):
+            args += [int(offsets[i]), int(minutes[i]), raw[i * ROW_BYTES : (i + 1) * ROW_BYTES]]
+        pipe.eval(_WRITE_SCRIPT, 0, *args)
+    return int(sum(pipe.execute()))
+
+
+def bars_seed(client: redis_lib.Redis, *, symbol: str, interval: str, candles: Sequence[Candle]) -> None:
+    """Store REST klines of `interval` (each Candle's open_time is its bar's open), idempotently by open time."""
+    if not candles:
+        return
+    rows = np.array([c.as_row() for c in candles], dtype=np.float64)  # (m, F)
+    bars_write(client, interval=interval, symbols=[symbol], bars=rows.T[:, None, :])
+
+
+def bars_matrices(
+    client: redis_lib.Redis, symbols: Sequence[str], *, last_open_ms: dict[str, int], count: int
+) -> dict[str, np.ndarray]:
+    """For each interval in `last_open_ms`, the `count` bars ending with the bar opening at last_open_ms[interval].
+
+    One round trip. Each value is a (len(FIELDS), len(symbols), count) float64 block, oldest bar first, NaN where the
+    store holds no such bar.
+    """
+    k = bar_count()
+    n = len(symbols)
+    pipe = client.pipeline(transaction=False)
+    for symbol in symbols:
+        pipe.get(bars_key(symbol))
+    size = len(BAR_INTERVALS) * k * ROW_BYTES
+    blob = b"".join((raw or b"").ljust(size, b"\0")[:size] for raw in pipe.execute()) if n else b""
+    rings = np.frombuffer(blob, dtype=ROW_DTYPE).reshape(n, len(BAR_INTERVALS), k)
+    out = {}
+    for interval, last_open in last_open_ms.items():
+        section = list(BAR_INTERVALS).index(interval)
+        step = BAR_INTERVALS[interval]
+        minutes = last_open // MINUTE_MS + step * (np.arange(count) - count + 1)
+        rows = rings[:, section, (minutes // step) % k]  # (n, count)
+        decoded = _decode(rows)
+        decoded[(rows["stamp"] & _MINUTE_MASK) != minutes[None, :]] = np.nan
+        out[interval] = np.ascontiguousarray(np.moveaxis(decoded, 2, 0))
+    return out
+
+
+def bars_of_symbol(client: redis_lib.Redis, *, symbol: str, interval: str) -> np.ndarray:
+    """Every bar the store holds for `symbol` and `interval`, as an (m, len(FIELDS)) array sorted by open time."""
+    k = bar_count()
+    section = list(BAR_INTERVALS).index(interval)
+    start = section * k * ROW_BYTES
+    raw = client.getrange(bars_key(symbol), start, start + k * ROW_BYTES - 1) or b""
+    rows = np.frombuffer(raw[: len(raw) // ROW_BYTES * ROW_BYTES], dtype=ROW_DTYPE)
+    rows = rows[(rows["stamp"] & _MINUTE_MASK) > 0]
+    decoded = _decode(rows)
+    return decoded[np.argsort(decoded[:, 0], kind="stable")]
+
+
+def bars_bytes(client: redis_lib.Redis, *, symbol: str) -> int:
+    """Redis memory used by the symbol's bar history (MEMORY USAGE, key overhead included)."""
+    return int(client.memory_usage(bars_key(symbol)) or 0)
