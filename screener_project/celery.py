@@ -3,12 +3,17 @@ from __future__ import annotations
 import os
 
 from celery import Celery
+from celery.schedules import crontab
+
+from screener_project.observability import celery_metrics_connect
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "screener_project.settings.local")
 
 app = Celery("screener")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+# Workers serve /metrics on METRICS_PORT and drop dead pool children from the multiprocess gauges.
+celery_metrics_connect()
 # apps.alerts.notifications is a nested app: autodiscover finds its tasks through INSTALLED_APPS as well.
 
 # Every periodic schedule lives here, each with when it runs and why.
@@ -16,4 +21,11 @@ app.conf.beat_schedule = {
     # Every 2 s: start the tick of any minute whose grace deadline passed without every symbol closing it
     # (a stalled stream must not hold back the others). Ticks of complete minutes start at once from the collector.
     "tick-due-minutes": {"task": "alerts.tick_due", "schedule": 2.0},
+    # Every 10 minutes, at :03, :13, ... (off the minute boundary, away from the ticks): delete candles, metrics and
+    # alerts older than RETENTION_HOURS in bounded batches (plain PostgreSQL), or keep TimescaleDB's policy in step.
+    "retention-purge": {
+        "task": "alerts.retention_purge",
+        "schedule": crontab(minute="3-59/10"),
+        "options": {"queue": "default", "expires": 540},
+    },
 }

@@ -1,12 +1,35 @@
-"""Prometheus instruments shared by web, workers and collectors.
+"""Prometheus instruments shared by web, workers and collectors, their exposition, and structured logging.
 
-Set PROMETHEUS_MULTIPROC_DIR in every process of a host so daphne, Celery worker children and collectors all
-report through one /metrics endpoint (prometheus_client's multiprocess mode).
+Set PROMETHEUS_MULTIPROC_DIR in every process of a host (or pod) so daphne, Celery worker children and collectors
+all report through one registry (prometheus_client's multiprocess mode); it must be set before this module is
+imported, and emptied when the pod starts (the start scripts do it).
+
+Logs: stdlib logging and structlog both render through one formatter, JSON by default (LOG_FORMAT=console for
+humans). `tick_context(tick_id)` binds the tick id to a context variable so every line logged inside a tick, by
+structlog or by a plain `logging.getLogger`, carries `tick_id`.
 """
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+import contextlib
+import logging
+import logging.config
+import os
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import structlog
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client import multiprocess as prometheus_multiprocess
 
 TICK_STAGE_SECONDS = Histogram(
     "screener_tick_stage_seconds",
@@ -24,3 +47,132 @@ WEBHOOK_DELIVERIES = Counter(
     "screener_webhook_deliveries_total", "Webhook delivery attempts by outcome", ["kind", "outcome"]
 )
 WS_CONNECTIONS = Gauge("screener_websocket_connections", "Open WebSocket connections", multiprocess_mode="livesum")
+RETENTION_ROWS_DELETED = Counter(
+    "screener_retention_rows_deleted_total", "Rows deleted by the retention purge", ["table"]
+)
+
+# --- Prometheus exposition -------------------------------------------------------------------------------------
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get("prometheus_multiproc_dir") or None
+
+
+def metrics_registry() -> CollectorRegistry:
+    """The registry to expose: every process's files in multiprocess mode, this process's instruments otherwise."""
+    directory = multiprocess_dir()
+    if directory is None:
+        return REGISTRY
+    registry = CollectorRegistry()
+    prometheus_multiprocess.MultiProcessCollector(registry, path=directory)
+    return registry
+
+
+def metrics_exposition() -> tuple[bytes, str]:
+    """The text exposition format of `metrics_registry()` and its content type."""
+    return generate_latest(metrics_registry()), CONTENT_TYPE_LATEST
+
+
+def metrics_process_dead(*, pid: int) -> None:
+    """Drop a finished process's live gauges (WebSocket connections) from the multiprocess files."""
+    if multiprocess_dir() is not None:
+        prometheus_multiprocess.mark_process_dead(pid)
+
+
+_http_server_lock = threading.Lock()
+_http_server_port: int | None = None
+
+
+def metrics_http_server_start(*, port: int, addr: str = "0.0.0.0") -> bool:  # noqa: S104 - scraped from the pod
+    """Serve /metrics on `port` from a daemon thread (workers and collectors, which have no web server).
+
+    Idempotent per process; returns whether a server was started by this call. port 0 disables it.
+    """
+    global _http_server_port
+    if port <= 0:
+        return False
+    from prometheus_client import start_http_server
+
+    with _http_server_lock:
+        if _http_server_port is not None:
+            return False
+        start_http_server(port, addr=addr, registry=metrics_registry())
+        _http_server_port = port
+        return True
+
+
+def celery_metrics_connect() -> None:
+    """Wire a Celery worker: /metrics on METRICS_PORT in the parent, dead pool children removed from live gauges."""
+    from celery.signals import worker_process_shutdown, worker_ready
+
+    def on_ready(**_: Any) -> None:
+        metrics_http_server_start(port=int(os.environ.get("METRICS_PORT", "0") or 0))
+
+    def on_child_shutdown(pid: int | None = None, **_: Any) -> None:
+        metrics_process_dead(pid=pid or os.getpid())
+
+    worker_ready.connect(on_ready, weak=False)
+    worker_process_shutdown.connect(on_child_shutdown, weak=False)
+
+
+# --- Structured logging --------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def tick_context(tick_id: str, **extra: Any) -> Iterator[None]:
+    """Every log line emitted inside the block (this thread or task) carries `tick_id` (and `extra`)."""
+    with structlog.contextvars.bound_contextvars(tick_id=tick_id, **extra):
+        yield
+
+
+def _shared_processors() -> list[Any]:
+    return [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_logger_name,
+        structlog.stdlib.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.stdlib.ExtraAdder(),
+    ]
+
+
+def logging_dict(*, log_format: str = "json", level: str = "INFO") -> dict[str, Any]:
+    """A `logging.dictConfig` rendering every record (stdlib or structlog) as one JSON object or a console line."""
+    if log_format not in ("json", "console"):
+        raise ValueError(f"LOG_FORMAT must be 'json' or 'console', not {log_format!r}")
+    renderer = (
+        structlog.processors.JSONRenderer() if log_format == "json" else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {
+            "structured": {
+                "()": structlog.stdlib.ProcessorFormatter,
+                "processors": [
+                    structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                    structlog.processors.format_exc_info,
+                    renderer,
+                ],
+                "foreign_pre_chain": _shared_processors(),
+            }
+        },
+        "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "structured"}},
+        "root": {"handlers": ["console"], "level": level},
+        "loggers": {"django.db.backends": {"level": "WARNING"}},
+    }
+
+
+def logging_setup(config: dict[str, Any]) -> None:
+    """Django's LOGGING_CONFIG callable: configure structlog to hand its events to stdlib, then apply `config`."""
+    structlog.configure(
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *_shared_processors(),
+            structlog.processors.StackInfoRenderer(),
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    logging.config.dictConfig(config)

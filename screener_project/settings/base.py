@@ -175,3 +175,20 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# --- Operations ----------------------------------------------------------------------------------
+# Structured logs: one JSON object per line (LOG_FORMAT=console for a readable terminal). Django hands LOGGING to
+# observability.logging_setup, which also configures structlog, so stdlib and structlog lines share one format and
+# both carry the tick id bound by observability.tick_context.
+from screener_project.observability import logging_dict  # noqa: E402
+
+LOG_FORMAT = env("LOG_FORMAT", default="json")
+LOGGING_CONFIG = "screener_project.observability.logging_setup"
+LOGGING = logging_dict(log_format=LOG_FORMAT, level=LOG_LEVEL)
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Modules holding tasks outside an app's tasks.py.
+CELERY_IMPORTS = ["apps.alerts.housekeeping"]
+# The retention purge deletes at most this many rows per statement, so it never holds long locks.
+RETENTION_BATCH_SIZE = env.int("RETENTION_BATCH_SIZE", default=5000)
+# When set, GET /metrics requires "Authorization: Bearer <token>" (leave empty when only the cluster can reach it).
+METRICS_TOKEN = env("METRICS_TOKEN", default="")

@@ -1,0 +1,76 @@
+"""Structured logs: JSON lines, the tick id on every line of a tick, console format on request."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from screener_project.observability import logging_dict
+from tests.conftest import REPO_ROOT
+
+TICK_CODE = """
+import asyncio, logging
+import django
+django.setup()
+import structlog
+from screener_project.observability import tick_context
+
+stdlib = logging.getLogger("apps.metrics.tick")
+struct = structlog.get_logger("apps.alerts.tick")
+
+async def shard(n):
+    await asyncio.sleep(0)
+    stdlib.info("shard %s done", n, extra={"shard": n})
+
+async def main():
+    with tick_context("2026-11-20T10:27:00Z"):
+        stdlib.info("tick started")
+        struct.info("rules evaluated", fired=3)
+        await asyncio.gather(shard(0), shard(1))
+        try:
+            raise RuntimeError("bad frame")
+        except RuntimeError:
+            stdlib.exception("shard failed")
+    stdlib.info("between ticks")
+
+asyncio.run(main())
+"""
+
+
+def _run(log_format: str) -> list[str]:
+    env = dict(os.environ, DJANGO_SETTINGS_MODULE="screener_project.settings.test", LOG_FORMAT=log_format)
+    done = subprocess.run(
+        [sys.executable, "-c", TICK_CODE], env=env, cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    )
+    return [line for line in done.stderr.splitlines() if line.strip()]
+
+
+def test_every_line_of_a_tick_is_json_carrying_the_tick_id():
+    records = [json.loads(line) for line in _run("json")]
+    by_event = {r["event"]: r for r in records}
+    inside = ["tick started", "rules evaluated", "shard 0 done", "shard 1 done", "shard failed"]
+    for event in inside:
+        assert by_event[event]["tick_id"] == "2026-11-20T10:27:00Z", event
+        assert by_event[event]["level"] in ("info", "error")
+        assert by_event[event]["timestamp"].endswith("Z")
+    assert by_event["rules evaluated"]["fired"] == 3
+    assert by_event["shard 1 done"]["shard"] == 1
+    assert "RuntimeError: bad frame" in by_event["shard failed"]["exception"]
+    assert "tick_id" not in by_event["between ticks"]
+
+
+def test_console_format_is_a_setting():
+    lines = _run("console")
+    started = next(line for line in lines if "tick started" in line)
+    assert "tick_id=2026-11-20T10:27:00Z" in started
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(started)
+
+
+def test_unknown_log_format_is_refused_with_a_clear_message():
+    with pytest.raises(ValueError, match="LOG_FORMAT"):
+        logging_dict(log_format="xml")
