@@ -1,19 +1,228 @@
-"""WebSocket consumers. Alerts reach them through the channel layer group ALERTS_GROUP."""
+"""/ws/alerts: live alerts for browsers.
+
+Protocol (client -> server), every frame a JSON object:
+- `{"type": "auth", "token": JWT}`: optional; a signed-in client then receives only its selected_alerts (when it
+  has chosen any) until it subscribes with its own alert_types. Answer `{"type": "auth", "success": true, ...}`;
+  a bad token gets `{"type": "error", ...}` and the socket is closed with CLOSE_AUTH_FAILED.
+- `{"type": "subscribe", "channels": ["alerts"], "symbols": [...], "alert_types": [...]}`: filters, each optional
+  (absent or empty = all). Answer `{"type": "subscribed", ...}`. `{"type": "unsubscribe"}` pauses delivery.
+- `{"type": "pong"}` answers the server's `{"type": "ping"}` (every WS_PING_INTERVAL_SECONDS); a client that
+  leaves WS_MAX_MISSED_PONGS pings unanswered is closed with CLOSE_PING_TIMEOUT. `{"type": "ping"}` gets a pong.
+Server -> client: `{"type": "alert", "data": <alert of SPEC §5>}`. Until it subscribes, a client gets every alert.
+"""
 
 from __future__ import annotations
 
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
+import asyncio
+import json
+import logging
+import re
 
-ALERTS_GROUP = "alerts"
+from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from apps.alerts.models import UserSettings
+from screener_project.observability import WS_CONNECTIONS
+
+from .auth import TokenError, token_verify
+from .fanout import PING_FRAME, alert_frame, alert_hub
+
+logger = logging.getLogger(__name__)
+
+CLOSE_AUTH_FAILED = 4401
+CLOSE_PING_TIMEOUT = 4408
+# "Try again later": the client could not keep up and its outbox overflowed.
+CLOSE_TOO_SLOW = 1013
+MAX_FILTER_ITEMS = 1000
+_NAME = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 
 
-class AlertConsumer(AsyncJsonWebsocketConsumer):
+class ProtocolError(ValueError):
+    """A client frame that breaks the protocol; the message goes back to the client."""
+
+
+def _names(message: dict, field: str, *, upper: bool) -> frozenset[str] | None:
+    value = message.get(field)
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) > MAX_FILTER_ITEMS:
+        raise ProtocolError(f"'{field}' must be a list of at most {MAX_FILTER_ITEMS} names")
+    if not all(isinstance(item, str) and _NAME.match(item) for item in value):
+        raise ProtocolError(f"'{field}' must hold names of letters, digits and '_'")
+    names = frozenset(item.upper() if upper else item for item in value)
+    return names or None
+
+
+@database_sync_to_async
+def _selected_alerts(user_id: str) -> frozenset[str] | None:
+    selected = UserSettings.objects.filter(user_id=user_id).values_list("selected_alerts", flat=True).first()
+    return frozenset(str(item) for item in selected) if selected else None
+
+
+class AlertConsumer(AsyncWebsocketConsumer):
+    # No per-connection channel: alerts arrive through this process's AlertHub (apps.api.fanout), so a consumer
+    # needs neither its own Redis subscription nor a dispatch task per alert.
+    channel_layer_alias = "__alert_hub_only__"
+
     async def connect(self) -> None:
-        await self.channel_layer.group_add(ALERTS_GROUP, self.channel_name)
+        self.user_id: str | None = None
+        self.selected_alerts: frozenset[str] | None = None
+        self.symbols: frozenset[str] | None = None
+        self.alert_types: frozenset[str] | None = None
+        self.explicit_types = False
+        self.paused = False
+        self.unanswered_pings = 0
+        self.closing = False
+        self.outbox: asyncio.Queue[str | int] = asyncio.Queue(maxsize=settings.WS_SEND_QUEUE_SIZE)
+        self.hub = alert_hub()
         await self.accept()
+        self.sender = asyncio.create_task(self._drain_outbox())
+        await self.hub.join(self)
+        WS_CONNECTIONS.inc()
 
     async def disconnect(self, code: int) -> None:
-        await self.channel_layer.group_discard(ALERTS_GROUP, self.channel_name)
+        if not hasattr(self, "hub"):
+            return
+        self.closing = True
+        await self.hub.leave(self)
+        self.sender.cancel()
+        await asyncio.gather(self.sender, return_exceptions=True)
+        WS_CONNECTIONS.dec()
+
+    # --- server -> client -------------------------------------------------------------------------------------
+
+    def wants(self, symbol: str, alert_type: str) -> bool:
+        if self.paused or self.closing:
+            return False
+        if self.symbols is not None and symbol not in self.symbols:
+            return False
+        types = self.alert_types if self.explicit_types else self.selected_alerts
+        return types is None or alert_type in types
+
+    def deliver(self, frame: str) -> None:
+        if self.closing:
+            return
+        try:
+            self.outbox.put_nowait(frame)
+        except asyncio.QueueFull:
+            logger.warning("Closing a WebSocket client %d frames behind", self.outbox.qsize())
+            self._close_soon(CLOSE_TOO_SLOW)
+
+    def on_ping_tick(self) -> None:
+        if self.unanswered_pings >= settings.WS_MAX_MISSED_PONGS:
+            self._close_soon(CLOSE_PING_TIMEOUT)
+            return
+        self.unanswered_pings += 1
+        self.deliver(PING_FRAME)
 
     async def alert_message(self, event: dict) -> None:
-        await self.send_json({"type": "alert", "data": event["data"]})
+        """Handler of a group message sent to this consumer directly (the hub normally delivers)."""
+        data = event.get("data")
+        if isinstance(data, dict) and self.wants(str(data.get("symbol", "")), str(data.get("alert_type", ""))):
+            self.deliver(alert_frame(data))
+
+    async def _drain_outbox(self) -> None:
+        while True:
+            frame = await self.outbox.get()
+            if isinstance(frame, int):  # a close code queued behind the last frames
+                await self.close(code=frame)
+                return
+            await self.send(text_data=frame)
+
+    def _close_soon(self, code: int, *, flush: bool = False) -> None:
+        """Closes the socket without waiting on it; with flush, after the frames already queued."""
+        if self.closing:
+            return
+        self.closing = True
+        if flush:
+            try:
+                self.outbox.put_nowait(code)
+                return
+            except asyncio.QueueFull:
+                pass
+        self.sender.cancel()
+        asyncio.get_running_loop().create_task(self.close(code=code))
+
+    async def _reply(self, message: dict) -> None:
+        # Replies share the outbox so they stay in order with alerts and pings.
+        self.deliver(json.dumps(message))
+
+    # --- client -> server -------------------------------------------------------------------------------------
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        try:
+            if text_data is None:
+                raise ProtocolError("Frames must be JSON text")
+            try:
+                message = json.loads(text_data)
+            except ValueError as exc:
+                raise ProtocolError("Frame is not valid JSON") from exc
+            if not isinstance(message, dict):
+                raise ProtocolError("Frame must be a JSON object")
+            kind = message.get("type")
+            handler = {
+                "auth": self._on_auth,
+                "subscribe": self._on_subscribe,
+                "unsubscribe": self._on_unsubscribe,
+                "pong": self._on_pong,
+                "ping": self._on_ping,
+            }.get(kind if isinstance(kind, str) else "")
+            if handler is None:
+                raise ProtocolError(f"Unknown message type {kind!r}")
+            await handler(message)
+        except ProtocolError as exc:
+            await self._reply({"type": "error", "error": "bad_request", "message": str(exc)})
+
+    async def _on_auth(self, message: dict) -> None:
+        token = message.get("token")
+        if not isinstance(token, str) or not token:
+            raise ProtocolError("'token' must be a non-empty string")
+        try:
+            # JWKS may need a network fetch: keep it off the event loop.
+            claims = await sync_to_async(token_verify, thread_sensitive=False)(token=token)
+        except TokenError as exc:
+            await self._reply({"type": "error", "error": "auth_failed", "message": str(exc)})
+            self._close_soon(CLOSE_AUTH_FAILED, flush=True)
+            return
+        self.user_id = claims["sub"]
+        self.selected_alerts = await _selected_alerts(self.user_id)
+        await self._reply(
+            {
+                "type": "auth",
+                "success": True,
+                "user_id": self.user_id,
+                "selected_alerts": sorted(self.selected_alerts) if self.selected_alerts else [],
+            }
+        )
+
+    async def _on_subscribe(self, message: dict) -> None:
+        channels = message.get("channels", ["alerts"])
+        if not isinstance(channels, list) or "alerts" not in channels:
+            raise ProtocolError("'channels' must be a list containing 'alerts'")
+        symbols = _names(message, "symbols", upper=True)
+        alert_types = _names(message, "alert_types", upper=False)
+        self.symbols = symbols
+        self.explicit_types = "alert_types" in message
+        self.alert_types = alert_types
+        self.paused = False
+        types = self.alert_types if self.explicit_types else self.selected_alerts
+        await self._reply(
+            {
+                "type": "subscribed",
+                "channels": ["alerts"],
+                "symbols": sorted(symbols) if symbols else None,
+                "alert_types": sorted(types) if types else None,
+            }
+        )
+
+    async def _on_unsubscribe(self, message: dict) -> None:
+        self.paused = True
+        await self._reply({"type": "unsubscribed", "channels": ["alerts"]})
+
+    async def _on_pong(self, message: dict) -> None:
+        self.unanswered_pings = 0
+
+    async def _on_ping(self, message: dict) -> None:
+        await self._reply({"type": "pong"})

@@ -176,6 +176,26 @@ LOGGING = {
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
 
+# --- API: WebSocket delivery, health thresholds, authentication caches ----------------------------
+# Seconds between server pings on /ws/alerts; a client that leaves WS_MAX_MISSED_PONGS pings unanswered is closed.
+WS_PING_INTERVAL_SECONDS = env.float("WS_PING_INTERVAL_SECONDS", default=30.0)
+WS_MAX_MISSED_PONGS = env.int("WS_MAX_MISSED_PONGS", default=2)
+# Frames waiting for one client; a client that falls this far behind is closed instead of buffering forever.
+WS_SEND_QUEUE_SIZE = env.int("WS_SEND_QUEUE_SIZE", default=1000)
+# Browser origins allowed on /ws/ besides ALLOWED_HOSTS (same-site pages); defaults to the CORS origins.
+WS_ALLOWED_ORIGINS = env.list("WS_ALLOWED_ORIGINS", default=CORS_ALLOWED_ORIGINS)
+# Non-browser clients send no Origin header; browsers always do, so allowing its absence opens no cross-site hole.
+WS_ALLOW_MISSING_ORIGIN = env.bool("WS_ALLOW_MISSING_ORIGIN", default=True)
+# /api/health: a signal older than its threshold makes the service "stale".
+HEALTH_COLLECTOR_STALE_SECONDS = env.float("HEALTH_COLLECTOR_STALE_SECONDS", default=30.0)
+# The collector's newest exchange event; a heartbeat without fresh events means the streams went quiet.
+HEALTH_COLLECTOR_EVENT_STALE_SECONDS = env.float("HEALTH_COLLECTOR_EVENT_STALE_SECONDS", default=180.0)
+HEALTH_TICK_STALE_SECONDS = env.float("HEALTH_TICK_STALE_SECONDS", default=150.0)
+HEALTH_INDICATORS_STALE_SECONDS = env.float("HEALTH_INDICATORS_STALE_SECONDS", default=300.0)
+# Signed-in users are limited per user id instead of per IP.
+USER_RATE_LIMIT = env("USER_RATE_LIMIT", default="1000/minute")
+SUPABASE_JWKS_CACHE_SECONDS = env.int("SUPABASE_JWKS_CACHE_SECONDS", default=600)
+
 # --- Operations ----------------------------------------------------------------------------------
 # Structured logs: one JSON object per line (LOG_FORMAT=console for a readable terminal). Django hands LOGGING to
 # observability.logging_setup, which also configures structlog, so stdlib and structlog lines share one format and

@@ -1,0 +1,128 @@
+"""One channel-layer subscription per process, fanned out locally to that process's WebSocket clients.
+
+The alert engine publishes each alert once to the channel-layer group ALERTS_GROUP as
+`{"type": "alert.message", "data": <alert>}`. Stock Channels would have every consumer join the group, so each
+alert costs, per client, a queue hand-off, a msgpack decode, a dispatch task and a JSON encode. Here one AlertHub per
+event loop joins the group, decodes and encodes the frame once, and drops the same text into each matching
+client's bounded outbox; every client drains its own outbox, so a slow client never holds up the others. The hub
+also drives the keep-alive pings for all of its clients from one timer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from typing import Protocol
+
+import orjson
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+ALERTS_GROUP = "alerts"
+ALERT_MESSAGE_TYPE = "alert.message"
+PING_FRAME = '{"type":"ping"}'
+
+
+class AlertClient(Protocol):
+    def wants(self, symbol: str, alert_type: str) -> bool: ...
+
+    def deliver(self, frame: str) -> None: ...
+
+    def on_ping_tick(self) -> None: ...
+
+
+def alert_frame(data: dict) -> str:
+    """The text frame a client receives for one alert."""
+    return orjson.dumps({"type": "alert", "data": data}).decode()
+
+
+class AlertHub:
+    """Receives the ALERTS_GROUP messages of one event loop and hands them to the registered clients."""
+
+    def __init__(self) -> None:
+        self.clients: set[AlertClient] = set()
+        self.channel_name: str | None = None
+        self._lock = asyncio.Lock()
+        self._tasks: list[asyncio.Task] = []
+        self._layer = None
+
+    async def join(self, client: AlertClient) -> None:
+        async with self._lock:
+            self.clients.add(client)
+            if not self._tasks:
+                await self._start()
+
+    async def leave(self, client: AlertClient) -> None:
+        async with self._lock:
+            self.clients.discard(client)
+            if not self.clients and self._tasks:
+                await self._stop()
+
+    async def _start(self) -> None:
+        self._layer = get_channel_layer()
+        self.channel_name = await self._layer.new_channel(prefix="alerthub.")
+        await self._layer.group_add(ALERTS_GROUP, self.channel_name)
+        self._tasks = [asyncio.create_task(self._receive_loop()), asyncio.create_task(self._ping_loop())]
+
+    async def _stop(self) -> None:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        try:
+            await self._layer.group_discard(ALERTS_GROUP, self.channel_name)
+        except Exception:  # the process is going away; the subscription dies with its connection
+            logger.exception("Leaving the alerts group failed")
+        self.channel_name = None
+
+    async def _receive_loop(self) -> None:
+        while True:
+            try:
+                message = await self._layer.receive(self.channel_name)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("Channel layer receive failed; retrying")
+                await asyncio.sleep(1.0)
+                continue
+            self.publish(message)
+
+    def publish(self, message: dict) -> int:
+        """Hands one group message to every interested client; returns how many got it."""
+        data = message.get("data") if isinstance(message, dict) else None
+        if not isinstance(message, dict) or message.get("type") != ALERT_MESSAGE_TYPE or not isinstance(data, dict):
+            logger.warning("Ignored a malformed message on the alerts group: %.200r", message)
+            return 0
+        try:
+            frame = alert_frame(data)
+        except TypeError:
+            logger.warning("Ignored an alert that is not JSON: %.200r", data)
+            return 0
+        symbol, alert_type = str(data.get("symbol", "")), str(data.get("alert_type", ""))
+        delivered = 0
+        for client in tuple(self.clients):
+            if client.wants(symbol, alert_type):
+                client.deliver(frame)
+                delivered += 1
+        return delivered
+
+    async def _ping_loop(self) -> None:
+        while True:
+            await asyncio.sleep(settings.WS_PING_INTERVAL_SECONDS)
+            for client in tuple(self.clients):
+                client.on_ping_tick()
+
+
+_hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AlertHub] = weakref.WeakKeyDictionary()
+
+
+def alert_hub() -> AlertHub:
+    """The hub of the running event loop (daphne runs one loop per process; tests run one per test)."""
+    loop = asyncio.get_running_loop()
+    hub = _hubs.get(loop)
+    if hub is None:
+        hub = _hubs[loop] = AlertHub()
+    return hub
