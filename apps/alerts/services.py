@@ -1,0 +1,273 @@
+"""Firing alerts: cooldown, the exactly-once claim in alert_history, then push and notification hand-off.
+
+The claim is `INSERT ... ON CONFLICT DO NOTHING RETURNING` on alert_history's primary key (triggered_at, symbol,
+alert_type), so of any number of evaluations of the same minute exactly one inserts each alert, and only what it
+inserted is pushed and handed to notifications, after the commit.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import numpy as np
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from apps.collector.candles import MINUTE_MS
+from screener_project.observability import ALERTS_FIRED
+
+from .builtin_rules import BUILTIN_RULES
+from .engine import CompiledRule, RuleContext, cooldown_suppresses
+from .models import AlertHistory, AlertRule
+from .selectors import alert_payload
+
+logger = logging.getLogger(__name__)
+
+ALERTS_GROUP = "alerts"
+
+_COLUMNS = (
+    "id",
+    "triggered_at",
+    "symbol",
+    "alert_type",
+    "timeframe",
+    "price",
+    "volume",
+    "change_pct",
+    "metadata",
+    "webhook_sent",
+    "created_at",
+)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _finite(value: float) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def ms_datetime(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def _candidates(
+    *,
+    minute_ms: int,
+    symbols: Sequence[str],
+    fired: dict[str, np.ndarray],
+    context: RuleContext,
+    rules: list[CompiledRule],
+    timestamps: dict[str, int],
+) -> list[AlertHistory]:
+    """One unsaved AlertHistory per fired (symbol, rule), values read from the context row of the symbol."""
+    triggered_at = ms_datetime(minute_ms + MINUTE_MS)
+    price = context.value("close")
+    out = []
+    for rule in rules:
+        rows = np.flatnonzero(fired.get(rule.rule_type, ()))
+        if rows.size == 0:
+            continue
+        inputs = {label: context.input_value(label) for label in rule.inputs}
+        volume, change = context.timeframe_values(rule.timeframe)
+        vcp = context.value(f"vcp_{rule.timeframe}") if rule.timeframe != "1m" else None
+        for row in rows:
+            metadata = {
+                "rule": rule.name,
+                "category": rule.category,
+                "metrics": {label: _finite(values[row]) for label, values in inputs.items()},
+                "parameters": dict(rule.parameters),
+                "vcp": _finite(vcp[row]) if vcp is not None else None,
+                "candle_open_ms": minute_ms,
+                "timestamps": dict(timestamps),
+            }
+            out.append(
+                AlertHistory(
+                    id=uuid.uuid4(),
+                    triggered_at=triggered_at,
+                    symbol=symbols[row],
+                    alert_type=rule.rule_type,
+                    timeframe=rule.timeframe,
+                    price=float(price[row]),
+                    volume=_finite(volume[row]),
+                    change_pct=_finite(change[row]),
+                    metadata=metadata,
+                )
+            )
+    return out
+
+
+def _recent_alerts(*, minute_ms: int, candidates: list[AlertHistory], longest_cooldown: int) -> dict[tuple, int]:
+    """(symbol, alert_type) -> open time (ms) of the pair's newest alert within the longest cooldown before t."""
+    if longest_cooldown <= 1 or not candidates:
+        return {}
+    close = ms_datetime(minute_ms + MINUTE_MS)
+    since = ms_datetime(minute_ms + MINUTE_MS - longest_cooldown * MINUTE_MS)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT symbol, alert_type, MAX(triggered_at) FROM alert_history"
+            " WHERE triggered_at > %s AND triggered_at < %s AND symbol = ANY(%s) AND alert_type = ANY(%s)"
+            " GROUP BY symbol, alert_type",
+            [since, close, sorted({a.symbol for a in candidates}), sorted({a.alert_type for a in candidates})],
+        )
+        return {
+            (symbol, alert_type): int(last.timestamp() * 1000) - MINUTE_MS
+            for symbol, alert_type, last in cursor.fetchall()
+        }
+
+
+def _claim(alerts: list[AlertHistory]) -> list[AlertHistory]:
+    """Insert the alerts; return those this call inserted (a key that exists already is someone else's)."""
+    if not alerts:
+        return []
+    created_at = timezone.now()
+    placeholders = "(" + ", ".join(["%s"] * (len(_COLUMNS) - 3)) + ", %s::jsonb, %s, %s)"
+    params: list[object] = []
+    for alert in alerts:
+        alert.created_at = created_at
+        params += [
+            alert.id,
+            alert.triggered_at,
+            alert.symbol,
+            alert.alert_type,
+            alert.timeframe,
+            alert.price,
+            alert.volume,
+            alert.change_pct,
+            json.dumps(alert.metadata),
+            False,
+            created_at,
+        ]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO alert_history ({', '.join(_COLUMNS)}) VALUES {', '.join([placeholders] * len(alerts))}"
+            " ON CONFLICT DO NOTHING RETURNING symbol, alert_type",
+            params,
+        )
+        won = {(symbol, alert_type) for symbol, alert_type in cursor.fetchall()}
+    claimed = [a for a in alerts if (a.symbol, a.alert_type) in won]
+    for alert in claimed:
+        alert._state.adding = False
+        alert._state.db = connection.alias
+    return claimed
+
+
+def alerts_fire(
+    *,
+    minute_ms: int,
+    symbols: Sequence[str],
+    fired: dict[str, np.ndarray],
+    context: RuleContext,
+    rules: list[CompiledRule],
+    timestamps: dict[str, int],
+) -> list[AlertHistory]:
+    """Record the alerts of minute t that pass the cooldown, exactly once; push and notify the new ones.
+
+    `fired` is rules_evaluate's output over `symbols` (the context's rows). Returns the alerts this call created;
+    a repeated evaluation of the same minute returns [] and pushes nothing.
+    """
+    by_type = {rule.rule_type: rule for rule in rules}
+    candidates = _candidates(
+        minute_ms=minute_ms, symbols=symbols, fired=fired, context=context, rules=rules, timestamps=timestamps
+    )
+    if not candidates:
+        return []
+    with transaction.atomic():
+        recent = _recent_alerts(
+            minute_ms=minute_ms,
+            candidates=candidates,
+            longest_cooldown=max(by_type[a.alert_type].cooldown_minutes for a in candidates),
+        )
+        allowed = [
+            alert
+            for alert in candidates
+            if not cooldown_suppresses(
+                previous_ms=recent.get((alert.symbol, alert.alert_type)),
+                minute_ms=minute_ms,
+                cooldown_minutes=by_type[alert.alert_type].cooldown_minutes,
+            )
+        ]
+        claimed = _claim(allowed)
+        if claimed:
+            transaction.on_commit(lambda: alerts_deliver(alerts=claimed))
+    return claimed
+
+
+def alerts_deliver(*, alerts: list[AlertHistory]) -> None:
+    """After the claim committed: push to browsers, count, record the push moment, hand to notifications.
+
+    Each step is guarded on its own: a Redis hiccup in the push must not keep webhooks from being queued.
+    """
+    pushed_ms = now_ms()
+    for alert in alerts:
+        alert.metadata["timestamps"]["pushed_ms"] = pushed_ms
+    try:
+        alerts_broadcast([alert_payload(alert) for alert in alerts])
+    except Exception:
+        logger.exception("push of %d alerts to the channel layer failed", len(alerts))
+    for alert in alerts:
+        ALERTS_FIRED.labels(rule_type=alert.alert_type).inc()
+    try:
+        _pushed_record(alerts=alerts, pushed_ms=pushed_ms)
+    except Exception:
+        logger.exception("recording the push moment of %d alerts failed", len(alerts))
+    try:
+        from apps.alerts.notifications.services import notifications_enqueue
+
+        notifications_enqueue(alerts=alerts)
+    except Exception:
+        logger.exception("handing %d alerts to notifications failed", len(alerts))
+
+
+def _pushed_record(*, alerts: list[AlertHistory], pushed_ms: int) -> None:
+    keys = ", ".join(["(%s, %s, %s)"] * len(alerts))
+    params: list[object] = [pushed_ms]
+    for alert in alerts:
+        params += [alert.triggered_at, alert.symbol, alert.alert_type]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE alert_history SET metadata = jsonb_set(metadata, '{timestamps,pushed_ms}', to_jsonb(%s::bigint))"
+            f" WHERE (triggered_at, symbol, alert_type) IN ({keys})",
+            params,
+        )
+
+
+def rules_builtin_seed(*, model: type[AlertRule] = AlertRule) -> int:
+    """Create the built-in rules that are missing, with their defaults; returns how many were created.
+
+    Existing rows are left alone: an operator's edits survive. `model` lets a data migration pass its
+    historical model.
+    """
+    created = 0
+    for rule in BUILTIN_RULES:
+        defaults = {k: v for k, v in rule.items() if k != "rule_type"}
+        defaults |= {"is_builtin": True, "cooldown_minutes": settings.ALERT_DEFAULT_COOLDOWN_MINUTES}
+        _, was_created = model.objects.get_or_create(rule_type=rule["rule_type"], defaults=defaults)
+        created += was_created
+    return created
+
+
+def alerts_broadcast(payloads: Sequence[dict]) -> None:
+    """Send alert payloads to every WebSocket consumer of the "alerts" group, in one event-loop hop."""
+    if not payloads:
+        return
+    layer = get_channel_layer()
+    if layer is None:
+        return
+
+    async def send() -> None:
+        for payload in payloads:
+            await layer.group_send(ALERTS_GROUP, {"type": "alert.message", "data": payload})
+
+    async_to_sync(send)()
