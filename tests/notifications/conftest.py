@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -70,3 +71,42 @@ def rules(db):
         ("big_bear_60m", "Big Bear 60m", "bear"),
     ]:
         AlertRule.objects.get_or_create(rule_type=rule_type, defaults={"name": name, "category": category})
+
+
+@pytest.fixture
+def receiver():
+    from .receiver import Receiver
+
+    server = Receiver()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def fast_notifications(settings, receiver, redis_client):
+    """Loopback allowed (the receiver), short timeouts and backoff so retries take a fraction of a second."""
+    settings.NOTIFICATIONS_ALLOW_LOOPBACK = True
+    settings.NOTIFICATIONS_CONNECT_TIMEOUT = 0.5
+    settings.NOTIFICATIONS_READ_TIMEOUT = 0.5
+    settings.NOTIFICATIONS_BACKOFF_BASE = 0.1
+    settings.NOTIFICATIONS_INTERVAL_WEBHOOK = 0.0
+    settings.NOTIFICATIONS_INTERVAL_DISCORD = 0.0
+    settings.NOTIFICATIONS_TELEGRAM_API_URL = receiver.url
+    return settings
+
+
+@pytest.fixture
+def drain():
+    """Run the destination's sending the way the task chain does, sleeping the delays it asks for."""
+    from apps.alerts.notifications.delivery import destination_deliver
+
+    def run(destination_id: int, *, limit_seconds: float = 30.0) -> int:
+        deadline = time.monotonic() + limit_seconds
+        calls = 0
+        while (delay := destination_deliver(destination_id=destination_id)) is not None:
+            calls += 1
+            assert time.monotonic() + delay < deadline, "deliveries still pending at the time limit"
+            time.sleep(delay)
+        return calls
+
+    return run

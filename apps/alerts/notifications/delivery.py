@@ -1,0 +1,221 @@
+"""Send one destination's due deliveries, one rate-limited batch at a time, recording every attempt.
+
+Per destination, in Redis (keys under settings.REDIS_KEY_PREFIX, written `P`):
+- `P:notif:lock:<id>`: held while a batch is being sent, so one process at a time talks to a destination and a
+  delivery is never in two requests at once.
+- `P:notif:next:<id>`: the earliest moment (epoch seconds) of the next request: the channel's interval after the
+  last one, or longer when the server said so (Retry-After, Discord's empty bucket).
+Alerts that arrive while a destination must wait stay pending in the database and go out together in the next
+batch: a burst costs fewer messages and nothing is dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections import Counter
+from datetime import timedelta
+from functools import reduce
+from operator import or_
+
+from django.db import transaction
+from django.db.models import F, Min, Q
+from django.utils import timezone
+
+from apps.alerts.models import AlertHistory
+from apps.collector.store import key
+from screener_project.observability import WEBHOOK_DELIVERIES
+
+from .conf import conf
+from .messages import messages_build
+from .models import Delivery, DeliveryAttempt, Destination
+from .scheduling import redis_client
+from .transports import SendResult, TransportError, transport_for
+
+logger = logging.getLogger(__name__)
+
+LOCK_SECONDS = 60
+_RELEASE_SCRIPT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+def lock_key(destination_id: int) -> str:
+    return key("notif", "lock", destination_id)
+
+
+def next_key(destination_id: int) -> str:
+    return key("notif", "next", destination_id)
+
+
+def destination_deliver(*, destination_id: int) -> float | None:
+    """Send at most one batch to the destination; returns seconds until it should run again, None when idle."""
+    destination = Destination.objects.filter(pk=destination_id).first()
+    if destination is None or not destination.enabled or destination.is_paused:
+        return None
+    client = redis_client()
+    token = uuid.uuid4().hex
+    if not client.set(lock_key(destination_id), token, nx=True, ex=LOCK_SECONDS):
+        # Another process is sending; it looks for what is still pending after releasing the lock.
+        return None
+    try:
+        _send_batch(destination)
+    finally:
+        client.eval(_RELEASE_SCRIPT, 1, lock_key(destination_id), token)
+    return _next_run_in(destination_id)
+
+
+def _next_run_in(destination_id: int) -> float | None:
+    destination = Destination.objects.filter(pk=destination_id).first()
+    if destination is None or not destination.enabled or destination.is_paused:
+        return None
+    earliest = Delivery.objects.filter(destination_id=destination_id, status=Delivery.Status.PENDING).aggregate(
+        earliest=Min("next_attempt_at")
+    )["earliest"]
+    if earliest is None:
+        return None
+    not_before = float(redis_client().get(next_key(destination_id)) or 0)
+    return max(0.0, (earliest - timezone.now()).total_seconds(), not_before - time.time())
+
+
+def _send_batch(destination: Destination) -> None:
+    if time.time() < float(redis_client().get(next_key(destination.pk)) or 0):
+        return
+    transport = transport_for(destination)
+    now = timezone.now()
+    due = list(
+        Delivery.objects.filter(
+            destination=destination, status=Delivery.Status.PENDING, next_attempt_at__lte=now
+        ).order_by("alert_triggered_at", "id")[: conf(f"NOTIFICATIONS_BATCH_{destination.kind.upper()}")]
+    )
+    if not due:
+        return
+    alerts = _alerts_of(due)
+    gone = [d for d in due if _alert_key(d) not in alerts]
+    if gone:
+        Delivery.objects.filter(pk__in=[d.pk for d in gone]).update(
+            status=Delivery.Status.FAILED, last_error="the alert no longer exists"
+        )
+        due = [d for d in due if _alert_key(d) in alerts]
+        if not due:
+            return
+    messages = messages_build(alerts=[alerts[_alert_key(d)] for d in due])
+    count = transport.batch_size(messages)
+    batch, messages = due[:count], messages[:count]
+    started = time.monotonic()
+    try:
+        result: SendResult | None = transport.send(messages)
+        error: TransportError | None = None
+    except TransportError as exc:
+        result, error = None, exc
+    except Exception as exc:  # a bug in formatting must not lose the deliveries: retry like a network error
+        logger.exception("notifications: unexpected error sending to destination %s", destination.pk)
+        result, error = None, TransportError(f"internal error: {type(exc).__name__}: {exc}", retryable=True)
+    duration_ms = int((time.monotonic() - started) * 1000)
+    _record(destination=destination, batch=batch, result=result, error=error, duration_ms=duration_ms)
+    wait = transport.interval()
+    if result is not None:
+        wait = max(wait, result.wait_after)
+    elif error is not None and error.retry_after is not None:
+        wait = max(wait, min(error.retry_after, conf("NOTIFICATIONS_MAX_RETRY_AFTER")))
+    redis_client().set(next_key(destination.pk), f"{time.time() + wait:.3f}", px=int(wait * 1000) + 1000)
+
+
+def _record(
+    *,
+    destination: Destination,
+    batch: list[Delivery],
+    result: SendResult | None,
+    error: TransportError | None,
+    duration_ms: int,
+) -> None:
+    now = timezone.now()
+    max_attempts = conf("NOTIFICATIONS_MAX_ATTEMPTS")
+    attempts = []
+    outcomes: Counter[str] = Counter()
+    for delivery in batch:
+        delivery.attempts += 1
+        if error is None:
+            delivery.status, delivery.sent_at, delivery.last_error = Delivery.Status.SENT, now, ""
+            outcomes["sent"] += 1
+        else:
+            delivery.last_error = error.message[:500]
+            if error.retryable and delivery.attempts < max_attempts:
+                delivery.next_attempt_at = now + timedelta(seconds=_backoff(delivery.attempts, error.retry_after))
+                outcomes["retry"] += 1
+            else:
+                delivery.status = Delivery.Status.FAILED
+                outcomes["failed"] += 1
+        attempts.append(
+            DeliveryAttempt(
+                delivery=delivery,
+                number=delivery.attempts,
+                at=now,
+                ok=error is None,
+                status_code=result.status_code if result else error.status_code if error else None,
+                error=error.message[:500] if error else "",
+                duration_ms=duration_ms,
+                batch_size=len(batch),
+            )
+        )
+    with transaction.atomic():
+        Delivery.objects.bulk_update(batch, ["status", "attempts", "last_error", "next_attempt_at", "sent_at"])
+        DeliveryAttempt.objects.bulk_create(attempts)
+        if error is None:
+            sent = reduce(
+                or_,
+                (Q(triggered_at=d.alert_triggered_at, symbol=d.alert_symbol, alert_type=d.alert_type) for d in batch),
+            )
+            AlertHistory.objects.filter(sent, webhook_sent=False).update(webhook_sent=True, webhook_sent_at=now)
+            Destination.objects.filter(pk=destination.pk).update(consecutive_failures=0)
+        else:
+            _failure_count(destination=destination, error=error, now=now)
+    for outcome, count in outcomes.items():
+        WEBHOOK_DELIVERIES.labels(kind=destination.kind, outcome=outcome).inc(count)
+    if error is not None:
+        logger.warning(
+            "notifications: destination %s (%s) batch of %d failed: %s",
+            destination.pk,
+            destination.kind,
+            len(batch),
+            error.message,
+        )
+
+
+def _failure_count(*, destination: Destination, error: TransportError, now) -> None:
+    """Count a failed request against the destination and pause it when it keeps failing or is broken."""
+    if error.status_code == 429:
+        return  # being rate limited says nothing about the destination's health
+    Destination.objects.filter(pk=destination.pk).update(consecutive_failures=F("consecutive_failures") + 1)
+    failures = Destination.objects.values_list("consecutive_failures", flat=True).get(pk=destination.pk)
+    threshold = conf("NOTIFICATIONS_PAUSE_AFTER_FAILURES")
+    if error.destination_broken:
+        reason = error.message
+    elif failures >= threshold:
+        reason = f"{failures} consecutive failures, last: {error.message}"
+    else:
+        return
+    Destination.objects.filter(pk=destination.pk, paused_at__isnull=True).update(
+        paused_at=now, paused_reason=reason[:300]
+    )
+    logger.error("notifications: destination %s (%s) paused: %s", destination.pk, destination.name, reason)
+
+
+def _backoff(attempts: int, retry_after: float | None) -> float:
+    delay = conf("NOTIFICATIONS_BACKOFF_BASE") * 2 ** (attempts - 1)
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, conf("NOTIFICATIONS_MAX_RETRY_AFTER")))
+    return delay
+
+
+def _alert_key(delivery: Delivery) -> tuple:
+    return (delivery.alert_triggered_at, delivery.alert_symbol, delivery.alert_type)
+
+
+def _alerts_of(deliveries: list[Delivery]) -> dict[tuple, AlertHistory]:
+    wanted = reduce(
+        or_, (Q(triggered_at=d.alert_triggered_at, symbol=d.alert_symbol, alert_type=d.alert_type) for d in deliveries)
+    )
+    return {(a.triggered_at, a.symbol, a.alert_type): a for a in AlertHistory.objects.filter(wanted)}

@@ -1,0 +1,36 @@
+"""Reads of notification state for the admin, the health endpoint and the API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Count
+
+from .models import Delivery, Destination
+
+
+def destinations_paused() -> list[dict[str, Any]]:
+    """Destinations paused after repeated or permanent failures, with why and how much waits for them."""
+    rows = Destination.objects.filter(paused_at__isnull=False).order_by("paused_at")
+    return [
+        {
+            "id": d.pk,
+            "name": d.name,
+            "kind": d.kind,
+            "user_id": d.user_id,
+            "paused_at": d.paused_at.isoformat(),
+            "reason": d.paused_reason,
+            "pending": d.deliveries.filter(status=Delivery.Status.PENDING).count(),
+        }
+        for d in rows
+    ]
+
+
+def deliveries_counts(*, destination_id: int | None = None) -> dict[str, int]:
+    """Deliveries by status (pending, sent, failed), for one destination or all."""
+    rows = Delivery.objects.all()
+    if destination_id is not None:
+        rows = rows.filter(destination_id=destination_id)
+    counts = {status: 0 for status in Delivery.Status.values}
+    counts.update(dict(rows.order_by().values_list("status").annotate(n=Count("pk"))))
+    return counts
