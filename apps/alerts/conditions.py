@@ -46,8 +46,14 @@ _ARITHMETIC: dict[type[ast.operator], tuple[str, Callable]] = {
     ast.Add: ("+", operator.add),
     ast.Sub: ("-", operator.sub),
     ast.Mult: ("*", operator.mul),
-    ast.Div: ("/", operator.truediv),
+    ast.Div: ("/", lambda left, right: _divide(left, right)),
 }
+
+
+def _divide(left: np.ndarray | float, right: np.ndarray | float) -> np.ndarray:
+    # A division by zero has no value (NaN), so a condition over it never holds, rather than comparing infinity.
+    right = np.asarray(right, dtype=np.float64)
+    return np.where(right == 0, np.nan, np.asarray(left, dtype=np.float64) / np.where(right == 0, 1.0, right))
 
 
 class ConditionError(ValueError):
@@ -199,23 +205,24 @@ class _Compiler:
                 return Number(-operand.value) if isinstance(operand, Number) else Negate(operand)
             if isinstance(node.op, ast.UAdd):
                 return self.expression(node.operand, depth + 1)
-            raise self.fail("unsupported unary operator", node)
+            raise self.fail(f"unsupported unary operator in {_token(node, self.text)!r}", node)
         if isinstance(node, ast.BinOp):
             if type(node.op) not in _ARITHMETIC:
-                raise self.fail("unsupported operator (use + - * /)", node, token=_operator_token(node, self.text))
+                token = _operator_token(node, self.text)
+                raise self.fail(f"unsupported operator {token!r} (use + - * /)", node, token=token)
             symbol, function = _ARITHMETIC[type(node.op)]
             left = self.expression(node.left, depth + 1)
             right = self.expression(node.right, depth + 1)
             if isinstance(left, Number) and isinstance(right, Number):
                 if symbol == "/" and right.value == 0:
-                    raise self.fail("division by zero", node)
+                    raise self.fail(f"division by zero in {_token(node, self.text)!r}", node)
                 return Number(float(function(left.value, right.value)))
             return Arithmetic(symbol, function, left, right)
         if isinstance(node, ast.Call):
             return self.call(node, depth)
         if isinstance(node, ast.Compare):
             raise self.fail("a comparison cannot be nested inside an expression", node)
-        raise self.fail(f"unsupported syntax ({type(node).__name__})", node)
+        raise self.fail(f"unsupported syntax {_token(node, self.text)!r}", node)
 
     def name(self, node: ast.Name) -> Node:
         name = node.id
@@ -230,16 +237,22 @@ class _Compiler:
 
     def call(self, node: ast.Call, depth: int) -> Node:
         if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS:
-            raise self.fail(f"unknown function (allowed: {', '.join(FUNCTIONS)})", node.func)
+            raise self.fail(
+                f"unknown function {_token(node.func, self.text)!r} (allowed: {', '.join(FUNCTIONS)})", node.func
+            )
         function = node.func.id
         if node.keywords or len(node.args) != 2:
             raise self.fail(f"{function} takes exactly two arguments: {function}(series, n)", node, token=function)
         series_node, n_node = node.args
         if not isinstance(series_node, ast.Name) or series_node.id not in SERIES:
-            raise self.fail(f"unknown series (allowed: {', '.join(SERIES)})", series_node)
+            raise self.fail(
+                f"unknown series {_token(series_node, self.text)!r} (allowed: {', '.join(SERIES)})", series_node
+            )
         n = self.expression(n_node, depth + 1)
         if not isinstance(n, Number):
-            raise self.fail(f"the length of {function} must be a number or parameter", n_node)
+            raise self.fail(
+                f"the length of {function}, {_token(n_node, self.text)!r}, must be a number or parameter", n_node
+            )
         if not float(n.value).is_integer() or not 1 <= n.value <= LONGEST_WINDOW:
             raise self.fail(
                 f"the length of {function} must be an integer from 1 to {LONGEST_WINDOW}, got {n.value:g}", n_node
@@ -282,6 +295,8 @@ def condition_compile(text: str, *, parameters: Mapping[str, float] | None = Non
     compiler = _Compiler(text, parameters)
     body = tree.body
     if not isinstance(body, ast.Compare):
+        if not isinstance(body, (ast.BoolOp, ast.Lambda)):
+            compiler.expression(body)  # reports a bad operator or name first, which says more
         raise compiler.fail("a condition must be a comparison (<, <=, >, >=)", body)
     comparisons = []
     for op in body.ops:
