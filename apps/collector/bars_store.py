@@ -48,25 +48,25 @@ _MINUTE_MASK = (1 << _MINUTE_BITS) - 1
 _POW10 = 10.0**_EXPONENTS
 _MANTISSA_MAX = float(np.iinfo(np.uint32).max)
 
-# Writes each row unless its slot holds a newer bar. ARGV: key, full size, then (offset, minute, row) triples.
+# Writes each row unless its slot holds a newer bar. ARGV: full size, then (key, offset, minute, row) quadruples.
 _WRITE_SCRIPT = """
-local k = ARGV[1]
-local size = tonumber(ARGV[2])
-if redis.call('STRLEN', k) ~= size then
-  local old = redis.call('GET', k) or ''
-  redis.call('SET', k, string.sub(old .. string.rep('\\0', size), 1, size))
-end
+local size = tonumber(ARGV[1])
 local written = 0
-for i = 3, #ARGV, 3 do
-  local offset = tonumber(ARGV[i])
-  local minute = tonumber(ARGV[i + 1])
+for i = 2, #ARGV, 4 do
+  local k = ARGV[i]
+  if redis.call('STRLEN', k) ~= size then
+    local old = redis.call('GET', k) or ''
+    redis.call('SET', k, string.sub(old .. string.rep('\\0', size), 1, size))
+  end
+  local offset = tonumber(ARGV[i + 1])
+  local minute = tonumber(ARGV[i + 2])
   local existing = redis.call('GETRANGE', k, offset, offset + 3)
   local stored = 0
   if string.len(existing) == 4 then
     stored = struct.unpack('<I4', existing) % 134217728
   end
   if stored <= minute then
-    redis.call('SETRANGE', k, offset, ARGV[i + 2])
+    redis.call('SETRANGE', k, offset, ARGV[i + 3])
     written = written + 1
   end
 end
@@ -122,31 +122,42 @@ def _decode(rows: np.ndarray) -> np.ndarray:
     return out
 
 
-def bars_write(client: redis_lib.Redis, *, interval: str, symbols: Sequence[str], bars: np.ndarray) -> int:
-    """Store bars of one interval: `bars` is (len(FIELDS), len(symbols), m) like a candle block, NaN rows skipped.
-
-    Idempotent by open time (a bar is overwritten by its newer state, never by an older bar). Returns rows written.
-    """
+def _rows_of(interval: str, symbols: Sequence[str], bars: np.ndarray) -> list[object]:
+    """Script arguments (key, offset, minute, row bytes) for every non-missing bar of a (F, n, m) block."""
     if interval not in BAR_INTERVALS:
         raise ValueError(f"unknown bar interval {interval!r}")
     rows = np.moveaxis(bars, 0, 2).reshape(-1, len(FIELDS))  # (n * m, F), symbol-major
     owner = np.repeat(np.arange(len(symbols)), bars.shape[2])
-    keep = ~np.isnan(rows[:, _PRICE_FIELDS + [FIELD_INDEX["open_time"]]]).any(axis=1)
+    keep = ~np.isnan(rows[:, [*_PRICE_FIELDS, FIELD_INDEX["open_time"]]]).any(axis=1)
     rows, owner = rows[keep], owner[keep]
     if len(rows) == 0:
-        return 0
+        return []
     encoded = _encode(rows)
     minutes = (encoded["stamp"] & _MINUTE_MASK).astype(np.int64)
     offsets = _slot_offsets(interval, minutes)
-    size = len(BAR_INTERVALS) * bar_count() * ROW_BYTES
-    pipe = client.pipeline(transaction=False)
     raw = encoded.tobytes()
-    for s in np.unique(owner):
-        args: list[object] = [bars_key(symbols[s]), size]
-        for i in np.flatnonzero(owner == s):
-            args += [int(offsets[i]), int(minutes[i]), raw[i * ROW_BYTES : (i + 1) * ROW_BYTES]]
-        pipe.eval(_WRITE_SCRIPT, 0, *args)
-    return int(sum(pipe.execute()))
+    keys = [bars_key(symbol) for symbol in symbols]
+    args: list[object] = []
+    for i, (s, offset, minute) in enumerate(zip(owner.tolist(), offsets.tolist(), minutes.tolist(), strict=True)):
+        args += [keys[s], offset, minute, raw[i * ROW_BYTES : (i + 1) * ROW_BYTES]]
+    return args
+
+
+def bars_roll(client: redis_lib.Redis, *, symbols: Sequence[str], bars: dict[str, np.ndarray]) -> int:
+    """Store bars of several intervals in one round trip: `bars[interval]` is (len(FIELDS), len(symbols), m) like a
+    candle block, NaN bars skipped. Idempotent by open time (a bar is overwritten by its newer state, never by an
+    older bar). Returns the number of rows written."""
+    args: list[object] = []
+    for interval, block in bars.items():
+        args += _rows_of(interval, symbols, block)
+    if not args:
+        return 0
+    return int(client.eval(_WRITE_SCRIPT, 0, len(BAR_INTERVALS) * bar_count() * ROW_BYTES, *args))
+
+
+def bars_write(client: redis_lib.Redis, *, interval: str, symbols: Sequence[str], bars: np.ndarray) -> int:
+    """Store bars of one interval (see bars_roll)."""
+    return bars_roll(client, symbols=symbols, bars={interval: bars})
 
 
 def bars_seed(client: redis_lib.Redis, *, symbol: str, interval: str, candles: Sequence[Candle]) -> None:
@@ -158,12 +169,16 @@ def bars_seed(client: redis_lib.Redis, *, symbol: str, interval: str, candles: S
 
 
 def bars_matrices(
-    client: redis_lib.Redis, symbols: Sequence[str], *, last_open_ms: dict[str, int], count: int
+    client: redis_lib.Redis,
+    symbols: Sequence[str],
+    *,
+    last_open_ms: dict[str, int],
+    count: int | dict[str, int],
 ) -> dict[str, np.ndarray]:
     """For each interval in `last_open_ms`, the `count` bars ending with the bar opening at last_open_ms[interval].
 
-    One round trip. Each value is a (len(FIELDS), len(symbols), count) float64 block, oldest bar first, NaN where the
-    store holds no such bar.
+    `count` may differ by interval (a dict). One round trip. Each value is a (len(FIELDS), len(symbols), count)
+    float64 block, oldest bar first, NaN where the store holds no such bar.
     """
     k = bar_count()
     n = len(symbols)
@@ -177,7 +192,8 @@ def bars_matrices(
     for interval, last_open in last_open_ms.items():
         section = list(BAR_INTERVALS).index(interval)
         step = BAR_INTERVALS[interval]
-        minutes = last_open // MINUTE_MS + step * (np.arange(count) - count + 1)
+        bars = count[interval] if isinstance(count, dict) else count
+        minutes = last_open // MINUTE_MS + step * (np.arange(bars) - bars + 1)
         rows = rings[:, section, (minutes // step) % k]  # (n, count)
         decoded = _decode(rows)
         decoded[(rows["stamp"] & _MINUTE_MASK) != minutes[None, :]] = np.nan

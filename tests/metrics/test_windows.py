@@ -36,15 +36,24 @@ def pandas_window(frame: pd.DataFrame, row: int, n: int) -> dict[str, float]:
     rng = high - low
     pivot = (high + low + close) / 3
     return {
-        "open": open_, "high": high, "low": low, "close": close,
+        "open": open_,
+        "high": high,
+        "low": low,
+        "close": close,
         "change": (close - open_) / open_ * 100,
-        "vol": vol, "base_vol": base_vol, "trades": float(w["trades"].sum()),
+        "vol": vol,
+        "base_vol": base_vol,
+        "trades": float(w["trades"].sum()),
         "taker_buy_ratio": w["taker_buy_quote_volume"].sum() / vol if vol else 0.0,
         "vwap": vwap,
         "vcp": 0.0 if rng == 0 else (close / vwap) * ((close - low) - (high - close)) / rng,
         "fib_pivot": pivot,
-        "fib_r1": pivot + 0.382 * rng, "fib_r2": pivot + 0.618 * rng, "fib_r3": pivot + rng,
-        "fib_s1": pivot - 0.382 * rng, "fib_s2": pivot - 0.618 * rng, "fib_s3": pivot - rng,
+        "fib_r1": pivot + 0.382 * rng,
+        "fib_r2": pivot + 0.618 * rng,
+        "fib_r3": pivot + rng,
+        "fib_s1": pivot - 0.382 * rng,
+        "fib_s2": pivot - 0.618 * rng,
+        "fib_s3": pivot - rng,
     }
 
 

@@ -1,0 +1,131 @@
+"""Clock-aligned bars (UTC boundaries, as on Binance charts) for a whole shard at once.
+
+At minute t the bars of a timeframe are the last K opening on its grid, the newest being the forming bar: the 1m
+candles from its open up to t. Bars that start inside the 1m block are aggregated from it, coarser from finer
+(1m -> 5m -> 15m -> 1h -> 4h -> 8h -> 1d, each boundary being one of the finer grid), so the work shrinks at every
+level; older bars come from the bar store. Arrays follow the candle block's layout: (len(FIELDS), symbols, bars),
+oldest first, a bar no candle of which is known being NaN throughout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import redis as redis_lib
+
+from apps.collector.bars_store import BAR_INTERVALS, bars_matrices
+from apps.collector.candles import FIELD_INDEX, FIELDS, MINUTE_MS
+
+TIMEFRAMES: dict[str, int] = {"5m": 5, "15m": 15, "1h": 60, "4h": 240, "8h": 480, "1d": 1440}  # minutes
+
+_OPEN, _HIGH, _LOW, _CLOSE = (FIELD_INDEX[f] for f in ("open", "high", "low", "close"))
+_TIME = FIELD_INDEX["open_time"]
+# The summed fields are the last five columns of FIELDS, so a slice (a view) selects them.
+_SUMS = slice(FIELD_INDEX["volume"], FIELD_INDEX["taker_buy_quote_volume"] + 1)
+assert FIELDS[_SUMS] == ("volume", "quote_volume", "trades", "taker_buy_volume", "taker_buy_quote_volume")
+
+
+def forming_bar_open_ms(end_minute_ms: int, minutes: int) -> int:
+    step = minutes * MINUTE_MS
+    return end_minute_ms // step * step
+
+
+def _reduce(groups: np.ndarray) -> np.ndarray:
+    """(F, n, bars, r) groups of finer bars -> (F, n, bars); a group with no finer bar at all is NaN."""
+    f, n, count, _ = groups.shape
+    out = np.empty((f, n, count))
+    closes = groups[_CLOSE]
+    if not np.isnan(closes).any():
+        out[_OPEN] = groups[_OPEN, :, :, 0]
+        out[_CLOSE] = closes[:, :, -1]
+        out[_HIGH] = groups[_HIGH].max(axis=2)
+        out[_LOW] = groups[_LOW].min(axis=2)
+        out[_SUMS] = groups[_SUMS].sum(axis=3)
+        return out
+    valid = ~np.isnan(closes)
+    first_valid = valid.argmax(axis=2)[:, :, None]
+    last_valid = (valid.shape[2] - 1 - valid[:, :, ::-1].argmax(axis=2))[:, :, None]
+    out[_OPEN] = np.take_along_axis(groups[_OPEN], first_valid, axis=2)[:, :, 0]
+    out[_CLOSE] = np.take_along_axis(closes, last_valid, axis=2)[:, :, 0]
+    with np.errstate(invalid="ignore"):
+        out[_HIGH] = np.fmax.reduce(groups[_HIGH], axis=2)
+        out[_LOW] = np.fmin.reduce(groups[_LOW], axis=2)
+    out[_SUMS] = np.nansum(groups[_SUMS], axis=3)
+    out[:, ~valid.any(axis=2)] = np.nan
+    return out
+
+
+def _aggregate(fine: np.ndarray, fine_first_ms: int, fine_minutes: int, minutes: int) -> tuple[np.ndarray, int]:
+    """Bars of `minutes` from consecutive finer bars (the first opening at fine_first_ms), only those opening in.
+
+    Returns (bars, open ms of the first bar). The newest bar may be partial (the forming bar).
+    """
+    step = minutes * MINUTE_MS
+    ratio = minutes // fine_minutes
+    first_ms = -(-fine_first_ms // step) * step  # first boundary at or after the first fine bar
+    fine = fine[:, :, (first_ms - fine_first_ms) // (fine_minutes * MINUTE_MS) :]
+    f, n, m = fine.shape
+    full = m // ratio
+    # Views, not copies: splitting the minute axis into (bars, ratio) needs no data movement.
+    parts = [_reduce(fine[:, :, : full * ratio].reshape(f, n, full, ratio))]
+    if m % ratio:
+        parts.append(_reduce(fine[:, :, full * ratio :][:, :, None, :]))
+    out = np.concatenate(parts, axis=2) if len(parts) > 1 else parts[0]
+    known = ~np.isnan(out[_CLOSE])
+    out[_TIME] = np.where(known, first_ms + np.arange(out.shape[2]) * step, np.nan)
+    return out, first_ms
+
+
+def bars_from_block(block: np.ndarray, *, end_minute_ms: int) -> dict[str, tuple[np.ndarray, int]]:
+    """Every bar of each timeframe that opens inside the 1m block: `{tf: (bars, open ms of the first)}`."""
+    first_ms = end_minute_ms - (block.shape[2] - 1) * MINUTE_MS
+    out: dict[str, tuple[np.ndarray, int]] = {}
+    fine, fine_first, fine_minutes = block, first_ms, 1
+    for timeframe, minutes in TIMEFRAMES.items():
+        fine, fine_first = _aggregate(fine, fine_first, fine_minutes, minutes)
+        fine_minutes = minutes
+        out[timeframe] = (fine, fine_first)
+    return out
+
+
+def bars_shard(
+    client: redis_lib.Redis,
+    block: np.ndarray,
+    symbols: Sequence[str],
+    *,
+    end_minute_ms: int,
+    count: int,
+    from_block: dict[str, tuple[np.ndarray, int]] | None = None,
+) -> dict[str, np.ndarray]:
+    """The last `count` bars of every timeframe at minute end_minute_ms: `{tf: (len(FIELDS), symbols, count)}`.
+
+    Bars opening inside the block come from it, older ones from the bar store (one round trip for all timeframes).
+    """
+    from_block = from_block if from_block is not None else bars_from_block(block, end_minute_ms=end_minute_ms)
+    needs: dict[str, int] = {}
+    last_open: dict[str, int] = {}
+    for timeframe, (bars, first_ms) in from_block.items():
+        missing = count - bars.shape[2]
+        if missing > 0 and timeframe in BAR_INTERVALS:
+            needs[timeframe] = missing
+            last_open[timeframe] = first_ms - TIMEFRAMES[timeframe] * MINUTE_MS
+    history = bars_matrices(client, symbols, last_open_ms=last_open, count=needs) if needs else {}
+    out: dict[str, np.ndarray] = {}
+    for timeframe, (bars, _) in from_block.items():
+        if timeframe in history:
+            bars = np.concatenate([history[timeframe], bars], axis=2)
+        elif bars.shape[2] < count:
+            pad = np.full((len(FIELDS), len(symbols), count - bars.shape[2]), np.nan)
+            bars = np.concatenate([pad, bars], axis=2)
+        out[timeframe] = bars[:, :, -count:]
+    return out
+
+
+def bars_to_roll(from_block: dict[str, tuple[np.ndarray, int]]) -> dict[str, np.ndarray]:
+    """What the bar store should receive after a tick: the forming bar and the one before it of each stored interval.
+
+    The forming bar is written every minute, so a bar is complete in the store as soon as its last minute is
+    processed; re-writing the previous bar repairs it when that tick was missed (it is still inside the block).
+    """
+    return {tf: bars[:, :, -2:] for tf, (bars, _) in from_block.items() if tf in BAR_INTERVALS}

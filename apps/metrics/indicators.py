@@ -1,0 +1,187 @@
+"""RSI 14, MACD (12, 26, 9) and Bollinger Bands (20, 2) over a (rows x K) close matrix, vectorized across rows.
+
+Reference semantics are the `ta` library (0.11, fillna=False) applied to each row's closes, the oldest first. ta builds
+on pandas' ewm(adjust=False) and rolling(); the recursion below is pandas' own (ewma in window/aggregations.pyx),
+operation for operation, so results agree with ta to the last bit or nearly. A row may start with NaN (a symbol
+with fewer than K bars of history): it then equals ta on the closes from its first bar on. A NaN inside a row (a bar
+that never arrived) is treated as ta treats it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+RSI_WINDOW = 14
+MACD_FAST, MACD_SLOW, MACD_SIGNAL = 12, 26, 9
+BB_WINDOW, BB_DEV = 20, 2.0
+
+
+def _first_valid(values: np.ndarray) -> np.ndarray:
+    valid = ~np.isnan(values)
+    return np.where(valid.any(axis=1), valid.argmax(axis=1), values.shape[1])
+
+
+def _ewm_clean(x: np.ndarray, alpha: np.ndarray, min_periods: np.ndarray) -> np.ndarray:
+    """pandas ewm(adjust=False).mean() of rows without NaN: old_wt is always 1 * (1 - alpha)."""
+    old_wt = 1.0 * (1.0 - alpha)
+    denominator = old_wt + alpha
+    columns = np.ascontiguousarray(x.T)
+    out = np.empty_like(columns)
+    weighted = columns[0].copy()
+    out[0] = weighted
+    updated = np.empty_like(weighted)
+    term = np.empty_like(weighted)
+    changed = np.empty(len(weighted), dtype=bool)
+    for i in range(1, len(columns)):
+        cur = columns[i]
+        np.multiply(old_wt, weighted, out=updated)
+        np.multiply(alpha, cur, out=term)
+        updated += term
+        updated /= denominator
+        # pandas skips the update when the value equals the average (no drift on constant series).
+        np.not_equal(weighted, cur, out=changed)
+        np.copyto(weighted, updated, where=changed)
+        out[i] = weighted
+    out[np.arange(len(columns))[:, None] < min_periods[None, :] - 1] = np.nan
+    return out.T
+
+
+def _ewm_general(x: np.ndarray, alpha: np.ndarray, min_periods: np.ndarray) -> np.ndarray:
+    """pandas ewm(adjust=False, ignore_na=False).mean() with NaN anywhere."""
+    factor = 1.0 - alpha
+    columns = np.ascontiguousarray(x.T)
+    out = np.empty_like(columns)
+    weighted = columns[0].copy()
+    nobs = (~np.isnan(weighted)).astype(np.int64)
+    old_wt = np.ones(len(weighted))
+    out[0] = np.where(nobs >= min_periods, weighted, np.nan)
+    for i in range(1, len(columns)):
+        cur = columns[i]
+        observed = ~np.isnan(cur)
+        nobs += observed
+        started = ~np.isnan(weighted)
+        old_wt = np.where(started, old_wt * factor, old_wt)
+        with np.errstate(invalid="ignore"):
+            updated = (old_wt * weighted + alpha * cur) / (old_wt + alpha)
+        weighted = np.where(started & observed & (weighted != cur), updated, weighted)
+        old_wt = np.where(started & observed, 1.0, old_wt)
+        weighted = np.where(~started & observed, cur, weighted)
+        out[i] = np.where(nobs >= min_periods, weighted, np.nan)
+    return out.T
+
+
+def ewm_mean(values: np.ndarray, *, com: float | np.ndarray, min_periods: int | np.ndarray) -> np.ndarray:
+    """Row-wise pandas `ewm(com=com, min_periods=min_periods, adjust=False).mean()`; com and min_periods may vary
+    by row, so several series of one shard share one pass over the bars."""
+    rows_count = values.shape[0]
+    alpha = 1.0 / (1.0 + np.broadcast_to(np.asarray(com, dtype=np.float64), (rows_count,)))
+    min_periods = np.broadcast_to(np.asarray(min_periods, dtype=np.int64), (rows_count,))
+    out = np.full(values.shape, np.nan)
+    if values.size == 0:
+        return out
+    first = _first_valid(values)
+    after_start = np.arange(values.shape[1])[None, :] >= first[:, None]
+    clean = ~(np.isnan(values) & after_start).any(axis=1)
+    starts = np.unique(first[clean])
+    if clean.all() and len(starts) == 1 and starts[0] < values.shape[1]:  # the usual shard: one slice, no copies
+        out[:, starts[0] :] = _ewm_clean(values[:, starts[0] :], alpha, min_periods)
+        return out
+    # Rows that only start late are the clean recursion on their tail; group them by start to stay vectorized.
+    for start in starts:
+        if start >= values.shape[1]:
+            continue
+        rows = np.flatnonzero(clean & (first == start))
+        out[rows, start:] = _ewm_clean(values[rows, start:], alpha[rows], min_periods[rows])
+    dirty = np.flatnonzero(~clean)
+    if len(dirty):
+        out[dirty] = _ewm_general(values[dirty], alpha[dirty], min_periods[dirty])
+    return out
+
+
+def _rsi_directions(close: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    diff = np.full(close.shape, np.nan)
+    diff[:, 1:] = close[:, 1:] - close[:, :-1]
+    with np.errstate(invalid="ignore"):
+        up = np.where(diff > 0, diff, 0.0)
+        down = -np.where(diff < 0, diff, 0.0)
+    # ta turns the NaN first difference into 0; before a row's first close there is no series at all.
+    leading = np.arange(close.shape[1])[None, :] < _first_valid(close)[:, None]
+    up[leading] = np.nan
+    down[leading] = np.nan
+    return up, down
+
+
+def _rsi_from(ema_up: np.ndarray, ema_down: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        value = 100 - (100 / (1 + ema_up / ema_down))
+    return np.where(ema_down == 0, 100.0, value)
+
+
+def _rsi_com(window: int) -> float:
+    return (1 - 1 / window) / (1 / window)  # pandas' conversion of alpha = 1 / window
+
+
+def _span_com(span: int) -> float:
+    return (span - 1) / 2
+
+
+def rsi(close: np.ndarray, window: int = RSI_WINDOW) -> np.ndarray:
+    """ta.momentum.RSIIndicator(close, window).rsi() per row."""
+    up, down = _rsi_directions(close)
+    emas = ewm_mean(np.concatenate([up, down]), com=_rsi_com(window), min_periods=window)
+    return _rsi_from(emas[: len(close)], emas[len(close) :])
+
+
+def macd(
+    close: np.ndarray, fast: int = MACD_FAST, slow: int = MACD_SLOW, signal: int = MACD_SIGNAL
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(line, signal, histogram) as ta.trend.MACD(close, slow, fast, signal).macd(), .macd_signal(), .macd_diff()."""
+    n = len(close)
+    com = np.repeat([_span_com(fast), _span_com(slow)], n)
+    emas = ewm_mean(np.concatenate([close, close]), com=com, min_periods=np.repeat([fast, slow], n))
+    line = emas[:n] - emas[n:]
+    signal_line = ewm_mean(line, com=_span_com(signal), min_periods=signal)
+    return line, signal_line, line - signal_line
+
+
+def bollinger_last(
+    close: np.ndarray, window: int = BB_WINDOW, dev: float = BB_DEV
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(upper, middle, lower) at the last column, as ta.volatility.BollingerBands(close, window, dev) there.
+
+    NaN when any of the last `window` closes is missing (ta's min_periods = window).
+    """
+    tail = close[:, -window:]
+    if tail.shape[1] < window:
+        nan = np.full(len(close), np.nan)
+        return nan, nan.copy(), nan.copy()
+    middle = tail.mean(axis=1)
+    std = np.sqrt(((tail - middle[:, None]) ** 2).mean(axis=1))
+    # pandas' rolling variance is exactly 0 on a constant window; the two-pass mean may leave a 1e-17 residue.
+    std = np.where(tail.max(axis=1) == tail.min(axis=1), 0.0, std)
+    return middle + dev * std, middle, middle - dev * std
+
+
+INDICATOR_NAMES = ("rsi_14", "macd", "macd_signal", "macd_hist", "bb_upper", "bb_middle", "bb_lower")
+
+
+def indicators_last(close: np.ndarray) -> dict[str, np.ndarray]:
+    """Every indicator at the newest bar of each row: `{"rsi_14": array over rows, ...}`."""
+    # One pass for the four first-level averages (RSI up and down, MACD fast and slow), one for the signal line.
+    n = len(close)
+    up, down = _rsi_directions(close)
+    com = np.repeat([_rsi_com(RSI_WINDOW), _rsi_com(RSI_WINDOW), _span_com(MACD_FAST), _span_com(MACD_SLOW)], n)
+    periods = np.repeat([RSI_WINDOW, RSI_WINDOW, MACD_FAST, MACD_SLOW], n)
+    emas = ewm_mean(np.concatenate([up, down, close, close]), com=com, min_periods=periods)
+    line = emas[2 * n : 3 * n] - emas[3 * n :]
+    signal_line = ewm_mean(line, com=_span_com(MACD_SIGNAL), min_periods=MACD_SIGNAL)
+    upper, middle, lower = bollinger_last(close)
+    return {
+        "rsi_14": _rsi_from(emas[:n, -1], emas[n : 2 * n, -1]),
+        "macd": line[:, -1],
+        "macd_signal": signal_line[:, -1],
+        "macd_hist": line[:, -1] - signal_line[:, -1],
+        "bb_upper": upper,
+        "bb_middle": middle,
+        "bb_lower": lower,
+    }

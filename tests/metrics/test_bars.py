@@ -1,0 +1,188 @@
+"""Clock-aligned bars against bars aggregated independently with pandas resample, on the bundled real data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from apps.collector.bars_store import BAR_INTERVALS, bars_of_symbol, bars_seed, bars_write
+from apps.collector.candles import FIELD_INDEX, FIELDS, MINUTE_MS, Candle, data_files, read_csv_candles
+from apps.metrics.bars import TIMEFRAMES, bars_from_block, bars_shard, bars_to_roll
+
+SYMBOLS = ["BTCUSDT", "ETHUSDT", "LAYERUSDT", "XMRUSDT"]
+COLUMNS = [
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "quote_volume",
+    "trades",
+    "taker_buy_volume",
+    "taker_buy_quote_volume",
+]
+AGG = {
+    "open": "first",
+    "high": "max",
+    "low": "min",
+    "close": "last",
+    "volume": "sum",
+    "quote_volume": "sum",
+    "trades": "sum",
+    "taker_buy_volume": "sum",
+    "taker_buy_quote_volume": "sum",
+}
+
+
+@pytest.fixture(scope="module")
+def frames(bundled_data_dir) -> dict[str, pd.DataFrame]:
+    files = data_files(bundled_data_dir)
+    return {symbol: read_csv_candles(files[symbol]) for symbol in SYMBOLS}
+
+
+def resample(frame: pd.DataFrame, minutes: int) -> pd.DataFrame:
+    """Bars of `minutes` on UTC boundaries; a bar without any candle is absent."""
+    indexed = frame.set_index(pd.to_datetime(frame["open_time"], unit="ms", utc=True))
+    bars = indexed[COLUMNS].resample(f"{minutes}min", label="left", closed="left").agg(AGG)
+    bars = bars[indexed["close"].resample(f"{minutes}min", label="left", closed="left").count() > 0]
+    bars.insert(0, "open_time", bars.index.as_unit("ms").asi8)
+    return bars.reset_index(drop=True)
+
+
+def block_ending_at(frames: dict[str, pd.DataFrame], end_ms: int, length: int = 1440) -> np.ndarray:
+    block = np.full((len(FIELDS), len(frames), length), np.nan)
+    start_ms = end_ms - (length - 1) * MINUTE_MS
+    for s, frame in enumerate(frames.values()):
+        part = frame[(frame["open_time"] >= start_ms) & (frame["open_time"] <= end_ms)]
+        columns = ((part["open_time"].to_numpy() - start_ms) // MINUTE_MS).astype(int)
+        for f, name in enumerate(FIELDS):
+            block[f, s, columns] = part[name].to_numpy(dtype=float)
+    return block
+
+
+def seed_history(client, frames: dict[str, pd.DataFrame], end_ms: int) -> None:
+    """What the warm-up puts in the store: the complete bars of every interval before end_ms (from REST klines)."""
+    for symbol, frame in frames.items():
+        for interval, minutes in BAR_INTERVALS.items():
+            bars = resample(frame[frame["open_time"] <= end_ms], minutes)
+            bars = bars[bars["open_time"] + minutes * MINUTE_MS <= end_ms + MINUTE_MS]
+            bars_seed(
+                client,
+                symbol=symbol,
+                interval=interval,
+                candles=[
+                    Candle(
+                        symbol,
+                        int(r.open_time),
+                        r.open,
+                        r.high,
+                        r.low,
+                        r.close,
+                        r.volume,
+                        r.quote_volume,
+                        int(r.trades),
+                        r.taker_buy_volume,
+                        r.taker_buy_quote_volume,
+                    )
+                    for r in bars.itertuples()
+                ],
+            )
+
+
+def expected_bars(frame: pd.DataFrame, end_ms: int, minutes: int, count: int) -> np.ndarray:
+    """(len(FIELDS), count) of the last `count` bar slots ending with the forming one, NaN where no bar."""
+    bars = resample(frame[frame["open_time"] <= end_ms], minutes).set_index("open_time")
+    step = minutes * MINUTE_MS
+    opens = end_ms // step * step + step * (np.arange(count) - count + 1)
+    out = np.full((len(FIELDS), count), np.nan)
+    present = np.isin(opens, bars.index)
+    out[FIELD_INDEX["open_time"], present] = opens[present]
+    for name in COLUMNS:
+        out[FIELD_INDEX[name], present] = bars.loc[opens[present], name].to_numpy(dtype=float)
+    return out
+
+
+def minute_of(frames, row: int) -> int:
+    return int(next(iter(frames.values()))["open_time"].iloc[row])
+
+
+# Rows: the end of the data, mid-data, the last minute of a UTC day (every bar completes) and the first of the next.
+END_ROWS = [11519, 5000, 1781, 1782]
+
+
+@pytest.mark.parametrize("row", END_ROWS)
+def test_bars_of_every_timeframe_match_pandas_resample(redis_client, frames, row, settings):
+    end_ms = minute_of(frames, row)
+    seed_history(redis_client, frames, end_ms)
+    count = settings.INDICATOR_BARS
+    bars = bars_shard(redis_client, block_ending_at(frames, end_ms), SYMBOLS, end_minute_ms=end_ms, count=count)
+    assert set(bars) == set(TIMEFRAMES)
+    for timeframe, minutes in TIMEFRAMES.items():
+        assert bars[timeframe].shape == (len(FIELDS), len(SYMBOLS), count)
+        for s, frame in enumerate(frames.values()):
+            expected = expected_bars(frame, end_ms, minutes, count)
+            got = bars[timeframe][:, s]
+            assert np.array_equal(np.isnan(got[FIELD_INDEX["close"]]), np.isnan(expected[FIELD_INDEX["close"]]))
+            for name in ("open_time", "open", "high", "low", "close"):
+                np.testing.assert_array_equal(
+                    got[FIELD_INDEX[name]], expected[FIELD_INDEX[name]], err_msg=f"{timeframe} {name}"
+                )
+            # Sums: block bars are float64 sums in another order; stored bars keep float32 volumes.
+            for name in ("volume", "quote_volume", "trades", "taker_buy_quote_volume"):
+                np.testing.assert_allclose(
+                    got[FIELD_INDEX[name]], expected[FIELD_INDEX[name]], rtol=1e-6, err_msg=f"{timeframe} {name}"
+                )
+
+
+def test_the_day_bar_midday_is_the_forming_bar_of_the_candles_so_far(frames):
+    end_ms = minute_of(frames, 1782 + 12 * 60 + 7)  # 12:07 UTC
+    from_block = bars_from_block(block_ending_at(frames, end_ms), end_minute_ms=end_ms)
+    day, first_ms = from_block["1d"]
+    assert day.shape[2] == 1 and first_ms == end_ms - (12 * 60 + 7) * MINUTE_MS
+    btc = frames["BTCUSDT"]
+    today = btc[(btc["open_time"] >= first_ms) & (btc["open_time"] <= end_ms)]
+    assert day[FIELD_INDEX["open"], 0, 0] == today["open"].iloc[0]
+    assert day[FIELD_INDEX["close"], 0, 0] == today["close"].iloc[-1]
+    assert day[FIELD_INDEX["high"], 0, 0] == today["high"].max()
+
+
+def test_missing_minutes_are_left_out_of_their_bars(redis_client, frames):
+    end_ms = minute_of(frames, 6000)
+    gappy = {
+        symbol: frame.drop(index=range(5990, 5996)).drop(index=range(5200, 5215)) for symbol, frame in frames.items()
+    }
+    bars = bars_shard(redis_client, block_ending_at(gappy, end_ms), SYMBOLS, end_minute_ms=end_ms, count=20)
+    for timeframe in ("5m", "15m", "1h"):
+        for s, frame in enumerate(gappy.values()):
+            expected = expected_bars(frame, end_ms, TIMEFRAMES[timeframe], 20)
+            got = bars[timeframe][:, s]
+            for name in ("open_time", "open", "high", "low", "close"):
+                np.testing.assert_array_equal(
+                    got[FIELD_INDEX[name]], expected[FIELD_INDEX[name]], err_msg=f"{timeframe} {name}"
+                )
+            np.testing.assert_allclose(got[FIELD_INDEX["volume"]], expected[FIELD_INDEX["volume"]], rtol=1e-9)
+
+
+def test_rolled_bars_complete_the_history_a_later_tick_reads(redis_client, frames):
+    """Ticks roll bars forward; a tick long after the block has moved on still sees them, from the store."""
+    start = minute_of(frames, 3000)
+    symbols = ["BTCUSDT"]
+    btc = {"BTCUSDT": frames["BTCUSDT"]}
+    for minute in range(0, 8 * 60, 1):  # eight hours of ticks, every minute
+        end_ms = start + minute * MINUTE_MS
+        from_block = bars_from_block(block_ending_at(btc, end_ms), end_minute_ms=end_ms)
+        for interval, bars in bars_to_roll(from_block).items():
+            bars_write(redis_client, interval=interval, symbols=symbols, bars=bars)
+    end_ms = start + 8 * 60 * MINUTE_MS + 1440 * MINUTE_MS  # a day later: none of those hours is in the block
+    stored = bars_of_symbol(redis_client, symbol="BTCUSDT", interval="1h")
+    expected = resample(frames["BTCUSDT"], 60).set_index("open_time")
+    complete = stored[stored[:, 0] + 60 * MINUTE_MS <= start + 8 * 60 * MINUTE_MS]
+    assert len(complete) >= 7
+    np.testing.assert_array_equal(
+        complete[:, FIELD_INDEX["close"]], expected.loc[complete[:, 0].astype(np.int64), "close"].to_numpy()
+    )
+    np.testing.assert_array_equal(
+        complete[:, FIELD_INDEX["high"]], expected.loc[complete[:, 0].astype(np.int64), "high"].to_numpy()
+    )
+    assert end_ms > complete[-1, 0]

@@ -1,0 +1,98 @@
+"""RSI, MACD and Bollinger Bands against the `ta` library on the same closes, for every timeframe of the real data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import ta
+
+from apps.collector.candles import FIELD_INDEX
+from apps.metrics.bars import TIMEFRAMES, bars_shard
+from apps.metrics.indicators import bollinger_last, indicators_last, macd, rsi
+
+from .test_bars import SYMBOLS, block_ending_at, expected_bars, frames, minute_of, seed_history  # noqa: F401
+
+CLOSE = FIELD_INDEX["close"]
+
+
+def ta_reference(closes: np.ndarray) -> dict[str, np.ndarray]:
+    """ta 0.11 on a row's closes from its first known bar (the full series, NaN where ta gives NaN)."""
+    first = int(np.argmax(~np.isnan(closes)))
+    series = pd.Series(closes[first:])
+    trend = ta.trend.MACD(series)
+    bands = ta.volatility.BollingerBands(series)
+    pad = np.full(first, np.nan)
+    full = {
+        "rsi_14": ta.momentum.RSIIndicator(series).rsi(),
+        "macd": trend.macd(),
+        "macd_signal": trend.macd_signal(),
+        "macd_hist": trend.macd_diff(),
+        "bb_upper": bands.bollinger_hband(),
+        "bb_middle": bands.bollinger_mavg(),
+        "bb_lower": bands.bollinger_lband(),
+    }
+    return {name: np.concatenate([pad, values.to_numpy()]) for name, values in full.items()}
+
+
+def assert_close(got: np.ndarray, expected: np.ndarray, label: str) -> None:
+    assert np.array_equal(np.isnan(got), np.isnan(expected)), label
+    np.testing.assert_allclose(got, expected, rtol=1e-9, atol=0, err_msg=label)
+
+
+@pytest.mark.parametrize("row", [11519, 6000, 1781])
+def test_every_indicator_matches_ta_for_every_timeframe(redis_client, frames, settings, row):  # noqa: F811
+    end_ms = minute_of(frames, row)
+    seed_history(redis_client, frames, end_ms)
+    count = settings.INDICATOR_BARS
+    bars = bars_shard(redis_client, block_ending_at(frames, end_ms), SYMBOLS, end_minute_ms=end_ms, count=count)
+    checked = 0
+    for timeframe, minutes in TIMEFRAMES.items():
+        closes = bars[timeframe][CLOSE]
+        line, signal, hist = macd(closes)
+        series = {"rsi_14": rsi(closes), "macd": line, "macd_signal": signal, "macd_hist": hist}
+        last = indicators_last(closes)
+        upper, middle, lower = bollinger_last(closes)
+        for s, frame in enumerate(frames.values()):
+            independent = expected_bars(frame, end_ms, minutes, count)[CLOSE]
+            reference = ta_reference(independent)
+            for name, values in series.items():
+                assert_close(values[s], reference[name], f"{timeframe} {name} {s}")
+            for name in last:
+                assert_close(last[name][s : s + 1], reference[name][-1:], f"{timeframe} last {name} {s}")
+            for name, value in (("bb_upper", upper), ("bb_middle", middle), ("bb_lower", lower)):
+                assert_close(value[s : s + 1], reference[name][-1:], f"{timeframe} {name} {s}")
+            checked += int(not np.isnan(reference["macd_signal"][-1]))
+    assert checked >= 2 * len(SYMBOLS)  # at least 5m and 15m carry every value
+
+
+def test_rows_with_missing_bars_match_ta_on_the_same_series(frames):  # noqa: F811
+    closes = np.vstack([frame["close"].to_numpy()[-400:][::2] for frame in frames.values()])
+    closes[0, :37] = np.nan  # a symbol listed recently
+    closes[1, 120] = np.nan  # a bar that never arrived
+    closes[2, -5] = np.nan  # ... near the end: BB has no value then
+    line, signal, hist = macd(closes)
+    got = {"rsi_14": rsi(closes), "macd": line, "macd_signal": signal, "macd_hist": hist}
+    for s in range(len(closes)):
+        reference = ta_reference(closes[s])
+        for name, values in got.items():
+            assert_close(values[s], reference[name], f"{name} {s}")
+        for name, value in zip(("bb_upper", "bb_middle", "bb_lower"), bollinger_last(closes), strict=True):
+            assert_close(value[s : s + 1], reference[name][-1:], f"{name} {s}")
+
+
+def test_flat_prices_give_rsi_100_and_zero_width_bands():
+    closes = np.full((2, 60), 0.1)
+    closes[1] = np.linspace(1.0, 2.0, 60)
+    out = indicators_last(closes)
+    assert out["rsi_14"][0] == 100.0 and out["rsi_14"][1] == 100.0  # no down move at all
+    assert out["bb_upper"][0] == out["bb_lower"][0] == out["bb_middle"][0]
+    assert out["macd"][0] == 0.0 and out["macd_hist"][0] == 0.0
+
+
+def test_too_short_a_history_has_no_values():
+    closes = np.linspace(1.0, 2.0, 30)[None, :] * np.ones((1, 1))
+    padded = np.concatenate([np.full((1, 170), np.nan), closes], axis=1)
+    out = indicators_last(padded)
+    assert not np.isnan(out["rsi_14"][0]) and not np.isnan(out["macd"][0]) and not np.isnan(out["bb_middle"][0])
+    assert np.isnan(out["macd_signal"][0])  # needs 26 + 9 - 1 bars
