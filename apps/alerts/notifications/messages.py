@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from apps.alerts.models import AlertHistory, AlertRule
+from apps.alerts.selectors import alert_payload
 
 
 @dataclass(frozen=True)
@@ -21,27 +22,6 @@ class AlertMessage:
         return f"{self.rule_name} Signal"
 
 
-def alert_dict(alert: AlertHistory) -> dict[str, Any]:
-    """The SPEC §5 alert object (the same shape the REST API and WebSocket send)."""
-    try:
-        from apps.alerts.selectors import alert_payload
-    except ImportError:
-        alert_payload = None
-    if alert_payload is not None:
-        return alert_payload(alert)
-    return {
-        "id": str(alert.id),
-        "triggered_at": alert.triggered_at.isoformat().replace("+00:00", "Z"),
-        "symbol": alert.symbol,
-        "alert_type": alert.alert_type,
-        "timeframe": alert.timeframe,
-        "price": alert.price,
-        "volume": alert.volume,
-        "change_pct": alert.change_pct,
-        "metadata": alert.metadata,
-    }
-
-
 def messages_build(*, alerts: list[AlertHistory]) -> list[AlertMessage]:
     rules = {r.rule_type: r for r in AlertRule.objects.filter(rule_type__in={a.alert_type for a in alerts})}
     result = []
@@ -49,7 +29,7 @@ def messages_build(*, alerts: list[AlertHistory]) -> list[AlertMessage]:
         rule = rules.get(alert.alert_type)
         name = rule.name if rule else alert.alert_type.replace("_", " ").title()
         category = rule.category if rule else _category_guess(alert.alert_type)
-        result.append(AlertMessage(alert_dict(alert), name, category, rule.description if rule else ""))
+        result.append(AlertMessage(alert_payload(alert), name, category, rule.description if rule else ""))
     return result
 
 
