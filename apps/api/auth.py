@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 import httpx
 import jwt
 from django.conf import settings
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.plumbing import build_bearer_security_scheme_object
 from rest_framework import authentication, exceptions
 
 logger = logging.getLogger(__name__)
@@ -163,3 +165,13 @@ class SupabaseJWTAuthentication(authentication.BaseAuthentication):
     def authenticate_header(self, request) -> str:
         # Present, so DRF answers 401 (not 403) and tells the client which scheme to use.
         return f'{self.keyword} realm="api"'
+
+
+class SupabaseJWTScheme(OpenApiAuthenticationExtension):
+    target_class = SupabaseJWTAuthentication
+    name = "SupabaseJWT"
+
+    def get_security_definition(self, auto_schema) -> dict:
+        return build_bearer_security_scheme_object(
+            header_name="Authorization", token_prefix="Bearer", bearer_format="JWT"
+        )

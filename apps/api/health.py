@@ -1,0 +1,128 @@
+"""/api/health from real signals: the collector's heartbeat, the last tick, the database and Redis.
+
+Signals in Redis (written by their services):
+- `P:collector:heartbeat`: hash slice -> JSON {"ts_ms", "last_event_ms", "symbols", "connections"}
+- `P:tick:last`: JSON {"minute_ms", "finished_ms"} of the alert engine's newest finished tick
+- `P:indicators:last`: JSON {"minute_ms", "finished_ms"} of the metrics calculator's newest pass
+A missing signal means "down", an old one "stale". The API cannot serve without the database or Redis, so either
+being down makes the whole "unhealthy" (503); any other service not up makes it "degraded".
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import time
+
+import redis as redis_lib
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+
+from apps.collector.store import key
+
+logger = logging.getLogger(__name__)
+
+UP, DOWN, STALE = "up", "down", "stale"
+HEALTHY, DEGRADED, UNHEALTHY = "healthy", "degraded", "unhealthy"
+SERVICES = ("data_collector", "metrics_calculator", "alert_engine", "database", "redis")
+CRITICAL_SERVICES = ("database", "redis")
+
+
+@functools.cache
+def _probe_client(url: str) -> redis_lib.Redis:
+    # Short timeouts: a health probe must answer even when Redis hangs.
+    return redis_lib.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+
+
+def _json(raw: bytes | None) -> dict | None:
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _age_seconds(ms: object, now_ms: float) -> float | None:
+    return (now_ms - float(ms)) / 1000.0 if isinstance(ms, int | float) else None
+
+
+def _finished_state(signal: dict | None, *, now_ms: float, stale_after: float) -> tuple[str, dict]:
+    if signal is None:
+        return DOWN, {}
+    age = _age_seconds(signal.get("finished_ms"), now_ms)
+    detail = {"age_seconds": None if age is None else round(age, 3), "minute_ms": signal.get("minute_ms")}
+    return (STALE if age is None or age > stale_after else UP), detail
+
+
+def _collector_state(heartbeats: dict[bytes, bytes], *, now_ms: float) -> tuple[str, dict]:
+    slices = {field.decode(): _json(raw) or {} for field, raw in heartbeats.items()}
+    if not slices:
+        return DOWN, {}
+    beat_ages = [_age_seconds(beat.get("ts_ms"), now_ms) for beat in slices.values()]
+    event_ages = [_age_seconds(beat.get("last_event_ms"), now_ms) for beat in slices.values()]
+    oldest_beat = max((age for age in beat_ages if age is not None), default=None)
+    newest_event = min((age for age in event_ages if age is not None), default=None)
+    stale = (
+        None in beat_ages
+        or oldest_beat > settings.HEALTH_COLLECTOR_STALE_SECONDS
+        or newest_event is None
+        or newest_event > settings.HEALTH_COLLECTOR_EVENT_STALE_SECONDS
+    )
+    detail = {
+        "slices": len(slices),
+        "heartbeat_age_seconds": None if oldest_beat is None else round(oldest_beat, 3),
+        "last_event_age_seconds": None if newest_event is None else round(newest_event, 3),
+        "symbols": sum(int(beat.get("symbols") or 0) for beat in slices.values() if isinstance(beat, dict)),
+    }
+    return (STALE if stale else UP), detail
+
+
+def _database_state() -> str:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        return UP
+    except Exception as exc:  # any failure to run a query means the API cannot serve
+        logger.warning("Health: database unreachable: %s", exc)
+        return DOWN
+
+
+def health_report() -> dict:
+    """The SPEC §5 health body, with per-service details."""
+    now_ms = time.time() * 1000.0
+    services: dict[str, str] = {}
+    details: dict[str, dict] = {}
+    try:
+        client = _probe_client(settings.REDIS_URL)
+        with client.pipeline(transaction=False) as pipe:
+            pipe.ping()
+            pipe.hgetall(key("collector", "heartbeat"))
+            pipe.get(key("tick", "last"))
+            pipe.get(key("indicators", "last"))
+            _, heartbeats, tick, indicators = pipe.execute()
+    except redis_lib.RedisError as exc:
+        logger.warning("Health: Redis unreachable: %s", exc)
+        # Without Redis nothing can be said of the pipeline: report it down with Redis.
+        services.update(data_collector=DOWN, metrics_calculator=DOWN, alert_engine=DOWN, redis=DOWN)
+    else:
+        services["data_collector"], details["data_collector"] = _collector_state(heartbeats, now_ms=now_ms)
+        services["metrics_calculator"], details["metrics_calculator"] = _finished_state(
+            _json(indicators), now_ms=now_ms, stale_after=settings.HEALTH_INDICATORS_STALE_SECONDS
+        )
+        services["alert_engine"], details["alert_engine"] = _finished_state(
+            _json(tick), now_ms=now_ms, stale_after=settings.HEALTH_TICK_STALE_SECONDS
+        )
+        services["redis"] = UP
+    services["database"] = _database_state()
+    if any(services[name] == DOWN for name in CRITICAL_SERVICES):
+        status = UNHEALTHY
+    elif all(state == UP for state in services.values()):
+        status = HEALTHY
+    else:
+        status = DEGRADED
+    ordered = {name: services[name] for name in SERVICES}
+    return {"status": status, "services": ordered, "timestamp": timezone.now().isoformat(), "details": details}

@@ -1,0 +1,126 @@
+"""/api/health from the real Redis signals and database."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from django.db import OperationalError
+from rest_framework.test import APIClient
+
+from apps.api import health
+from apps.collector.store import key
+
+pytestmark = pytest.mark.django_db
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def beat(redis_client, slice_id: str, *, age: float = 1.0, event_age: float = 2.0) -> None:
+    redis_client.hset(
+        key("collector", "heartbeat"),
+        slice_id,
+        json.dumps(
+            {
+                "ts_ms": now_ms() - int(age * 1000),
+                "last_event_ms": now_ms() - int(event_age * 1000),
+                "symbols": 8,
+                "connections": [{"streams": 8}],
+            }
+        ),
+    )
+
+
+def finished(redis_client, *parts: str, age: float = 1.0) -> None:
+    stamp = now_ms() - int(age * 1000)
+    redis_client.set(key(*parts), json.dumps({"minute_ms": stamp - stamp % 60000 - 60000, "finished_ms": stamp}))
+
+
+def get_health() -> tuple[int, dict]:
+    response = APIClient().get("/api/health")
+    return response.status_code, response.json()
+
+
+def test_all_signals_fresh_is_healthy(redis_client):
+    beat(redis_client, "0")
+    beat(redis_client, "1")
+    finished(redis_client, "tick", "last")
+    finished(redis_client, "indicators", "last")
+    code, body = get_health()
+    assert code == 200 and body["status"] == "healthy"
+    assert body["services"] == {
+        "data_collector": "up",
+        "metrics_calculator": "up",
+        "alert_engine": "up",
+        "database": "up",
+        "redis": "up",
+    }
+    assert body["details"]["data_collector"]["slices"] == 2 and body["details"]["data_collector"]["symbols"] == 16
+    assert body["timestamp"].endswith("+00:00")
+
+
+def test_no_pipeline_signals_is_degraded_with_services_down(redis_client):
+    code, body = get_health()
+    assert code == 200 and body["status"] == "degraded"
+    assert body["services"]["data_collector"] == "down"
+    assert body["services"]["alert_engine"] == "down" and body["services"]["metrics_calculator"] == "down"
+    assert body["services"]["database"] == "up" and body["services"]["redis"] == "up"
+
+
+def test_old_heartbeat_of_one_slice_is_stale(redis_client, settings):
+    settings.HEALTH_COLLECTOR_STALE_SECONDS = 30
+    beat(redis_client, "0")
+    beat(redis_client, "1", age=45)
+    finished(redis_client, "tick", "last")
+    finished(redis_client, "indicators", "last")
+    code, body = get_health()
+    assert code == 200 and body["status"] == "degraded"
+    assert body["services"]["data_collector"] == "stale"
+
+
+def test_heartbeat_without_recent_exchange_events_is_stale(redis_client, settings):
+    settings.HEALTH_COLLECTOR_EVENT_STALE_SECONDS = 120
+    beat(redis_client, "0", event_age=300)
+    code, body = get_health()
+    assert body["services"]["data_collector"] == "stale"
+
+
+def test_old_tick_and_indicators_are_stale(redis_client, settings):
+    settings.HEALTH_TICK_STALE_SECONDS = 150
+    settings.HEALTH_INDICATORS_STALE_SECONDS = 300
+    beat(redis_client, "0")
+    finished(redis_client, "tick", "last", age=200)
+    finished(redis_client, "indicators", "last", age=100)
+    code, body = get_health()
+    assert body["services"]["alert_engine"] == "stale" and body["services"]["metrics_calculator"] == "up"
+    finished(redis_client, "indicators", "last", age=400)
+    assert get_health()[1]["services"]["metrics_calculator"] == "stale"
+
+
+def test_unreadable_signal_is_not_a_crash(redis_client):
+    redis_client.set(key("tick", "last"), b"\xff not json")
+    redis_client.hset(key("collector", "heartbeat"), "0", b"[]")
+    code, body = get_health()
+    assert code == 200
+    assert body["services"]["alert_engine"] == "down" and body["services"]["data_collector"] == "stale"
+
+
+def test_redis_unreachable_is_unhealthy_503(settings):
+    settings.REDIS_URL = "redis://127.0.0.1:18499/0"  # nothing listens there
+    code, body = get_health()
+    assert code == 503 and body["status"] == "unhealthy"
+    assert body["services"]["redis"] == "down" and body["services"]["database"] == "up"
+
+
+def test_database_unreachable_is_unhealthy_503(redis_client, monkeypatch):
+    class Unreachable:
+        def cursor(self):
+            raise OperationalError("connection refused")
+
+    monkeypatch.setattr(health, "connection", Unreachable())
+    beat(redis_client, "0")
+    code, body = get_health()
+    assert code == 503 and body["status"] == "unhealthy" and body["services"]["database"] == "down"
