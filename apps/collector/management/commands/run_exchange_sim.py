@@ -1,0 +1,141 @@
+"""`python manage.py run_exchange_sim`: serve the Binance USD-M exchange simulator on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from datetime import datetime
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from apps.collector.simulator import WEIGHT_LIMIT_1M, ExchangeSimulator, Faults, market_load, simulator_run
+
+logger = logging.getLogger("apps.collector.simulator")
+
+
+def _iso_ms(value: str) -> int:
+    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        raise CommandError("--start needs a time zone, e.g. 2025-05-10T18:18:00Z")
+    return int(moment.timestamp() * 1000)
+
+
+class Command(BaseCommand):
+    help = "Replay 1m candle files over Binance USD-M's WebSocket and REST protocol (exchange simulator)."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument(
+            "--data",
+            default=str(settings.BASE_DIR / "data" / "binance-um-1m"),
+            help="directory of <SYMBOL>-1m*.csv[.gz] files",
+        )
+        parser.add_argument("--speed", type=float, default=1.0, help="simulated seconds per wall second")
+        parser.add_argument("--port", type=int, default=8765)
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument(
+            "--start",
+            default=None,
+            help="ISO time the replay starts at (default: first candle + 1 day of REST history)",
+        )
+        parser.add_argument("--minutes", type=int, default=None, help="stop the replay after N simulated minutes")
+        parser.add_argument(
+            "--synthesize",
+            type=int,
+            default=0,
+            help="add N synthetic symbols (SYNnnnnUSDT) replaying the real data, for scale runs",
+        )
+        parser.add_argument("--weight-limit", type=int, default=WEIGHT_LIMIT_1M, help="REST weight per minute")
+        parser.add_argument(
+            "--hold-until-connect",
+            action="store_true",
+            help="keep the simulated clock at --start until the first WebSocket client connects",
+        )
+        parser.add_argument("--ping-interval", type=float, default=180.0, help="wall seconds between ping frames")
+        faults = parser.add_argument_group("fault injection (rates are probabilities)")
+        faults.add_argument(
+            "--fault-disconnect",
+            type=float,
+            default=0.0,
+            help="per connection per simulated minute: drop the TCP connection",
+        )
+        faults.add_argument(
+            "--fault-silence",
+            type=float,
+            default=0.0,
+            help="per connection per simulated minute: go silent for --fault-silence-seconds",
+        )
+        faults.add_argument("--fault-silence-seconds", type=float, default=5.0)
+        faults.add_argument("--fault-drop", type=float, default=0.0, help="per closed frame: never sent")
+        faults.add_argument("--fault-duplicate", type=float, default=0.0, help="per closed frame: sent twice")
+        faults.add_argument(
+            "--fault-out-of-order",
+            type=float,
+            default=0.0,
+            help="per closed frame: sent after the next minute's frames",
+        )
+        faults.add_argument(
+            "--fault-malformed", type=float, default=0.0, help="per closed frame: an extra malformed frame"
+        )
+        faults.add_argument(
+            "--fault-rotate-after",
+            type=float,
+            default=0.0,
+            help="close every connection after this many wall seconds (the 24 h limit)",
+        )
+        faults.add_argument("--fault-429", type=float, default=0.0, help="per klines request: answer 429")
+        faults.add_argument("--seed", type=int, default=1)
+
+    def handle(self, *args, **options) -> None:
+        for noisy in ("httpx", "httpcore", "websockets"):  # one line per request or connection is too much
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+        data = Path(options["data"])
+        if not data.is_dir():
+            raise CommandError(f"--data {data} is not a directory")
+        market = market_load(data, synthesize=options["synthesize"])
+        faults = Faults(
+            disconnect_per_minute=options["fault_disconnect"],
+            silence_per_minute=options["fault_silence"],
+            silence_seconds=options["fault_silence_seconds"],
+            drop=options["fault_drop"],
+            duplicate=options["fault_duplicate"],
+            out_of_order=options["fault_out_of_order"],
+            malformed=options["fault_malformed"],
+            rotate_after_seconds=options["fault_rotate_after"],
+            rest_429=options["fault_429"],
+            seed=options["seed"],
+        )
+        simulator = ExchangeSimulator(
+            market,
+            speed=options["speed"],
+            start_ms=_iso_ms(options["start"]) if options["start"] else None,
+            minutes=options["minutes"],
+            faults=faults,
+            weight_limit=options["weight_limit"],
+            ping_interval=options["ping_interval"],
+            hold_until_connect=options["hold_until_connect"],
+        )
+        asyncio.run(self._serve(simulator, options["host"], options["port"]))
+
+    async def _serve(self, simulator: ExchangeSimulator, host: str, port: int) -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        status = simulator.status()
+        logger.info(
+            "exchange simulator ready on http://%s:%s (ws://%s:%s/market/stream): %d symbols, speed %sx, "
+            "replay %s .. %s",
+            host,
+            port,
+            host,
+            port,
+            status["symbols"],
+            status["speed"],
+            datetime.utcfromtimestamp(status["start_ms"] / 1000).isoformat() + "Z",
+            datetime.utcfromtimestamp(status["end_ms"] / 1000).isoformat() + "Z",
+        )
+        await simulator_run(simulator, host=host, port=port, stop=stop)
+        logger.info("exchange simulator stopped")

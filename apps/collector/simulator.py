@@ -1,0 +1,722 @@
+"""A Binance USD-M futures exchange simulator that replays 1m candle files over the exchange's own protocol.
+
+One asyncio server on one port answers both:
+- WebSocket `/market/stream?streams=a/b` (and `/stream`, `/ws`): combined-stream kline frames, SUBSCRIBE /
+  UNSUBSCRIBE / LIST_SUBSCRIPTIONS, forming updates (x false) and the closed kline (x true) once the simulated
+  clock passes a minute's close, protocol ping frames;
+- REST `/fapi/v1/exchangeInfo`, `/fapi/v1/klines`, `/fapi/v1/ticker/24hr`, `/fapi/v1/time` with request weights,
+  the `X-MBX-USED-WEIGHT-1M` header and 429 past the per-minute budget, plus `/sim/status` for operators.
+
+The simulated clock runs at `speed` times wall time from `start_ms`. Faults (disconnects, silence, dropped,
+duplicated, reordered and malformed frames, forced rotation, REST 429s) are injected at configurable rates so the
+collector's recovery paths can be exercised deterministically (seeded).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import numpy as np
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from .candles import MINUTE_MS, data_files, read_csv_candles
+
+logger = logging.getLogger(__name__)
+
+INTERVALS_MS = {
+    "1m": MINUTE_MS,
+    "3m": 3 * MINUTE_MS,
+    "5m": 5 * MINUTE_MS,
+    "15m": 15 * MINUTE_MS,
+    "30m": 30 * MINUTE_MS,
+    "1h": 60 * MINUTE_MS,
+    "2h": 120 * MINUTE_MS,
+    "4h": 240 * MINUTE_MS,
+    "6h": 360 * MINUTE_MS,
+    "8h": 480 * MINUTE_MS,
+    "12h": 720 * MINUTE_MS,
+    "1d": 1440 * MINUTE_MS,
+}
+WEIGHT_LIMIT_1M = 2400
+_ABORT = "\0abort"
+# Columns of the per-symbol value matrix.
+_O, _H, _L, _C, _V, _Q, _N, _TV, _TQ = range(9)
+
+
+def klines_weight(limit: int) -> int:
+    """Request weight of GET /fapi/v1/klines (SPEC §1)."""
+    if limit < 100:
+        return 1
+    if limit < 500:
+        return 2
+    if limit <= 1000:
+        return 5
+    return 10
+
+
+@dataclass
+class SymbolSeries:
+    open_times: np.ndarray  # int64, sorted
+    values: np.ndarray  # (n, 9) float64: open, high, low, close, volume, quote, trades, taker base, taker quote
+
+    def index_of(self, open_ms: int) -> int | None:
+        i = int(np.searchsorted(self.open_times, open_ms))
+        if i < len(self.open_times) and self.open_times[i] == open_ms:
+            return i
+        return None
+
+
+def market_load(data_dir: Path, *, synthesize: int = 0) -> dict[str, SymbolSeries]:
+    """Load every symbol's candles; `synthesize` adds SYNnnnnUSDT symbols replaying the real ones' data."""
+    series: dict[str, SymbolSeries] = {}
+    for symbol, paths in data_files(data_dir).items():
+        df = read_csv_candles(paths)
+        values = df[
+            [
+                "open",
+                "high",
+                "low",
+                "close",
+                "volume",
+                "quote_volume",
+                "trades",
+                "taker_buy_volume",
+                "taker_buy_quote_volume",
+            ]
+        ].to_numpy(dtype=np.float64)
+        series[symbol] = SymbolSeries(df["open_time"].to_numpy(dtype=np.int64), values)
+    if not series:
+        raise ValueError(f"no <SYMBOL>-1m*.csv[.gz] files in {data_dir}")
+    real = sorted(series)
+    for k in range(synthesize):
+        series[f"SYN{k:04d}USDT"] = series[real[k % len(real)]]
+    return series
+
+
+@dataclass
+class Faults:
+    """Fault rates; probabilities are per closed frame unless said otherwise."""
+
+    disconnect_per_minute: float = 0.0  # chance per connection per simulated minute of an abrupt close
+    silence_per_minute: float = 0.0  # chance per connection per simulated minute of going silent
+    silence_seconds: float = 5.0  # wall seconds a silent connection stays silent (open, no frames)
+    drop: float = 0.0  # a closed frame never sent
+    duplicate: float = 0.0  # a closed frame sent twice
+    out_of_order: float = 0.0  # a closed frame held back and sent after the next minute's frames
+    malformed: float = 0.0  # an extra malformed frame injected
+    rotate_after_seconds: float = 0.0  # server closes every connection after this many wall seconds (24 h limit)
+    rest_429: float = 0.0  # chance a REST klines request gets 429
+    seed: int = 1
+
+
+def _fmt(value: float) -> str:
+    # repr round-trips a float64 exactly, so the collector stores the very numbers of the data file.
+    return repr(float(value))
+
+
+def kline_frame(symbol: str, open_ms: int, v: np.ndarray, *, closed: bool, event_ms: int) -> str:
+    stream = f"{symbol.lower()}@kline_1m"
+    k = {
+        "t": open_ms,
+        "T": open_ms + MINUTE_MS - 1,
+        "s": symbol,
+        "i": "1m",
+        "f": 0,
+        "L": int(v[_N]),
+        "o": _fmt(v[_O]),
+        "c": _fmt(v[_C]),
+        "h": _fmt(v[_H]),
+        "l": _fmt(v[_L]),
+        "v": _fmt(v[_V]),
+        "n": int(v[_N]),
+        "x": closed,
+        "q": _fmt(v[_Q]),
+        "V": _fmt(v[_TV]),
+        "Q": _fmt(v[_TQ]),
+        "B": "0",
+    }
+    return json.dumps({"stream": stream, "data": {"e": "kline", "E": event_ms, "s": symbol, "k": k}})
+
+
+def forming_values(v: np.ndarray, fraction: float) -> np.ndarray:
+    """A plausible partial candle `fraction` of the way through its minute (valid by SPEC §1)."""
+    out = v.copy()
+    close = v[_O] + (v[_C] - v[_O]) * fraction
+    out[_C] = close
+    out[_H] = max(v[_O], close)
+    out[_L] = min(v[_O], close)
+    for col in (_V, _Q, _N, _TV, _TQ):
+        out[col] = v[col] * fraction
+    out[_N] = float(int(out[_N]))
+    return out
+
+
+def malformed_frame(rng: random.Random, symbol: str, open_ms: int, v: np.ndarray) -> str:
+    kind = rng.choice(
+        [
+            "not_json",
+            "no_data",
+            "negative_price",
+            "high_below_body",
+            "bad_close_time",
+            "off_minute",
+            "string_field",
+            "negative_volume",
+        ]
+    )
+    if kind == "not_json":
+        return '{"stream": "broken'
+    if kind == "no_data":
+        return json.dumps({"stream": f"{symbol.lower()}@kline_1m", "data": {"e": "kline", "E": open_ms}})
+    bad = v.copy()
+    t, close_ms = open_ms, open_ms + MINUTE_MS - 1
+    if kind == "negative_price":
+        bad[_O] = -abs(bad[_O])
+    elif kind == "high_below_body":
+        bad[_H] = min(bad[_O], bad[_C]) * 0.5
+    elif kind == "negative_volume":
+        bad[_V] = -1.0
+    elif kind == "bad_close_time":
+        close_ms += 1234
+    elif kind == "off_minute":
+        t += 17
+    frame = json.loads(kline_frame(symbol, t, bad, closed=True, event_ms=open_ms + MINUTE_MS))
+    frame["data"]["k"]["T"] = close_ms
+    if kind == "string_field":
+        frame["data"]["k"]["o"] = "abc"
+    return json.dumps(frame)
+
+
+class SimClock:
+    def __init__(self, start_ms: int, speed: float, end_ms: int, *, running: bool = True) -> None:
+        self.start_ms = start_ms
+        self.speed = speed
+        self.end_ms = end_ms
+        self._t0 = time.monotonic() if running else None
+
+    @property
+    def running(self) -> bool:
+        return self._t0 is not None
+
+    def run(self) -> None:
+        if self._t0 is None:
+            self._t0 = time.monotonic()
+
+    def raw_ms(self) -> int:
+        if self._t0 is None:
+            return self.start_ms
+        return self.start_ms + int((time.monotonic() - self._t0) * 1000 * self.speed)
+
+    def now_ms(self) -> int:
+        """The simulated now, held at the end of the replay once it is reached."""
+        return min(self.raw_ms(), self.end_ms)
+
+
+@dataclass
+class _Client:
+    ws: ServerConnection
+    id: int
+    streams: set[str] = field(default_factory=set)
+    queue: asyncio.Queue = field(default_factory=asyncio.Queue)
+    silent_until: float = 0.0
+    held: list[str] = field(default_factory=list)  # out-of-order frames waiting for the next minute
+    opened_at: float = field(default_factory=time.monotonic)
+
+
+class ExchangeSimulator:
+    def __init__(
+        self,
+        market: dict[str, SymbolSeries],
+        *,
+        speed: float = 1.0,
+        start_ms: int | None = None,
+        minutes: int | None = None,
+        faults: Faults | None = None,
+        weight_limit: int = WEIGHT_LIMIT_1M,
+        ping_interval: float = 180.0,
+        hold_until_connect: bool = False,
+    ) -> None:
+        self.market = market
+        self.symbols = sorted(market)
+        first_open = min(int(s.open_times[0]) for s in market.values())
+        last_close = max(int(s.open_times[-1]) for s in market.values()) + MINUTE_MS
+        start = start_ms if start_ms is not None else first_open + 1440 * MINUTE_MS
+        start -= start % MINUTE_MS
+        end = last_close if minutes is None else min(last_close, start + minutes * MINUTE_MS)
+        # Held, the clock waits at `start` for the first WebSocket client, so a slow-starting collector misses nothing.
+        self.clock = SimClock(start, speed, end, running=not hold_until_connect)
+        self.faults = faults or Faults()
+        self.rng = random.Random(self.faults.seed)
+        self.weight_limit = weight_limit
+        self.ping_interval = ping_interval
+        self.last_closed_open_ms = start - MINUTE_MS  # the newest minute whose closed frames went out
+        self.clients: dict[int, _Client] = {}
+        self._next_client_id = 1
+        self._weight_window = 0
+        self._weight_used = 0
+        self._last_forming_wall = 0.0
+        self._last_forming_sim = 0
+        self.stats = {
+            "closed_frames": 0,
+            "forming_frames": 0,
+            "dropped": 0,
+            "duplicated": 0,
+            "reordered": 0,
+            "malformed": 0,
+            "disconnects": 0,
+            "silences": 0,
+            "rotations": 0,
+            "rest_429": 0,
+        }
+        self._server = None
+        self._tasks: list[asyncio.Task] = []
+
+    # ----------------------------------------------------------------------------------------------- lifecycle
+    async def start(self, host: str, port: int) -> None:
+        self._server = await serve(
+            self._handle_ws,
+            host,
+            port,
+            process_request=self._process_request,
+            ping_interval=self.ping_interval,
+            ping_timeout=600,  # Binance drops a client that has not answered within 10 minutes
+            max_queue=64,
+        )
+        self._tasks.append(asyncio.create_task(self._replay_loop()))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    @property
+    def done(self) -> bool:
+        return self.last_closed_open_ms + MINUTE_MS >= self.clock.end_ms
+
+    def status(self) -> dict:
+        return {
+            "now_ms": self.clock.now_ms(),
+            "start_ms": self.clock.start_ms,
+            "end_ms": self.clock.end_ms,
+            "last_closed_open_ms": self.last_closed_open_ms,
+            "done": self.done,
+            "speed": self.clock.speed,
+            "running": self.clock.running,
+            "symbols": len(self.symbols),
+            "connections": len(self.clients),
+            "stats": self.stats,
+        }
+
+    # ----------------------------------------------------------------------------------------------- replay
+    async def _replay_loop(self) -> None:
+        tick = max(0.01, min(0.25, 60.0 / self.clock.speed / 4))
+        while True:
+            try:
+                self._replay_step()
+            except Exception:  # the replay must go on whatever one step did
+                logger.exception("simulator replay step failed")
+            await asyncio.sleep(tick)
+
+    def _replay_step(self) -> None:
+        now = self.clock.now_ms()
+        newest_closed = (now // MINUTE_MS) * MINUTE_MS - MINUTE_MS
+        newest_closed = min(newest_closed, self.clock.end_ms - MINUTE_MS)
+        minute = self.last_closed_open_ms + MINUTE_MS
+        while minute <= newest_closed:
+            self._emit_closed_minute(minute)
+            self.last_closed_open_ms = minute
+            minute += MINUTE_MS
+        if not self.done:
+            self._maybe_emit_forming(now)
+        self._apply_connection_faults()
+
+    def _emit_closed_minute(self, minute: int) -> None:
+        f = self.faults
+        event_ms = minute + MINUTE_MS + 100
+        for client in list(self.clients.values()):
+            # Frames held back last minute now follow this minute's frames: out of order by one minute.
+            held, client.held = client.held, []
+            for symbol in self.symbols:
+                stream = f"{symbol.lower()}@kline_1m"
+                if stream not in client.streams:
+                    continue
+                series = self.market[symbol]
+                i = series.index_of(minute)
+                if i is None:
+                    continue
+                v = series.values[i]
+                frame = kline_frame(symbol, minute, v, closed=True, event_ms=event_ms)
+                if f.malformed and self.rng.random() < f.malformed:
+                    self._send(client, malformed_frame(self.rng, symbol, minute, v))
+                    self.stats["malformed"] += 1
+                if f.drop and self.rng.random() < f.drop:
+                    self.stats["dropped"] += 1
+                    continue
+                if f.out_of_order and self.rng.random() < f.out_of_order:
+                    client.held.append(frame)
+                    self.stats["reordered"] += 1
+                    continue
+                self._send(client, frame)
+                self.stats["closed_frames"] += 1
+                if f.duplicate and self.rng.random() < f.duplicate:
+                    self._send(client, frame)
+                    self.stats["duplicated"] += 1
+            for frame in held:
+                self._send(client, frame)
+            if f.disconnect_per_minute and self.rng.random() < f.disconnect_per_minute:
+                self._close_client(client, "random disconnect", abrupt=True)
+                self.stats["disconnects"] += 1
+            elif f.silence_per_minute and self.rng.random() < f.silence_per_minute:
+                client.silent_until = time.monotonic() + f.silence_seconds
+                self.stats["silences"] += 1
+
+    def _maybe_emit_forming(self, now: int) -> None:
+        wall = time.monotonic()
+        # Binance updates every ~250 ms; a few updates per simulated minute, at least one per wall second.
+        if now - self._last_forming_sim < 15_000 and wall - self._last_forming_wall < 1.0:
+            return
+        self._last_forming_sim, self._last_forming_wall = now, wall
+        minute = (now // MINUTE_MS) * MINUTE_MS
+        fraction = (now - minute) / MINUTE_MS
+        frames: dict[str, str] = {}
+        for symbol in self.symbols:
+            series = self.market[symbol]
+            i = series.index_of(minute)
+            if i is not None:
+                frames[f"{symbol.lower()}@kline_1m"] = kline_frame(
+                    symbol, minute, forming_values(series.values[i], fraction), closed=False, event_ms=now
+                )
+        for client in list(self.clients.values()):
+            for stream in client.streams:
+                frame = frames.get(stream)
+                if frame is not None:
+                    self._send(client, frame)
+                    self.stats["forming_frames"] += 1
+
+    def _apply_connection_faults(self) -> None:
+        rotate = self.faults.rotate_after_seconds
+        if not rotate:
+            return
+        now = time.monotonic()
+        for client in list(self.clients.values()):
+            if now - client.opened_at >= rotate:
+                self._close_client(client, "connection lifetime reached")
+                self.stats["rotations"] += 1
+
+    def _send(self, client: _Client, frame: str) -> None:
+        if time.monotonic() < client.silent_until:
+            return  # a silent connection loses what it would have sent, as a stalled feed does
+        client.queue.put_nowait(frame)
+
+    def _close_client(self, client: _Client, reason: str, *, abrupt: bool = False) -> None:
+        self.clients.pop(client.id, None)
+        client.queue.put_nowait(_ABORT if abrupt else None)
+        logger.info("simulator closes connection %s: %s", client.id, reason)
+
+    # ----------------------------------------------------------------------------------------------- websocket
+    async def _handle_ws(self, ws: ServerConnection) -> None:
+        client = _Client(ws=ws, id=self._next_client_id)
+        self._next_client_id += 1
+        query = parse_qs(urlsplit(ws.request.path).query)
+        for part in query.get("streams", []):
+            client.streams.update(s for s in part.split("/") if s)
+        self.clients[client.id] = client
+        self.clock.run()
+        writer = asyncio.create_task(self._writer(client))
+        try:
+            async for message in ws:
+                self._on_client_message(client, message)
+        except ConnectionClosed:
+            pass
+        finally:
+            self.clients.pop(client.id, None)
+            client.queue.put_nowait(None)
+            await asyncio.gather(writer, return_exceptions=True)
+
+    async def _writer(self, client: _Client) -> None:
+        ws = client.ws
+        try:
+            while True:
+                frame = await client.queue.get()
+                if frame is None:
+                    await ws.close(1001, "going away")
+                    return
+                if frame is _ABORT:
+                    ws.transport.abort()  # a dropped TCP connection: no closing handshake
+                    return
+                await ws.send(frame)
+        except ConnectionClosed:
+            return
+
+    def _on_client_message(self, client: _Client, message: str | bytes) -> None:
+        try:
+            request = json.loads(message)
+            method = request["method"]
+            request_id = request.get("id")
+        except (ValueError, KeyError, TypeError):
+            client.queue.put_nowait(json.dumps({"error": {"code": 2, "msg": "Invalid request"}}))
+            return
+        params = request.get("params") or []
+        if method == "SUBSCRIBE":
+            client.streams.update(str(p) for p in params)
+            reply: dict = {"result": None, "id": request_id}
+        elif method == "UNSUBSCRIBE":
+            client.streams.difference_update(str(p) for p in params)
+            reply = {"result": None, "id": request_id}
+        elif method == "LIST_SUBSCRIPTIONS":
+            reply = {"result": sorted(client.streams), "id": request_id}
+        else:
+            reply = {"error": {"code": 2, "msg": f"Invalid method {method}"}, "id": request_id}
+        client.queue.put_nowait(json.dumps(reply))
+
+    # ----------------------------------------------------------------------------------------------- REST
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        url = urlsplit(request.path)
+        if url.path in ("/market/stream", "/stream", "/ws", "/market/ws") or url.path.startswith("/ws/"):
+            return None  # the WebSocket handshake proceeds
+        params = {k: v[-1] for k, v in parse_qs(url.query).items()}
+        try:
+            return self._rest(url.path, params)
+        except Exception:
+            logger.exception("simulator REST %s failed", request.path)
+            return _json_response(500, {"code": -1000, "msg": "internal error"})
+
+    def _use_weight(self, weight: int) -> Response | None:
+        window = int(time.time() // 60)
+        if window != self._weight_window:
+            self._weight_window, self._weight_used = window, 0
+        if self._weight_used + weight > self.weight_limit:
+            retry = 60 - int(time.time() % 60)
+            self.stats["rest_429"] += 1
+            return _json_response(
+                429,
+                {"code": -1003, "msg": "Too many requests; current limit of IP is 2400 requests per minute."},
+                weight=self._weight_used,
+                retry_after=retry,
+            )
+        self._weight_used += weight
+        return None
+
+    def _rest(self, path: str, params: dict[str, str]) -> Response:
+        if path == "/sim/status":
+            return _json_response(200, self.status())
+        if path == "/fapi/v1/time":
+            return self._weighted(1, lambda: {"serverTime": self.clock.now_ms()})
+        if path == "/fapi/v1/exchangeInfo":
+            return self._weighted(1, self._exchange_info)
+        if path == "/fapi/v1/ticker/24hr":
+            symbol = params.get("symbol")
+            if symbol is not None and symbol not in self.market:
+                return _json_response(400, {"code": -1121, "msg": "Invalid symbol."})
+            return self._weighted(1 if symbol else 40, lambda: self._tickers(symbol))
+        if path == "/fapi/v1/klines":
+            return self._klines(params)
+        return _json_response(404, {"code": -1, "msg": f"unknown path {path}"})
+
+    def _weighted(self, weight: int, body) -> Response:
+        refused = self._use_weight(weight)
+        if refused is not None:
+            return refused
+        return _json_response(200, body(), weight=self._weight_used)
+
+    def _exchange_info(self) -> dict:
+        symbols = [
+            {
+                "symbol": s,
+                "pair": s,
+                "contractType": "PERPETUAL",
+                "status": "TRADING",
+                "baseAsset": s[:-4],
+                "quoteAsset": "USDT",
+                "marginAsset": "USDT",
+                "pricePrecision": 8,
+                "quantityPrecision": 8,
+            }
+            for s in self.symbols
+        ]
+        # Contracts the screener must filter out: a quarterly future, a USDC perpetual and a settling one.
+        symbols += [
+            {
+                "symbol": "BTCUSDT_251226",
+                "pair": "BTCUSDT",
+                "contractType": "CURRENT_QUARTER",
+                "status": "TRADING",
+                "baseAsset": "BTC",
+                "quoteAsset": "USDT",
+                "marginAsset": "USDT",
+            },
+            {
+                "symbol": "BTCUSDC",
+                "pair": "BTCUSDC",
+                "contractType": "PERPETUAL",
+                "status": "TRADING",
+                "baseAsset": "BTC",
+                "quoteAsset": "USDC",
+                "marginAsset": "USDC",
+            },
+            {
+                "symbol": "OLDUSDT",
+                "pair": "OLDUSDT",
+                "contractType": "PERPETUAL",
+                "status": "SETTLING",
+                "baseAsset": "OLD",
+                "quoteAsset": "USDT",
+                "marginAsset": "USDT",
+            },
+        ]
+        return {
+            "timezone": "UTC",
+            "serverTime": self.clock.now_ms(),
+            "rateLimits": [
+                {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": self.weight_limit}
+            ],
+            "symbols": symbols,
+        }
+
+    def _closed_slice(self, symbol: str, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
+        """Candles of `symbol` with start <= open <= end that closed before the simulated now."""
+        series = self.market[symbol]
+        newest = self.clock.now_ms() - MINUTE_MS  # open times up to here have closed
+        end = min(end, newest)
+        lo = int(np.searchsorted(series.open_times, start, side="left"))
+        hi = int(np.searchsorted(series.open_times, end, side="right"))
+        return series.open_times[lo:hi], series.values[lo:hi]
+
+    def _tickers(self, symbol: str | None) -> list[dict] | dict:
+        now = self.clock.now_ms()
+        out = []
+        for s in [symbol] if symbol else self.symbols:
+            times, v = self._closed_slice(s, now - 1440 * MINUTE_MS, now)
+            if len(times) == 0:
+                continue
+            open_price, last = v[0, _O], v[-1, _C]
+            quote, base = float(v[:, _Q].sum()), float(v[:, _V].sum())
+            out.append(
+                {
+                    "symbol": s,
+                    "lastPrice": _fmt(last),
+                    "openPrice": _fmt(open_price),
+                    "highPrice": _fmt(v[:, _H].max()),
+                    "lowPrice": _fmt(v[:, _L].min()),
+                    "volume": _fmt(base),
+                    "quoteVolume": _fmt(quote),
+                    "priceChange": _fmt(last - open_price),
+                    "priceChangePercent": f"{(last - open_price) / open_price * 100:.3f}",
+                    "weightedAvgPrice": _fmt(quote / base if base else last),
+                    "openTime": int(times[0]),
+                    "closeTime": now,
+                    "count": int(v[:, _N].sum()),
+                }
+            )
+        return out[0] if symbol and out else out
+
+    def _klines(self, params: dict[str, str]) -> Response:
+        symbol = params.get("symbol", "")
+        interval = params.get("interval", "")
+        try:
+            limit = int(params.get("limit", 500))
+            start = int(params["startTime"]) if "startTime" in params else None
+            end = int(params["endTime"]) if "endTime" in params else None
+        except ValueError:
+            return _json_response(400, {"code": -1100, "msg": "Illegal characters found in a parameter."})
+        if not 1 <= limit <= 1500:
+            return _json_response(400, {"code": -1130, "msg": "Invalid limit."})
+        refused = self._use_weight(klines_weight(limit))
+        if refused is not None:
+            return refused
+        if self.faults.rest_429 and self.rng.random() < self.faults.rest_429:
+            self.stats["rest_429"] += 1
+            return _json_response(
+                429, {"code": -1003, "msg": "Too many requests."}, weight=self._weight_used, retry_after=1
+            )
+        if symbol not in self.market:
+            return _json_response(400, {"code": -1121, "msg": "Invalid symbol."}, weight=self._weight_used)
+        if interval not in INTERVALS_MS:
+            return _json_response(400, {"code": -1120, "msg": "Invalid interval."}, weight=self._weight_used)
+        step = INTERVALS_MS[interval]
+        now = self.clock.now_ms()
+        if interval == "1m":
+            bars = self._closed_slice(symbol, -1 if start is None else start, now if end is None else end)
+            times, values = bars
+        else:
+            times, values = self._bars(symbol, step)
+            keep = np.ones(len(times), dtype=bool)
+            if start is not None:
+                keep &= times >= start
+            if end is not None:
+                keep &= times <= end
+            times, values = times[keep], values[keep]
+        if start is not None:
+            times, values = times[:limit], values[:limit]
+        else:
+            times, values = times[-limit:], values[-limit:]
+        rows = [
+            [
+                int(t),
+                _fmt(v[_O]),
+                _fmt(v[_H]),
+                _fmt(v[_L]),
+                _fmt(v[_C]),
+                _fmt(v[_V]),
+                int(t) + step - 1,
+                _fmt(v[_Q]),
+                int(v[_N]),
+                _fmt(v[_TV]),
+                _fmt(v[_TQ]),
+                "0",
+            ]
+            for t, v in zip(times, values, strict=True)
+        ]
+        return _json_response(200, rows, weight=self._weight_used)
+
+    def _bars(self, symbol: str, step: int) -> tuple[np.ndarray, np.ndarray]:
+        """Clock-aligned bars of `step` ms from the closed 1m candles; the newest one may be forming."""
+        times, v = self._closed_slice(symbol, -1, self.clock.now_ms())
+        if len(times) == 0:
+            return times, v
+        bar = times - times % step
+        starts = np.flatnonzero(np.r_[True, bar[1:] != bar[:-1]])
+        out = np.empty((len(starts), v.shape[1]))
+        out[:, _O] = v[starts, _O]
+        out[:, _H] = np.maximum.reduceat(v[:, _H], starts)
+        out[:, _L] = np.minimum.reduceat(v[:, _L], starts)
+        ends = np.r_[starts[1:], len(times)] - 1
+        out[:, _C] = v[ends, _C]
+        for col in (_V, _Q, _N, _TV, _TQ):
+            out[:, col] = np.add.reduceat(v[:, col], starts)
+        return bar[starts], out
+
+
+def _json_response(status: int, body: object, *, weight: int | None = None, retry_after: int | None = None) -> Response:
+    payload = json.dumps(body).encode()
+    headers = Headers()
+    headers["Content-Type"] = "application/json"
+    headers["Content-Length"] = str(len(payload))
+    headers["Connection"] = "close"
+    if weight is not None:
+        headers["X-MBX-USED-WEIGHT-1M"] = str(weight)
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
+    return Response(status, HTTPStatus(status).phrase, headers, payload)
+
+
+async def simulator_run(simulator: ExchangeSimulator, *, host: str, port: int, stop: asyncio.Event) -> None:
+    """Serve until `stop` is set."""
+    await simulator.start(host, port)
+    try:
+        await stop.wait()
+    finally:
+        await simulator.stop()

@@ -1,0 +1,115 @@
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+import numpy as np
+import pytest
+from websockets.asyncio.client import connect
+
+from apps.collector.candles import MINUTE_MS, candle_from_kline, candle_from_rest_row, read_csv_candles
+from apps.collector.simulator import ExchangeSimulator, klines_weight, market_load
+
+PORT = 18120
+
+
+@pytest.fixture(scope="module")
+def market(bundled_data_dir):
+    return market_load(bundled_data_dir)
+
+
+async def serve(sim: ExchangeSimulator, port: int = PORT):
+    await sim.start("127.0.0.1", port)
+    return httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}")
+
+
+@pytest.mark.parametrize(("limit", "weight"), [(1, 1), (99, 1), (100, 2), (499, 2), (500, 5), (1000, 5), (1001, 10)])
+def test_klines_weight_follows_the_published_table(limit, weight):
+    assert klines_weight(limit) == weight
+
+
+async def test_rest_klines_serve_only_closed_candles_bit_exact_with_weights_and_429(market, bundled_data_dir):
+    sim = ExchangeSimulator(market, speed=1, weight_limit=12, hold_until_connect=True)
+    http = await serve(sim)
+    try:
+        csv = read_csv_candles(sorted(bundled_data_dir.glob("BTCUSDT-1m*"))).set_index("open_time")
+        r = await http.get("/fapi/v1/klines", params={"symbol": "BTCUSDT", "interval": "1m", "limit": 1500})
+        assert r.status_code == 200 and r.headers["X-MBX-USED-WEIGHT-1M"] == "10"
+        rows = r.json()
+        assert len(rows) == 1440 and rows[-1][0] == sim.clock.start_ms - MINUTE_MS  # nothing at or after "now"
+        for row in rows[::97]:
+            candle = candle_from_rest_row("BTCUSDT", row)
+            expected = csv.loc[row[0]]
+            assert (candle.open, candle.high, candle.low, candle.close, candle.volume, candle.quote_volume) == (
+                expected.open,
+                expected.high,
+                expected.low,
+                expected.close,
+                expected.volume,
+                expected.quote_volume,
+            )
+        r = await http.get(
+            "/fapi/v1/klines", params={"symbol": "BTCUSDT", "interval": "1m", "limit": 2, "startTime": rows[5][0]}
+        )
+        assert [row[0] for row in r.json()] == [rows[5][0], rows[6][0]]
+        assert r.headers["X-MBX-USED-WEIGHT-1M"] == "11"
+        r = await http.get("/fapi/v1/klines", params={"symbol": "BTCUSDT", "interval": "1m", "limit": 100})
+        assert r.status_code == 429 and int(r.headers["Retry-After"]) > 0
+        bad = await http.get("/fapi/v1/klines", params={"symbol": "NOPE", "interval": "1m", "limit": 1})
+        assert bad.status_code == 400
+    finally:
+        await http.aclose()
+        await sim.stop()
+
+
+async def test_bars_aggregate_clock_aligned_from_the_minutes(market):
+    sim = ExchangeSimulator(market, speed=1, hold_until_connect=True)
+    http = await serve(sim, PORT + 1)
+    try:
+        hours = (await http.get("/fapi/v1/klines", params={"symbol": "ETHUSDT", "interval": "1h", "limit": 5})).json()
+        minutes = (
+            await http.get("/fapi/v1/klines", params={"symbol": "ETHUSDT", "interval": "1m", "limit": 600})
+        ).json()
+        by_open = {row[0]: row for row in minutes}
+        bar = hours[-2]  # a complete hour
+        assert bar[0] % (60 * MINUTE_MS) == 0 and bar[6] == bar[0] + 60 * MINUTE_MS - 1
+        inside = [by_open[bar[0] + m * MINUTE_MS] for m in range(60)]
+        assert float(bar[1]) == float(inside[0][1]) and float(bar[4]) == float(inside[-1][4])
+        assert float(bar[2]) == max(float(r[2]) for r in inside)
+        assert float(bar[3]) == min(float(r[3]) for r in inside)
+        assert np.isclose(float(bar[5]), sum(float(r[5]) for r in inside), rtol=1e-12)
+        info = (await http.get("/fapi/v1/exchangeInfo")).json()
+        kinds = {(s["contractType"], s["quoteAsset"], s["status"]) for s in info["symbols"]}
+        assert ("CURRENT_QUARTER", "USDT", "TRADING") in kinds and ("PERPETUAL", "USDC", "TRADING") in kinds
+    finally:
+        await http.aclose()
+        await sim.stop()
+
+
+async def test_websocket_streams_forming_then_closed_klines_and_answers_subscribe(market):
+    sim = ExchangeSimulator(market, speed=600, minutes=3, hold_until_connect=True)
+    await sim.start("127.0.0.1", PORT + 2)
+    try:
+        async with connect(f"ws://127.0.0.1:{PORT + 2}/market/stream?streams=btcusdt@kline_1m") as ws:
+            await ws.send(json.dumps({"method": "SUBSCRIBE", "params": ["ethusdt@kline_1m"], "id": 3}))
+            closed: dict[str, list[int]] = {"BTCUSDT": [], "ETHUSDT": []}
+            replies, forming = [], 0
+            while sum(map(len, closed.values())) < 5:
+                frame = json.loads(await asyncio.wait_for(ws.recv(), 5))
+                if "id" in frame:
+                    replies.append(frame)
+                    continue
+                assert frame["stream"] == frame["data"]["s"].lower() + "@kline_1m"
+                candle, is_closed = candle_from_kline(frame["data"]["k"])
+                if is_closed:
+                    closed[candle.symbol].append(candle.open_time)
+                else:
+                    forming += 1
+            assert replies == [{"result": None, "id": 3}]
+            assert closed["BTCUSDT"] == [sim.clock.start_ms + i * MINUTE_MS for i in range(3)]
+            assert forming > 0
+            await asyncio.sleep(0.3)
+            assert sim.status()["done"]
+    finally:
+        await sim.stop()
