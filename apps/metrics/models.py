@@ -39,3 +39,6 @@ class MetricsCalculated(models.Model):
     class Meta:
         db_table = "metrics_calculated"
         indexes = [models.Index(fields=["symbol", "timeframe", "-time"], name="metrics_symbol_tf_time")]
+
+    def __str__(self) -> str:
+        return f"{self.symbol} {self.timeframe} {self.time:%Y-%m-%d %H:%M}"

@@ -18,8 +18,24 @@ WINDOWS: dict[str, int] = {"5m": 5, "15m": 15, "1h": 60, "4h": 240, "8h": 480, "
 LONGEST_WINDOW = max(WINDOWS.values())
 
 WINDOW_METRICS = (
-    "open", "high", "low", "close", "change", "vol", "base_vol", "trades", "taker_buy_ratio", "vwap", "vcp",
-    "fib_pivot", "fib_r1", "fib_r2", "fib_r3", "fib_s1", "fib_s2", "fib_s3",
+    "open",
+    "high",
+    "low",
+    "close",
+    "change",
+    "vol",
+    "base_vol",
+    "trades",
+    "taker_buy_ratio",
+    "vwap",
+    "vcp",
+    "fib_pivot",
+    "fib_r1",
+    "fib_r2",
+    "fib_r3",
+    "fib_s1",
+    "fib_s2",
+    "fib_s3",
 )
 FIB_RATIOS = {"1": 0.382, "2": 0.618, "3": 1.0}
 

@@ -7,10 +7,11 @@ import pandas as pd
 import pytest
 
 from apps.collector.bars_store import BAR_INTERVALS, bars_of_symbol, bars_seed, bars_write
-from apps.collector.candles import FIELD_INDEX, FIELDS, MINUTE_MS, Candle, data_files, read_csv_candles
+from apps.collector.candles import FIELD_INDEX, FIELDS, MINUTE_MS, Candle
 from apps.metrics.bars import TIMEFRAMES, bars_from_block, bars_shard, bars_to_roll
 
-SYMBOLS = ["BTCUSDT", "ETHUSDT", "LAYERUSDT", "XMRUSDT"]
+from .conftest import SYMBOLS
+
 COLUMNS = [
     "open",
     "high",
@@ -33,12 +34,6 @@ AGG = {
     "taker_buy_volume": "sum",
     "taker_buy_quote_volume": "sum",
 }
-
-
-@pytest.fixture(scope="module")
-def frames(bundled_data_dir) -> dict[str, pd.DataFrame]:
-    files = data_files(bundled_data_dir)
-    return {symbol: read_csv_candles(files[symbol]) for symbol in SYMBOLS}
 
 
 def resample(frame: pd.DataFrame, minutes: int) -> pd.DataFrame:

@@ -11,7 +11,8 @@ from apps.collector.candles import FIELD_INDEX
 from apps.metrics.bars import TIMEFRAMES, bars_shard
 from apps.metrics.indicators import bollinger_last, indicators_last, macd, rsi
 
-from .test_bars import SYMBOLS, block_ending_at, expected_bars, frames, minute_of, seed_history  # noqa: F401
+from .conftest import SYMBOLS
+from .test_bars import block_ending_at, expected_bars, minute_of, seed_history
 
 CLOSE = FIELD_INDEX["close"]
 
@@ -41,7 +42,7 @@ def assert_close(got: np.ndarray, expected: np.ndarray, label: str) -> None:
 
 
 @pytest.mark.parametrize("row", [11519, 6000, 1781])
-def test_every_indicator_matches_ta_for_every_timeframe(redis_client, frames, settings, row):  # noqa: F811
+def test_every_indicator_matches_ta_for_every_timeframe(redis_client, frames, settings, row):
     end_ms = minute_of(frames, row)
     seed_history(redis_client, frames, end_ms)
     count = settings.INDICATOR_BARS
@@ -66,7 +67,7 @@ def test_every_indicator_matches_ta_for_every_timeframe(redis_client, frames, se
     assert checked >= 2 * len(SYMBOLS)  # at least 5m and 15m carry every value
 
 
-def test_rows_with_missing_bars_match_ta_on_the_same_series(frames):  # noqa: F811
+def test_rows_with_missing_bars_match_ta_on_the_same_series(frames):
     closes = np.vstack([frame["close"].to_numpy()[-400:][::2] for frame in frames.values()])
     closes[0, :37] = np.nan  # a symbol listed recently
     closes[1, 120] = np.nan  # a bar that never arrived

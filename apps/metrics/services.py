@@ -1,0 +1,226 @@
+"""The indicators stage of a minute tick for one shard: bars, indicators, metrics_calculated, the Redis snapshot.
+
+It runs after the shard's alerts, on its own queue, so nothing here delays an alert. Every step is one vectorized
+pass over the shard and one round trip to its store: one Redis read of the 1m block and one of the bar history,
+one INSERT for every (symbol, timeframe) row, one script call that rolls bars forward, one that writes snapshots.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+import orjson
+import redis as redis_lib
+from django.conf import settings
+from django.db import connection
+
+from apps.collector.bars_store import bars_roll
+from apps.collector.candles import FIELD_INDEX, MINUTE_MS
+from apps.collector.store import candles_matrix, key
+from apps.metrics.windows import LONGEST_WINDOW, WINDOWS, window_metrics
+
+from .bars import TIMEFRAMES, bars_from_block, bars_shard, bars_to_roll
+from .indicators import INDICATOR_NAMES, indicators_last
+from .selectors import SNAPSHOT_FIELDS, snapshot_read  # noqa: F401 - the API reads snapshots through here too
+
+# metrics_calculated column -> window metric (SPEC §2 names, suffixed by the window).
+WINDOW_COLUMNS: dict[str, str] = {
+    "open": "open",
+    "high": "high",
+    "low": "low",
+    "close": "close",
+    "volume": "vol",
+    "base_volume": "base_vol",
+    "change_pct": "change",
+    "vwap": "vwap",
+    "vcp": "vcp",
+    "trades": "trades",
+    "taker_buy_ratio": "taker_buy_ratio",
+    "fib_pivot": "fib_pivot",
+    "fib_r1": "fib_r1",
+    "fib_r2": "fib_r2",
+    "fib_r3": "fib_r3",
+    "fib_s1": "fib_s1",
+    "fib_s2": "fib_s2",
+    "fib_s3": "fib_s3",
+}
+VALUE_COLUMNS: tuple[str, ...] = (*WINDOW_COLUMNS, *INDICATOR_NAMES)
+assert set(TIMEFRAMES) == set(WINDOWS)
+
+
+@dataclass
+class ShardIndicators:
+    """Everything the stage computes for a shard at minute t; `values[column]` is (timeframes, symbols)."""
+
+    minute_ms: int
+    symbols: list[str]
+    values: dict[str, np.ndarray]
+    rolled: dict[str, np.ndarray]
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@contextmanager
+def _stage(name: str, timings: dict[str, float]):
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[name] = timings.get(name, 0.0) + (time.perf_counter() - started) * 1000
+
+
+def shard_values(
+    *,
+    block: np.ndarray,
+    metrics: dict[str, np.ndarray],
+    bars: dict[str, np.ndarray],
+) -> dict[str, np.ndarray]:
+    """Window metrics and indicators of every timeframe, as `{column: (len(TIMEFRAMES), symbols)}`."""
+    n = block.shape[1]
+    closes = np.concatenate([bars[tf][FIELD_INDEX["close"]] for tf in TIMEFRAMES])  # (timeframes * n, K)
+    indicators = indicators_last(closes)
+    values = {
+        column: np.stack([metrics[f"{metric}_{tf}"] for tf in TIMEFRAMES]) for column, metric in WINDOW_COLUMNS.items()
+    }
+    values.update({name: indicators[name].reshape(len(TIMEFRAMES), n) for name in INDICATOR_NAMES})
+    return values
+
+
+def shard_indicators_compute(
+    client: redis_lib.Redis,
+    *,
+    minute_ms: int,
+    symbols: Sequence[str],
+    block: np.ndarray | None = None,
+    metrics: dict[str, np.ndarray] | None = None,
+) -> ShardIndicators:
+    """Load the shard's 1m block (unless given), its window metrics, bars and indicators at minute t."""
+    symbols = list(symbols)
+    timings: dict[str, float] = {}
+    if block is None:
+        with _stage("load", timings):
+            block = candles_matrix(client, symbols, end_minute_ms=minute_ms, length=LONGEST_WINDOW)
+    if metrics is None:
+        with _stage("window_metrics", timings):
+            metrics = window_metrics(block)
+    with _stage("bars", timings):
+        from_block = bars_from_block(block, end_minute_ms=minute_ms)
+        bars = bars_shard(
+            client, block, symbols, end_minute_ms=minute_ms, count=settings.INDICATOR_BARS, from_block=from_block
+        )
+    with _stage("indicators", timings):
+        values = shard_values(block=block, metrics=metrics, bars=bars)
+    return ShardIndicators(minute_ms, symbols, values, bars_to_roll(from_block), timings)
+
+
+def _pg_array(values: np.ndarray) -> str:
+    """A PostgreSQL array literal of float8 (NaN -> NULL); orjson prints the shortest round-trip decimal."""
+    text = orjson.dumps(np.ascontiguousarray(values, dtype=np.float64), option=orjson.OPT_SERIALIZE_NUMPY).decode()
+    return "{" + text[1:-1].replace("null", "NULL") + "}"
+
+
+def minute_time(minute_ms: int) -> datetime:
+    return datetime.fromtimestamp(minute_ms / 1000, tz=UTC)
+
+
+def metrics_calculated_upsert(*, result: ShardIndicators) -> int:
+    """One row per (symbol, timeframe) at time = minute t, inserted or updated in one statement."""
+    n = len(result.symbols)
+    if n == 0:
+        return 0
+    columns = list(VALUE_COLUMNS)
+    casts = ", ".join(
+        f"u.{c}::bigint" if c == "trades" else f"u.{c}" for c in columns
+    )  # a bigint column fed from float8 sums of whole numbers
+    unnest = ", ".join("%s::float8[]" for _ in columns)
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns)
+    sql = (
+        f"INSERT INTO metrics_calculated (time, symbol, timeframe, {', '.join(columns)}) "
+        f"SELECT %s, u.symbol, u.timeframe, {casts} "
+        f"FROM unnest(%s::text[], %s::text[], {unnest}) AS u(symbol, timeframe, {', '.join(columns)}) "
+        f"ON CONFLICT (time, symbol, timeframe) DO UPDATE SET {updates}"
+    )
+    symbols = result.symbols * len(TIMEFRAMES)
+    timeframes = [tf for tf in TIMEFRAMES for _ in range(n)]
+    params: list[object] = [minute_time(result.minute_ms), symbols, timeframes]
+    params += [_pg_array(result.values[c].reshape(-1)) for c in columns]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount
+
+
+# Writes each symbol's snapshot unless a newer minute's is already there (a late retry never rolls it back).
+_SNAPSHOT_SCRIPT = """
+local snapshots, minutes, minute = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local written = 0
+for i = 4, #ARGV, 2 do
+  local stored = tonumber(redis.call('HGET', minutes, ARGV[i]) or '0')
+  if stored <= minute then
+    redis.call('HSET', snapshots, ARGV[i], ARGV[i + 1])
+    redis.call('HSET', minutes, ARGV[i], minute)
+    written = written + 1
+  end
+end
+return written
+"""
+
+
+def iso_utc(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def snapshots_build(*, result: ShardIndicators) -> dict[str, bytes]:
+    """symbol -> the JSON body of GET /api/metrics/{symbol} (SPEC §5), nulls where a value is unknown."""
+    stacked = np.stack([result.values[name] for name in SNAPSHOT_FIELDS], axis=-1)  # (timeframes, n, fields)
+    per_symbol = np.moveaxis(stacked, 1, 0).tolist()  # n x timeframes x fields, NaN kept (orjson writes null)
+    trades_at = SNAPSHOT_FIELDS.index("trades")
+    timestamp = iso_utc(result.minute_ms + MINUTE_MS)
+    out = {}
+    for symbol, rows in zip(result.symbols, per_symbol, strict=True):
+        timeframes = {}
+        for timeframe, row in zip(TIMEFRAMES, rows, strict=True):
+            entry = dict(zip(SNAPSHOT_FIELDS, row, strict=True))
+            trades = row[trades_at]
+            entry["trades"] = None if trades != trades else int(trades)
+            timeframes[timeframe] = entry
+        out[symbol] = orjson.dumps({"symbol": symbol, "timestamp": timestamp, "timeframes": timeframes})
+    return out
+
+
+def snapshot_write(client: redis_lib.Redis, *, result: ShardIndicators) -> int:
+    """Store the latest snapshot of each symbol in key("snapshot") (one round trip); returns how many were newer."""
+    args: list[object] = [key("snapshot"), key("snapshot", "minute"), result.minute_ms]
+    for symbol, body in snapshots_build(result=result).items():
+        args += [symbol, body]
+    return int(client.eval(_SNAPSHOT_SCRIPT, 0, *args))
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def shard_indicators_run(
+    client: redis_lib.Redis,
+    *,
+    minute_ms: int,
+    symbols: Sequence[str],
+    observe: Callable[[str, float], None] | None = None,
+) -> dict[str, float]:
+    """The whole indicators stage of one shard at minute t; returns milliseconds per stage."""
+    result = shard_indicators_compute(client, minute_ms=minute_ms, symbols=symbols)
+    timings = result.timings
+    with _stage("database", timings):
+        metrics_calculated_upsert(result=result)
+    with _stage("bars_roll", timings):
+        bars_roll(client, symbols=result.symbols, bars=result.rolled)
+    with _stage("snapshot", timings):
+        snapshot_write(client, result=result)
+    client.set(key("indicators", "last"), orjson.dumps({"minute_ms": minute_ms, "finished_ms": now_ms()}))
+    if observe is not None:
+        for name, ms in timings.items():
+            observe(name, ms)
+    return timings
