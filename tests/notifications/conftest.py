@@ -58,6 +58,7 @@ def broker(redis_client):
 
     clear()
     client.queued = lambda queue: [json.loads(m) for m in client.lrange(prefix + queue, 0, -1)]
+    client.queued.prefix = prefix
     yield client
     clear()
     client.close()

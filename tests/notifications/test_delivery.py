@@ -220,3 +220,18 @@ def test_discord_embed_format(fast_notifications, receiver, rules, make_alert, m
     assert first["timestamp"].startswith(bull.triggered_at.strftime("%Y-%m-%dT%H:%M"))
     assert "BTCUSDT" in first["description"]
     assert Delivery.objects.filter(status="sent").count() == 2
+
+
+def test_discord_empty_bucket_delays_the_next_message(
+    fast_notifications, receiver, rules, make_alert, make_destination, drain
+):
+    destination = make_destination(kind="discord", url=receiver.url + "/api/webhooks/1/t")
+    receiver.replies = [Reply(204, headers={"X-RateLimit-Remaining": "0", "X-RateLimit-Reset-After": "1.2"}, body=b"")]
+    notifications_enqueue(alerts=[make_alert()])
+    drain(destination.id)
+    notifications_enqueue(alerts=[make_alert(symbol="ETHUSDT")])
+
+    drain(destination.id)
+
+    assert len(receiver.requests) == 2
+    assert receiver.requests[1].at - receiver.requests[0].at >= 1.2

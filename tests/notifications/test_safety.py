@@ -63,3 +63,19 @@ def test_destination_validation_names_the_field(fields, bad_fields):
     with pytest.raises(ValidationError) as caught:
         Destination(name="x", **fields).full_clean()
     assert bad_fields <= set(caught.value.message_dict)
+
+
+def test_retry_after_is_read_from_seconds_http_dates_and_json_bodies():
+    from datetime import UTC, datetime, timedelta
+    from email.utils import format_datetime
+
+    import httpx
+
+    from apps.alerts.notifications.transports import retry_after_of
+
+    later = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
+    assert retry_after_of(httpx.Response(429, headers={"Retry-After": "7"})) == 7.0
+    assert 28 <= retry_after_of(httpx.Response(429, headers={"Retry-After": later})) <= 30
+    assert retry_after_of(httpx.Response(429, json={"retry_after": 0.75, "global": False})) == 0.75
+    assert retry_after_of(httpx.Response(429, json={"ok": False, "parameters": {"retry_after": 3}})) == 3.0
+    assert retry_after_of(httpx.Response(429, text="busy")) is None

@@ -100,3 +100,22 @@ def test_enqueue_never_raises_into_the_caller(make_destination, broker, caplog):
 
     assert Delivery.objects.count() == 0
     assert "could not create deliveries" in caplog.text
+
+
+def test_purge_removes_old_deliveries_and_their_attempts_only(make_alert, make_destination, broker):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from apps.alerts.notifications.models import DeliveryAttempt
+    from apps.alerts.notifications.services import deliveries_purge
+
+    make_destination()
+    notifications_enqueue(alerts=[make_alert(), make_alert()])
+    old, new = Delivery.objects.order_by("id")
+    old.attempt_log.create(number=1, at=timezone.now(), ok=True)
+    Delivery.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(hours=49))
+
+    assert deliveries_purge(before=timezone.now() - timedelta(hours=48)) == 1
+    assert list(Delivery.objects.values_list("pk", flat=True)) == [new.pk]
+    assert not DeliveryAttempt.objects.exists()

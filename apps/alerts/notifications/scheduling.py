@@ -52,3 +52,33 @@ def destination_schedule(*, destination_id: int, delay: float) -> bool:
 
 def destination_schedule_clear(*, destination_id: int) -> None:
     redis_client().delete(due_key(destination_id))
+
+
+# Above this many destinations, the caller publishes one dispatch task and a notifications worker fans out.
+DIRECT_SCHEDULE_MAX = 16
+
+
+def destinations_schedule_soon(*, destination_ids: list[int]) -> None:
+    """Schedule the destinations now, cheaply for the caller however many there are."""
+    if len(destination_ids) <= DIRECT_SCHEDULE_MAX:
+        destinations_schedule_now(destination_ids=destination_ids)
+        return
+    from .tasks import dispatch_notifications
+
+    dispatch_notifications.apply_async(args=[destination_ids], queue="notifications")
+
+
+def destinations_schedule_now(*, destination_ids: list[int]) -> int:
+    """`destination_schedule(delay=0)` for many destinations: one Redis round trip, one broker connection."""
+    from .tasks import deliver_notification
+
+    due = f"{time.time():.3f}"
+    pipe = redis_client().pipeline(transaction=False)
+    for destination_id in destination_ids:
+        pipe.eval(_CLAIM_SCRIPT, 1, due_key(destination_id), due, 30_000)
+    won = [d for d, claimed in zip(destination_ids, pipe.execute(), strict=True) if claimed]
+    if won:
+        with deliver_notification.app.producer_or_acquire() as producer:
+            for destination_id in won:
+                deliver_notification.apply_async(args=[destination_id], producer=producer)
+    return len(won)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -20,7 +20,7 @@ from django.utils import timezone
 from prometheus_client import Counter
 
 from .models import Delivery, Destination
-from .scheduling import destination_schedule
+from .scheduling import destination_schedule, destinations_schedule_soon
 
 if TYPE_CHECKING:
     from apps.alerts.models import AlertHistory, UserSettings
@@ -43,18 +43,18 @@ def notifications_enqueue(*, alerts: list[AlertHistory]) -> None:
         ENQUEUE_FAILURES.inc()
         logger.exception("notifications: could not create deliveries for %d alerts", len(alerts))
         return
-    for destination_id in touched:
+    if touched:
         # After commit, so a worker never looks for deliveries it cannot see yet (immediate in autocommit).
-        transaction.on_commit(lambda d=destination_id: _schedule_quietly(d))
+        transaction.on_commit(lambda: _schedule_quietly(touched))
 
 
-def _schedule_quietly(destination_id: int) -> None:
+def _schedule_quietly(destination_ids: list[int]) -> None:
     try:
-        destination_schedule(destination_id=destination_id, delay=0.0)
+        destinations_schedule_soon(destination_ids=destination_ids)
     except Exception:
         # The deliveries are in the database; the periodic sweep schedules them once the broker is back.
         ENQUEUE_FAILURES.inc()
-        logger.exception("notifications: could not schedule destination %s", destination_id)
+        logger.exception("notifications: could not schedule %d destinations", len(destination_ids))
 
 
 def deliveries_create(*, alerts: Iterable[AlertHistory]) -> list[int]:
@@ -78,19 +78,26 @@ def deliveries_create(*, alerts: Iterable[AlertHistory]) -> list[int]:
             )
     if not rows:
         return []
+    columns = list(zip(*rows, strict=True))
     with transaction.atomic(), connection.cursor() as cursor:
-        # One statement for the whole batch; RETURNING lists only the rows this call inserted.
-        values = ", ".join(["(%s, %s, %s, %s, %s, 'pending', 0, '', %s, %s)"] * len(rows))
-        params: list[object] = []
-        for destination_id, triggered_at, symbol, alert_type, alert_id, _ in rows:
-            params += [destination_id, triggered_at, symbol, alert_type, alert_id, now, now]
+        # One statement for the whole batch, the rows passed as five arrays (fast to bind however many there are);
+        # RETURNING lists only the rows this call inserted.
         cursor.execute(
             f"INSERT INTO {Delivery._meta.db_table} (destination_id, alert_triggered_at, alert_symbol, alert_type,"
             " alert_id, status, attempts, last_error, next_attempt_at, created_at)"
-            f" VALUES {values}"
+            " SELECT d, t, s, a, i, 'pending', 0, '', %s, %s"
+            " FROM unnest(%s::bigint[], %s::timestamptz[], %s::text[], %s::text[], %s::uuid[]) AS r(d, t, s, a, i)"
             " ON CONFLICT (alert_triggered_at, alert_symbol, alert_type, destination_id) DO NOTHING"
             " RETURNING destination_id",
-            params,
+            [
+                now,
+                now,
+                list(columns[0]),
+                list(columns[1]),
+                list(columns[2]),
+                list(columns[3]),
+                [str(i) for i in columns[4]],
+            ],
         )
         inserted = [row[0] for row in cursor.fetchall()]
     kinds = {row[0]: row[5] for row in rows}
@@ -186,3 +193,14 @@ def deliveries_sweep(*, older_than: timedelta = timedelta(seconds=30)) -> int:
     for destination_id in destination_ids:
         destination_schedule(destination_id=destination_id, delay=0.0)
     return len(destination_ids)
+
+
+def deliveries_purge(*, before: datetime, batch: int = 5000) -> int:
+    """Delete deliveries (and their attempts) created before `before`, at most `batch` of them; returns how many."""
+    ids = list(
+        Delivery.objects.filter(created_at__lt=before).order_by("created_at").values_list("pk", flat=True)[:batch]
+    )
+    if not ids:
+        return 0
+    Delivery.objects.filter(pk__in=ids).delete()
+    return len(ids)

@@ -17,9 +17,23 @@ def deliver_notification(destination_id: int) -> None:
         destination_schedule(destination_id=destination_id, delay=next_in)
 
 
+@shared_task(name="alerts.dispatch_notifications", ignore_result=True, acks_late=True)
+def dispatch_notifications(destination_ids: list[int]) -> None:
+    """Queue the send task of each destination (a burst touching many destinations costs the alert engine one)."""
+    from .scheduling import destinations_schedule_now
+
+    destinations_schedule_now(destination_ids=destination_ids)
+
+
 @shared_task(name="alerts.sweep_notifications", ignore_result=True)
 def sweep_notifications() -> None:
-    """Reschedule deliveries whose task was lost (broker outage, worker crash)."""
-    from .services import deliveries_sweep
+    """Reschedule deliveries whose task was lost (broker outage, worker crash); drop records past the retention."""
+    from datetime import timedelta
+
+    from django.conf import settings
+    from django.utils import timezone
+
+    from .services import deliveries_purge, deliveries_sweep
 
     deliveries_sweep()
+    deliveries_purge(before=timezone.now() - timedelta(hours=settings.RETENTION_HOURS))
