@@ -107,5 +107,9 @@ def retention_policy_ensure(connection: BaseDatabaseWrapper, *, table: str, hour
         return False
     with connection.cursor() as cursor:
         cursor.execute("SELECT remove_retention_policy(%s, if_exists => TRUE)", [table])
-        cursor.execute("SELECT add_retention_policy(%s, %s)", [table, timedelta(hours=hours)])
+        # Checked hourly (TimescaleDB's default is daily), so nothing outlives the retention by more than an hour or so.
+        cursor.execute(
+            "SELECT add_retention_policy(%s, %s, schedule_interval => %s)",
+            [table, timedelta(hours=hours), timedelta(hours=1)],
+        )
     return True
