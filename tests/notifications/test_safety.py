@@ -79,3 +79,4 @@ def test_retry_after_is_read_from_seconds_http_dates_and_json_bodies():
     assert retry_after_of(httpx.Response(429, json={"retry_after": 0.75, "global": False})) == 0.75
     assert retry_after_of(httpx.Response(429, json={"ok": False, "parameters": {"retry_after": 3}})) == 3.0
     assert retry_after_of(httpx.Response(429, text="busy")) is None
+    assert retry_after_of(httpx.Response(429, headers={"Retry-After": "soon"})) is None
