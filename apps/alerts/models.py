@@ -22,7 +22,8 @@ class AlertRule(models.Model):
     cooldown_minutes = models.PositiveIntegerField(default=5)
     # Named numeric parameters, e.g. {"change_1h_min": 1.6}; conditions refer to them by name.
     parameters = models.JSONField(default=dict, blank=True)
-    # A list of {"left": expr, "op": "<"|"<="|">"|">=", "right": expr}; see apps.alerts.conditions.
+    # A list of condition strings such as "change_1h > change_1h_min", all of which must hold; the language is
+    # described in apps.alerts.conditions (parsed with ast, never evaluated as Python).
     conditions = models.JSONField(default=list, blank=True)
     is_builtin = models.BooleanField(default=False)
     updated_at = models.DateTimeField(auto_now=True)
@@ -62,6 +63,9 @@ class AlertHistory(models.Model):
             models.Index(fields=["-triggered_at"], name="alert_history_triggered"),
             models.Index(fields=["symbol", "alert_type", "-triggered_at"], name="alert_history_pair"),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.alert_type} {self.symbol} {self.triggered_at:%Y-%m-%d %H:%M}Z"
 
 
 class UserSettings(models.Model):
