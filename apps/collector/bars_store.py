@@ -22,11 +22,14 @@ from collections.abc import Sequence
 import numpy as np
 import redis as redis_lib
 from django.conf import settings
+from prometheus_client import Counter
 
 from .candles import FIELD_INDEX, FIELDS, MINUTE_MS, Candle
 from .store import key
 
 logger = logging.getLogger(__name__)
+
+ROUNDED = Counter("screener_bars_rounded_total", "Bars whose prices are on no decimal grid, stored rounded (~1e-9)")
 
 BAR_INTERVALS: dict[str, int] = {"15m": 15, "1h": 60, "4h": 240, "8h": 480, "1d": 1440}  # minutes
 
@@ -101,7 +104,7 @@ def _encode(rows: np.ndarray) -> np.ndarray:
     finest_fit = len(_EXPONENTS) - 1 - np.argmax(fits[:, ::-1], axis=1)
     choice = np.where(has_exact, np.argmax(exact, axis=1), finest_fit)
     if not has_exact.all():
-        logger.warning("bars_store: %d bar(s) off every decimal grid, stored rounded", int((~has_exact).sum()))
+        ROUNDED.inc(int((~has_exact).sum()))
     minute = (rows[:, FIELD_INDEX["open_time"]] // MINUTE_MS).astype(np.uint32)
     out["stamp"] = minute | (choice.astype(np.uint32) << _MINUTE_BITS)
     out["prices"] = mantissa[np.arange(len(rows)), :, choice].astype(np.uint32)

@@ -1,0 +1,181 @@
+"""`python manage.py bench_tick --symbols N [--json]`: time one full minute tick, stage by stage.
+
+Builds N symbols of 1m windows and bar history in the real Redis (the bundled real data; extra symbols are the same
+series shifted in time and scaled in price and volume), under a key prefix of its own that it deletes afterwards,
+then runs the tick's stages as the workers do, shard by shard: load the 1m block, window metrics, the enabled
+rules, bars and indicators, the metrics_calculated upsert, bars rolled forward and the snapshot write. Prints one
+JSON object of milliseconds per stage (the median over --repeat ticks) and "total", as its last line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+from django.db import connection
+
+from apps.alerts.engine import rule_context, rules_evaluate, rules_load
+from apps.collector.bars_store import BAR_INTERVALS, bars_roll
+from apps.collector.candles import FIELD_INDEX, FIELDS, MINUTE_MS, data_files, read_csv_candles
+from apps.collector.store import candles_matrix, key, redis_client, ring_minutes
+from apps.metrics.bars import bars_from_block
+from apps.metrics.services import metrics_calculated_upsert, minute_time, shard_indicators_compute, snapshot_write
+from apps.metrics.sharding import shards_split
+from apps.metrics.windows import LONGEST_WINDOW, window_metrics
+
+DEFAULT_DATA = Path(settings.BASE_DIR) / "data" / "binance-um-1m"
+PRICE_FACTORS = (1.0, 2.0, 5.0, 0.5, 10.0, 0.2, 20.0, 0.1)  # keep prices on a decimal grid, as the exchange's are
+STAGES = ("load", "window_metrics", "rules", "indicators", "database", "bars_roll", "snapshot")
+
+
+class Command(BaseCommand):
+    help = "Time one full minute tick for N symbols, stage by stage (milliseconds, JSON on the last line)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--symbols", type=int, default=500)
+        parser.add_argument("--json", action="store_true", help="print only the JSON line")
+        parser.add_argument("--repeat", type=int, default=5, help="ticks to time; the median is printed")
+        parser.add_argument("--shards", type=int, default=settings.SHARD_COUNT)
+        parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+
+    def handle(self, *args, **options):
+        count = options["symbols"]
+        if count < 1 or options["repeat"] < 1 or options["shards"] < 1:
+            raise CommandError("--symbols, --repeat and --shards must be at least 1")
+        files = data_files(options["data"])
+        if not files:
+            raise CommandError(f"no <SYMBOL>-1m*.csv[.gz] files under {options['data']}")
+        original_prefix = settings.REDIS_KEY_PREFIX
+        # Every key of the run lives under this prefix (key() reads the setting), so a live screener is untouched.
+        settings.REDIS_KEY_PREFIX = f"{original_prefix}:bench:{os.getpid()}"
+        client = redis_client()
+        symbols: list[str] = []
+        minute_ms = 0
+        try:
+            started = time.perf_counter()
+            symbols, minute_ms = _build(client, files, count)
+            if not options["json"]:
+                self.stdout.write(f"built {count} symbols in {time.perf_counter() - started:.1f} s")
+            runs = [_tick(client, symbols, minute_ms, options["shards"]) for _ in range(options["repeat"])]
+        finally:
+            _cleanup(client, symbols, minute_ms)
+            settings.REDIS_KEY_PREFIX = original_prefix
+        result = {stage: round(statistics.median(run[stage] for run in runs), 2) for stage in (*STAGES, "total")}
+        if not options["json"]:
+            self.stdout.write(
+                f"{count} symbols, {options['shards']} shard(s), median of {len(runs)} ticks: "
+                f"window metrics + rules {result['window_metrics'] + result['rules']:.2f} ms, "
+                f"whole tick {result['total']:.2f} ms"
+            )
+        self.stdout.write(json.dumps(result))
+
+
+def _series(files: dict[str, list[Path]]) -> list[np.ndarray]:
+    """Each bundled symbol as a (len(FIELDS), minutes) float64 array."""
+    out = []
+    for paths in files.values():
+        frame = read_csv_candles(paths)
+        out.append(np.stack([frame[name].to_numpy(dtype=np.float64) for name in FIELDS]))
+    length = min(s.shape[1] for s in out)
+    return [s[:, -length:] for s in out]
+
+
+def _build(client, files: dict[str, list[Path]], count: int) -> tuple[list[str], int]:
+    """Write `count` symbols' 1m rings and bar histories; returns (symbols, minute t)."""
+    series = _series(files)
+    names = list(files)
+    length = series[0].shape[1]
+    minute_ms = int(series[0][FIELD_INDEX["open_time"], -1])
+    ring = ring_minutes()
+    window = LONGEST_WINDOW
+    max_shift = length - window
+    prices = [FIELD_INDEX[f] for f in ("open", "high", "low", "close")]
+    volumes = [FIELD_INDEX[f] for f in ("volume", "quote_volume", "taker_buy_volume", "taker_buy_quote_volume")]
+    k = settings.INDICATOR_BARS
+    symbols = []
+    pipe = client.pipeline(transaction=False)
+    history: dict[str, list[np.ndarray]] = {interval: [] for interval in BAR_INTERVALS}
+    for i in range(count):
+        base, variant = i % len(series), i // len(series)
+        symbol = f"B{i:04d}{names[base]}"[:32]
+        symbols.append(symbol)
+        shift = (variant * 37) % max_shift
+        data = series[base][:, : length - shift].copy()
+        data[prices] *= PRICE_FACTORS[variant % len(PRICE_FACTORS)]
+        # Back onto a decimal grid (exchange prices are decimals), as fine as a uint32 mantissa allows.
+        decimals = min(8, int(np.floor(np.log10(4e9 / data[prices].max()))))
+        data[prices] = np.round(data[prices], decimals)
+        data[volumes] *= 1 + 0.05 * variant
+        # Re-stamped so that every symbol's newest candle is minute t.
+        data[FIELD_INDEX["open_time"]] = minute_ms - MINUTE_MS * np.arange(data.shape[1])[::-1]
+        # The 1m ring exactly as apps.collector.store lays it out: row of minute m at slot m % ring.
+        last = data[:, -window:]
+        rows = np.zeros((ring, len(FIELDS)))
+        rows[(last[FIELD_INDEX["open_time"]] // MINUTE_MS).astype(np.int64) % ring] = last.T
+        pipe.set(key("c1m", symbol), rows.astype("<f8").tobytes())
+        # Bar history: the series' own bars, repeated back in time until K bars of each interval exist.
+        from_block = bars_from_block(data[:, None, :], end_minute_ms=minute_ms)
+        for interval, minutes in BAR_INTERVALS.items():
+            bars = from_block[interval][0][:, 0, :]
+            reps = -(-k // bars.shape[1])
+            tiled = np.tile(bars, reps)[:, -k:]
+            step = minutes * MINUTE_MS
+            tiled[FIELD_INDEX["open_time"]] = minute_ms // step * step - step * np.arange(k)[::-1]
+            history[interval].append(tiled)
+    pipe.execute()
+    chunk = 50
+    for start in range(0, count, chunk):
+        part = symbols[start : start + chunk]
+        bars_roll(
+            client,
+            symbols=part,
+            bars={i: np.stack(history[i][start : start + chunk], axis=1) for i in BAR_INTERVALS},
+        )
+    return symbols, minute_ms
+
+
+def _tick(client, symbols: list[str], minute_ms: int, shard_count: int) -> dict[str, float]:
+    """One minute tick of every shard, one after the other as a single worker would run them."""
+    timings = dict.fromkeys(STAGES, 0.0)
+
+    def timed(stage: str, started: float) -> float:
+        now = time.perf_counter()
+        timings[stage] += (now - started) * 1000
+        return now
+
+    for shard in shards_split(symbols, shard_count=shard_count):
+        if not shard:
+            continue
+        t = time.perf_counter()
+        block = candles_matrix(client, shard, end_minute_ms=minute_ms, length=LONGEST_WINDOW)
+        t = timed("load", t)
+        metrics = window_metrics(block)
+        t = timed("window_metrics", t)
+        rules_evaluate(rules_load(), rule_context(candles=block, metrics=metrics))
+        t = timed("rules", t)
+        result = shard_indicators_compute(client, minute_ms=minute_ms, symbols=shard, block=block, metrics=metrics)
+        t = timed("indicators", t)
+        metrics_calculated_upsert(result=result)
+        t = timed("database", t)
+        bars_roll(client, symbols=result.symbols, bars=result.rolled)
+        t = timed("bars_roll", t)
+        snapshot_write(client, result=result)
+        timed("snapshot", t)
+    timings["total"] = sum(timings[stage] for stage in STAGES)
+    return timings
+
+
+def _cleanup(client, symbols: list[str], minute_ms: int) -> None:
+    for found in client.scan_iter(match=settings.REDIS_KEY_PREFIX + ":*", count=1000):
+        client.delete(found)
+    if symbols:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "DELETE FROM metrics_calculated WHERE time = %s AND symbol = ANY(%s)", [minute_time(minute_ms), symbols]
+            )

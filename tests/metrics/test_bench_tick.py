@@ -1,0 +1,35 @@
+"""bench_tick runs a whole tick on the real Redis and PostgreSQL, prints its figures, and leaves nothing behind."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from django.core.management import call_command
+
+from apps.alerts.management.commands.bench_tick import STAGES
+from apps.metrics.models import MetricsCalculated
+
+
+@pytest.mark.django_db
+def test_bench_tick_prints_stage_timings_and_cleans_up(redis_client, settings):
+    out = io.StringIO()
+    call_command("bench_tick", symbols=40, repeat=1, shards=2, stdout=out)
+    lines = out.getvalue().strip().splitlines()
+    assert lines[0].startswith("built 40 symbols")
+    figures = json.loads(lines[-1])
+    assert list(figures) == [*STAGES, "total"]
+    assert all(value > 0 for value in figures.values())
+    assert figures["total"] == pytest.approx(sum(figures[stage] for stage in STAGES), abs=0.1)
+    assert list(redis_client.scan_iter(match=settings.REDIS_KEY_PREFIX + ":*")) == []
+    assert settings.REDIS_KEY_PREFIX.count(":") == 0  # the run's own prefix was restored
+    assert MetricsCalculated.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_bench_tick_json_mode_prints_only_the_figures():
+    out = io.StringIO()
+    call_command("bench_tick", symbols=17, repeat=1, json=True, stdout=out)
+    (line,) = out.getvalue().strip().splitlines()
+    assert json.loads(line)["total"] > 0
