@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import uuid
 
 import numpy as np
@@ -160,3 +161,35 @@ def test_new_alerts_go_to_the_channel_group_once(redis_client):
     assert {m["data"]["id"] for m in received} == set(stored)
     for message in received:
         assert message["data"] == stored[message["data"]["id"]]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_evaluations_of_a_minute_claim_each_alert_once():
+    """Two workers racing on the same minute (a retried task running beside the original) split, never double."""
+    barrier = threading.Barrier(2)
+    results: list[list[AlertHistory]] = []
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            barrier.wait()
+            results.append(fire(T))
+        except BaseException as error:  # surfaced below
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert not errors
+    claimed = [keys(alerts) for alerts in results]
+    assert len(claimed[0]) + len(claimed[1]) == 3
+    assert claimed[0] | claimed[1] == {
+        ("AAAUSDT", "pioneer_bull"),
+        ("BBBUSDT", "pioneer_bull"),
+        ("CCCUSDT", "pioneer_bear"),
+    }
+    assert AlertHistory.objects.count() == 3
