@@ -86,9 +86,9 @@ def test_beat_and_migrate_commands(tmp_path: Path):
 
 def test_collector_slices_need_an_index(tmp_path: Path):
     whole = _run_script("start-collector", tmp_path)
-    assert whole.stdout.split() == ["python", "manage.py", "run_collector"]
+    assert whole.stdout.split() == ["python", "manage.py", "run_collector", "--metrics-port", "9100"]
     sliced = _run_script("start-collector", tmp_path, COLLECTOR_SLICE_COUNT="3", COLLECTOR_SLICE_INDEX="2")
-    assert sliced.stdout.split() == ["python", "manage.py", "run_collector", "--slice-index", "2", "--slice-count", "3"]
+    assert sliced.stdout.split()[5:] == ["--slice-index", "2", "--slice-count", "3"]
     missing = _run_script("start-collector", tmp_path, COLLECTOR_SLICE_COUNT="3")
     assert missing.returncode != 0 and "COLLECTOR_SLICE_INDEX is required" in missing.stderr
 
@@ -239,3 +239,31 @@ def test_worker_health_check_pings_its_own_node_and_worker_serves_metrics(broker
         capture_output=True,
     )
     assert gone.returncode != 0
+
+
+def test_collector_health_check_follows_its_slice_heartbeat(redis_client):
+    import json as json_lib
+
+    check = [sys.executable, str(DOCKER / "healthcheck-collector")]
+    heartbeat = f"{settings.REDIS_KEY_PREFIX}:collector:heartbeat"
+
+    def run(**env: str) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(check, env={**_env(), **env}, cwd=REPO_ROOT, capture_output=True)
+
+    def beat(slice_index: str, *, age_seconds: float, state: str = "live") -> None:
+        ts_ms = int((time.time() - age_seconds) * 1000)
+        redis_client.hset(heartbeat, slice_index, json_lib.dumps({"ts_ms": ts_ms, "state": state, "symbols": 16}))
+
+    assert run().returncode == 1  # no heartbeat at all
+    beat("0", age_seconds=1)
+    assert run().returncode == 0
+    assert run(COLLECTOR_SLICE_INDEX="1").returncode == 1  # another slice's pod
+    beat("1", age_seconds=120)
+    stale = run(COLLECTOR_SLICE_INDEX="1")
+    assert stale.returncode == 1 and b"old" in stale.stderr
+    beat("1", age_seconds=2, state="warming_up")
+    assert run(COLLECTOR_SLICE_INDEX="1").returncode == 0
+    beat("0", age_seconds=1, state="stopped")
+    assert run().returncode == 1
+    redis_client.hset(heartbeat, "2", b"not json")
+    assert run(COLLECTOR_SLICE_INDEX="2").returncode == 1

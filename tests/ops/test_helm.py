@@ -122,7 +122,7 @@ def test_probes_hit_real_endpoints(rendered):
         elif process == "start-beat":
             assert ready["exec"]["command"] == ["healthcheck-beat"]
         elif process == "start-collector":
-            assert ready["httpGet"] == {"path": "/metrics", "port": "metrics"}
+            assert ready["exec"]["command"] == ["healthcheck-collector"]
         elif process == "start-flower":
             assert ready["httpGet"]["path"] == "/healthcheck"
         else:
@@ -131,7 +131,7 @@ def test_probes_hit_real_endpoints(rendered):
             named = container[probe].get("httpGet", container[probe].get("tcpSocket", {})).get("port")
             if named is not None:
                 assert named in {p["name"] for p in container["ports"]}
-    for script in ("healthcheck-worker", "healthcheck-beat"):
+    for script in ("healthcheck-worker", "healthcheck-beat", "healthcheck-collector"):
         assert (REPO_ROOT / "docker" / script).exists()
 
 
