@@ -19,5 +19,12 @@ class AnonIpThrottle(AnonRateThrottle):
 
 
 class UserIdThrottle(UserRateThrottle):
+    """USER_RATE_LIMIT per signed-in user id; anonymous calls are left to AnonIpThrottle (one counter, not two)."""
+
     def get_rate(self) -> str:
         return settings.USER_RATE_LIMIT
+
+    def allow_request(self, request, view) -> bool:
+        if not (request.user and request.user.is_authenticated):
+            return True
+        return super().allow_request(request, view)
