@@ -5,7 +5,7 @@ import os
 from celery import Celery
 from celery.schedules import crontab
 
-from screener_project.observability import celery_metrics_connect
+from screener_project.observability import celery_metrics_connect, celery_tick_context_connect
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "screener_project.settings.local")
 
@@ -14,6 +14,8 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 # Workers serve /metrics on METRICS_PORT and drop dead pool children from the multiprocess gauges.
 celery_metrics_connect()
+# Every log line of a tick's tasks carries its tick id (tasks called with a minute_ms keyword).
+celery_tick_context_connect()
 # apps.alerts.notifications is a nested app: autodiscover finds its tasks through INSTALLED_APPS as well.
 
 # Every periodic schedule lives here, each with when it runs and why.

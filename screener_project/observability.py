@@ -17,6 +17,7 @@ import logging.config
 import os
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -118,11 +119,41 @@ def celery_metrics_connect() -> None:
 # --- Structured logging --------------------------------------------------------------------------------------
 
 
+def tick_id_for(minute_ms: int) -> str:
+    """The tick id of minute t: its open time, e.g. "2026-11-20T10:27Z"."""
+    return datetime.fromtimestamp(minute_ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%MZ")
+
+
 @contextlib.contextmanager
 def tick_context(tick_id: str, **extra: Any) -> Iterator[None]:
     """Every log line emitted inside the block (this thread or task) carries `tick_id` (and `extra`)."""
     with structlog.contextvars.bound_contextvars(tick_id=tick_id, **extra):
         yield
+
+
+def celery_tick_context_connect() -> None:
+    """Bind the tick id (and shard) around every Celery task called with a `minute_ms` keyword, so each line the
+    tick, shard and indicator tasks log carries it without the task code doing anything."""
+    from celery.signals import task_postrun, task_prerun
+
+    tokens: dict[str, dict[str, Any]] = {}
+
+    def on_prerun(task_id: str | None = None, task: Any = None, kwargs: dict | None = None, **_: Any) -> None:
+        minute_ms = (kwargs or {}).get("minute_ms")
+        if not isinstance(minute_ms, int) or task_id is None:
+            return
+        bound: dict[str, Any] = {"tick_id": tick_id_for(minute_ms), "task": getattr(task, "name", None)}
+        if isinstance((kwargs or {}).get("shard"), int):
+            bound["shard"] = kwargs["shard"]
+        tokens[task_id] = structlog.contextvars.bind_contextvars(**bound)
+
+    def on_postrun(task_id: str | None = None, **_: Any) -> None:
+        token = tokens.pop(task_id, None) if task_id is not None else None
+        if token is not None:
+            structlog.contextvars.reset_contextvars(**token)
+
+    task_prerun.connect(on_prerun, weak=False)
+    task_postrun.connect(on_postrun, weak=False)
 
 
 def _shared_processors() -> list[Any]:

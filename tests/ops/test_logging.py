@@ -74,3 +74,30 @@ def test_console_format_is_a_setting():
 def test_unknown_log_format_is_refused_with_a_clear_message():
     with pytest.raises(ValueError, match="LOG_FORMAT"):
         logging_dict(log_format="xml")
+
+
+REAL_TICK_CODE = """
+import django
+django.setup()
+from apps.alerts.tasks import tick_due, tick_minute
+tick_minute.apply(kwargs={"minute_ms": 1763634420000})  # 2025-11-20T10:27Z
+tick_due.apply()
+"""
+
+
+def test_the_real_tick_task_logs_with_its_tick_id(redis_client):
+    env = dict(os.environ, DJANGO_SETTINGS_MODULE="screener_project.settings.test", LOG_FORMAT="json")
+    done = subprocess.run(
+        [sys.executable, "-c", REAL_TICK_CODE], env=env, cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    )
+    records = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+    started = [r for r in records if r["event"].startswith("tick 1763634420000 started")]
+    assert len(started) == 1
+    assert started[0]["tick_id"] == "2025-11-20T10:27Z"
+    assert started[0]["task"] == "alerts.tick"
+    # the context ends with the task: nothing logged by the next task carries the tick id
+    after = records[records.index(started[0]) + 1 :]
+    due = [r for r in after if "alerts.tick_due" in r["event"]]
+    assert due and all("tick_id" not in r for r in due)
+    # Celery's own line about the tick task is inside the context too
+    assert any(r["event"].startswith("Task alerts.tick[") and r.get("tick_id") for r in records)
