@@ -70,6 +70,7 @@ def _candidates(
     context: RuleContext,
     rules: list[CompiledRule],
     timestamps: dict[str, int],
+    source: str,
 ) -> list[AlertHistory]:
     """One unsaved AlertHistory per fired (symbol, rule), values read from the context row of the symbol."""
     triggered_at = ms_datetime(minute_ms + MINUTE_MS)
@@ -90,6 +91,7 @@ def _candidates(
                 "parameters": dict(rule.parameters),
                 "vcp": _finite(vcp[row]) if vcp is not None else None,
                 "candle_open_ms": minute_ms,
+                "source": source,
                 "timestamps": dict(timestamps),
             }
             out.append(
@@ -171,15 +173,23 @@ def alerts_fire(
     context: RuleContext,
     rules: list[CompiledRule],
     timestamps: dict[str, int],
+    source: str = "closed",
 ) -> list[AlertHistory]:
     """Record the alerts of minute t that pass the cooldown, exactly once; push and notify the new ones.
 
     `fired` is rules_evaluate's output over `symbols` (the context's rows). Returns the alerts this call created;
-    a repeated evaluation of the same minute returns [] and pushes nothing.
+    a repeated evaluation of the same minute returns [] and pushes nothing. `source` says what was evaluated:
+    "closed" (minute t's closed candles) or "forming" (the near-real-time mode's forming candle of minute t).
     """
     by_type = {rule.rule_type: rule for rule in rules}
     candidates = _candidates(
-        minute_ms=minute_ms, symbols=symbols, fired=fired, context=context, rules=rules, timestamps=timestamps
+        minute_ms=minute_ms,
+        symbols=symbols,
+        fired=fired,
+        context=context,
+        rules=rules,
+        timestamps=timestamps,
+        source=source,
     )
     if not candidates:
         return []

@@ -188,3 +188,31 @@ def candles_of_symbol(client: redis_lib.Redis, symbol: str) -> np.ndarray:
     rows = np.frombuffer(raw, dtype=ROW_DTYPE).reshape(-1, len(FIELDS))
     rows = rows[rows[:, 0] > 0]
     return rows[np.argsort(rows[:, 0], kind="stable")]
+
+
+# --- forming candles (near-real-time alert mode) ------------------------------------------------------------------
+# `P:forming`: hash symbol -> the newest forming (not yet closed) candle of that symbol, one FIELDS row as in the
+# ring. Written only when ALERTS_NEAR_REAL_TIME is on; readers check the row's open time, so a stale row from an
+# earlier minute is simply ignored.
+
+
+def forming_store(client: redis_lib.Redis, candles: Sequence[Candle]) -> None:
+    """Remember the newest forming candle of each symbol (a later update of the same minute replaces it)."""
+    if not candles:
+        return
+    mapping = {c.symbol: np.asarray(c.as_row(), dtype=ROW_DTYPE).tobytes() for c in candles}
+    client.hset(key("forming"), mapping=mapping)
+
+
+def forming_rows(client: redis_lib.Redis, symbols: Sequence[str], *, minute_ms: int) -> np.ndarray:
+    """The forming candles of minute `minute_ms` as a (len(FIELDS), n) array; NaN for symbols without one."""
+    out = np.full((len(FIELDS), len(symbols)), np.nan)
+    if not symbols:
+        return out
+    for i, raw in enumerate(client.hmget(key("forming"), list(symbols))):
+        if raw is None or len(raw) != ROW_BYTES:
+            continue
+        row = np.frombuffer(raw, dtype=ROW_DTYPE)
+        if row[0] == minute_ms:
+            out[:, i] = row
+    return out

@@ -144,6 +144,10 @@ SHARD_COUNT = env.int("SHARD_COUNT", default=4)
 TICK_GRACE_SECONDS = env.float("TICK_GRACE_SECONDS", default=5.0)
 RETENTION_HOURS = env.int("RETENTION_HOURS", default=48)
 ALERT_DEFAULT_COOLDOWN_MINUTES = env.int("ALERT_DEFAULT_COOLDOWN_MINUTES", default=5)
+# Near-real-time alerts: also evaluate the forming candle every few seconds (at most one alert per symbol, rule and
+# minute still). Off by default: with it on, live alerts can differ from the backtest of the closed candles.
+ALERTS_NEAR_REAL_TIME = env.bool("ALERTS_NEAR_REAL_TIME", default=False)
+ALERTS_NEAR_REAL_TIME_SECONDS = env.float("ALERTS_NEAR_REAL_TIME_SECONDS", default=5.0)
 
 # --- API -----------------------------------------------------------------------------------------
 SUPABASE_JWT_SECRET = env("SUPABASE_JWT_SECRET", default="")

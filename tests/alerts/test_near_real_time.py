@@ -1,0 +1,93 @@
+"""Near-real-time mode: the forming candle fires early, and the minute still yields at most one alert per pair."""
+
+from __future__ import annotations
+
+import pytest
+from django.conf import settings
+from django.test import override_settings
+
+from apps.alerts.engine import rule_context, rules_evaluate, rules_load
+from apps.alerts.models import AlertHistory
+from apps.alerts.near_real_time import near_real_time_run
+from apps.alerts.services import alerts_fire
+from apps.collector.candles import FIELDS, MINUTE_MS, Candle
+from apps.collector.store import active_symbols_set, candles_matrix, candles_store, forming_store, key
+from apps.metrics.sharding import shard_of
+from apps.metrics.windows import LONGEST_WINDOW, window_metrics
+
+from .factories import Segment, candles_from_segments
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("redis_client")]
+
+SYMBOL = "PIONUSDT"
+T = 1_800_000_000_000 // MINUTE_MS * MINUTE_MS
+
+
+def candles() -> list[Candle]:
+    """A pioneer_bull sequence whose last candle opens at minute T."""
+    sequence = candles_from_segments([Segment(10, 0.5, 1000), Segment(5, 1.2, 2100)])
+    n = sequence.shape[1]
+    out = []
+    for m in range(n):
+        row = dict(zip(FIELDS, sequence[:, m].tolist(), strict=True))
+        row["open_time"] = T - (n - 1 - m) * MINUTE_MS
+        row["trades"] = int(row["trades"])
+        out.append(Candle(symbol=SYMBOL, **row))
+    return out
+
+
+def prepare(redis_client, *, last_minute: int) -> list[Candle]:
+    sequence = candles()
+    active_symbols_set(redis_client, [SYMBOL])
+    candles_store(redis_client, sequence[:-1], mark_closed=False)
+    forming_store(redis_client, [sequence[-1]])
+    shard = shard_of(SYMBOL, shard_count=settings.SHARD_COUNT)
+    redis_client.set(key("shard", shard, "last_minute"), last_minute)
+    return sequence
+
+
+def closed_tick(redis_client, minute: int) -> list[AlertHistory]:
+    block = candles_matrix(redis_client, [SYMBOL], end_minute_ms=minute, length=LONGEST_WINDOW)
+    rules = rules_load()
+    context = rule_context(candles=block, metrics=window_metrics(block))
+    stamps = {"candle_close_ms": minute + MINUTE_MS, "received_ms": 0, "evaluated_ms": 0}
+    return alerts_fire(
+        minute_ms=minute,
+        symbols=[SYMBOL],
+        fired=rules_evaluate(rules, context),
+        context=context,
+        rules=rules,
+        timestamps=stamps,
+    )
+
+
+@override_settings(ALERTS_NEAR_REAL_TIME=True)
+def test_forming_candle_fires_once_and_the_closed_tick_adds_nothing(redis_client):
+    sequence = prepare(redis_client, last_minute=T - MINUTE_MS)
+    early = near_real_time_run(redis_client, now_ms=T + 20_000)
+    assert [(a.symbol, a.alert_type) for a in early] == [(SYMBOL, "pioneer_bull")]
+    assert early[0].metadata["source"] == "forming"
+    assert early[0].triggered_at.timestamp() * 1000 == T + MINUTE_MS
+    assert near_real_time_run(redis_client, now_ms=T + 25_000) == []  # the next pass, same minute
+    candles_store(redis_client, [sequence[-1]], mark_closed=False)
+    assert closed_tick(redis_client, T) == []  # the minute closes: its alert exists already
+    assert AlertHistory.objects.count() == 1
+
+
+@override_settings(ALERTS_NEAR_REAL_TIME=True)
+def test_forming_pass_waits_for_the_closed_tick_of_the_previous_minute(redis_client):
+    prepare(redis_client, last_minute=T - 2 * MINUTE_MS)
+    assert near_real_time_run(redis_client, now_ms=T + 20_000) == []
+    assert AlertHistory.objects.count() == 0
+
+
+@override_settings(ALERTS_NEAR_REAL_TIME=True)
+def test_a_stale_forming_candle_is_ignored(redis_client):
+    prepare(redis_client, last_minute=T)
+    assert near_real_time_run(redis_client, now_ms=T + MINUTE_MS + 20_000) == []
+
+
+def test_off_by_default(redis_client):
+    prepare(redis_client, last_minute=T - MINUTE_MS)
+    assert near_real_time_run(redis_client, now_ms=T + 20_000) == []
+    assert AlertHistory.objects.count() == 0
