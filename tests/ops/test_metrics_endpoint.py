@@ -139,3 +139,50 @@ def test_worker_metrics_server_serves_the_multiprocess_registry(multiproc_dir: P
         worker.wait(timeout=10)
     series = _series(response.text)
     assert series[("screener_alerts_fired_total", frozenset({("rule_type", "flat_8h")}))] == 7
+
+
+@pytest.fixture
+def clean_broker():
+    import redis as redis_lib
+    from django.conf import settings
+
+    def clear() -> None:
+        client = redis_lib.Redis.from_url(settings.CELERY_BROKER_URL)
+        for found in client.scan_iter(match=settings.REDIS_KEY_PREFIX + ":*", count=1000):
+            client.delete(found)
+        client.close()
+
+    clear()
+    yield
+    clear()
+
+
+@pytest.mark.django_db
+def test_metrics_endpoint_shows_every_stage_of_a_real_shard_tick(client, redis_client, clean_broker):
+    from apps.alerts.tasks import shard_tick
+
+    minute_ms = 1763634420000
+    stages = ("load", "window_metrics", "rules", "alerts")
+
+    def scrape() -> dict[tuple[str, frozenset], float]:
+        response = client.get("/metrics")
+        assert response.status_code == 200
+        return _series(response.content.decode())
+
+    def count(series, stage: str) -> float:
+        return series.get(("screener_tick_stage_seconds_count", frozenset({("stage", stage)})), 0.0)
+
+    before = scrape()
+    shard_tick.apply(
+        kwargs={
+            "minute_ms": minute_ms,
+            "shard": 0,
+            "symbols": ["BTCUSDT", "ETHUSDT"],
+            "received_ms": minute_ms + 61_000,
+        }
+    )
+    after = scrape()
+    for stage in stages:
+        assert count(after, stage) == count(before, stage) + 1, stage
+    lag = ("screener_tick_lag_seconds_count", frozenset())
+    assert after[lag] == before.get(lag, 0.0) + 1
