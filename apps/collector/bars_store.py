@@ -51,30 +51,37 @@ _MINUTE_MASK = (1 << _MINUTE_BITS) - 1
 _POW10 = 10.0**_EXPONENTS
 _MANTISSA_MAX = float(np.iinfo(np.uint32).max)
 
-# Writes each row unless its slot holds a newer bar. ARGV: full size, then (key, offset, minute, row) quadruples.
+# Writes each row unless its slot holds a newer bar. ARGV: the key's full size, then (key, records) pairs, a record
+# being the row's byte offset (uint32) followed by the row.
 _WRITE_SCRIPT = """
 local size = tonumber(ARGV[1])
 local written = 0
-for i = 2, #ARGV, 4 do
+for i = 2, #ARGV, 2 do
   local k = ARGV[i]
+  local records = ARGV[i + 1]
   if redis.call('STRLEN', k) ~= size then
     local old = redis.call('GET', k) or ''
     redis.call('SET', k, string.sub(old .. string.rep('\\0', size), 1, size))
   end
-  local offset = tonumber(ARGV[i + 1])
-  local minute = tonumber(ARGV[i + 2])
-  local existing = redis.call('GETRANGE', k, offset, offset + 3)
-  local stored = 0
-  if string.len(existing) == 4 then
-    stored = struct.unpack('<I4', existing) % 134217728
-  end
-  if stored <= minute then
-    redis.call('SETRANGE', k, offset, ARGV[i + 3])
-    written = written + 1
+  for r = 1, string.len(records), RECORD do
+    local offset = struct.unpack('<I4', records, r)
+    local minute = struct.unpack('<I4', records, r + 4) % MINUTE_SPAN
+    local existing = redis.call('GETRANGE', k, offset, offset + 3)
+    local stored = 0
+    if string.len(existing) == 4 then
+      stored = struct.unpack('<I4', existing) % MINUTE_SPAN
+    end
+    if stored <= minute then
+      redis.call('SETRANGE', k, offset, string.sub(records, r + 4, r + RECORD - 1))
+      written = written + 1
+    end
   end
 end
 return written
 """
+
+
+_WRITE_SCRIPT_TEXT = _WRITE_SCRIPT.replace("RECORD", str(4 + ROW_BYTES)).replace("MINUTE_SPAN", str(1 << _MINUTE_BITS))
 
 
 def bar_count() -> int:
@@ -125,8 +132,11 @@ def _decode(rows: np.ndarray) -> np.ndarray:
     return out
 
 
-def _rows_of(interval: str, symbols: Sequence[str], bars: np.ndarray) -> list[object]:
-    """Script arguments (key, offset, minute, row bytes) for every non-missing bar of a (F, n, m) block."""
+_RECORD_DTYPE = np.dtype([("offset", "<u4"), ("row", ROW_DTYPE)])
+
+
+def _records_of(interval: str, symbols: Sequence[str], bars: np.ndarray) -> dict[int, bytes]:
+    """symbol index -> its (offset, row) records for every non-missing bar of a (F, n, m) block."""
     if interval not in BAR_INTERVALS:
         raise ValueError(f"unknown bar interval {interval!r}")
     rows = np.moveaxis(bars, 0, 2).reshape(-1, len(FIELDS))  # (n * m, F), symbol-major
@@ -134,28 +144,49 @@ def _rows_of(interval: str, symbols: Sequence[str], bars: np.ndarray) -> list[ob
     keep = ~np.isnan(rows[:, [*_PRICE_FIELDS, FIELD_INDEX["open_time"]]]).any(axis=1)
     rows, owner = rows[keep], owner[keep]
     if len(rows) == 0:
-        return []
-    encoded = _encode(rows)
-    minutes = (encoded["stamp"] & _MINUTE_MASK).astype(np.int64)
-    offsets = _slot_offsets(interval, minutes)
-    raw = encoded.tobytes()
-    keys = [bars_key(symbol) for symbol in symbols]
-    args: list[object] = []
-    for i, (s, offset, minute) in enumerate(zip(owner.tolist(), offsets.tolist(), minutes.tolist(), strict=True)):
-        args += [keys[s], offset, minute, raw[i * ROW_BYTES : (i + 1) * ROW_BYTES]]
-    return args
+        return {}
+    records = np.empty(len(rows), dtype=_RECORD_DTYPE)
+    records["row"] = _encode(rows)
+    records["offset"] = _slot_offsets(interval, (records["row"]["stamp"] & _MINUTE_MASK).astype(np.int64))
+    raw = records.tobytes()
+    # Rows are symbol-major, so each symbol's records are one contiguous slice.
+    bounds = np.searchsorted(owner, np.arange(len(symbols) + 1)) * _RECORD_DTYPE.itemsize
+    return {s: raw[bounds[s] : bounds[s + 1]] for s in np.unique(owner).tolist()}
+
+
+def _decode_fields(ring: np.ndarray, slots: np.ndarray, minutes: np.ndarray) -> np.ndarray:
+    """(n, K) structured ring -> (len(FIELDS), n, len(slots)) float64 of those slots, NaN where the slot holds
+    another bar than `minutes` expects."""
+    rows = ring[:, slots]  # (n, count)
+    stamp = rows["stamp"]
+    out = np.empty((len(FIELDS), *rows.shape))
+    out[FIELD_INDEX["open_time"]] = (stamp & _MINUTE_MASK) * float(MINUTE_MS)
+    scale = _POW10[stamp >> _MINUTE_BITS]
+    prices = rows["prices"]
+    for j, f in enumerate(_PRICE_FIELDS):
+        np.divide(prices[:, :, j], scale, out=out[f])
+    volumes = rows["volumes"]
+    for j, f in enumerate(_VOLUME_FIELDS):
+        out[f] = volumes[:, :, j]
+    out[FIELD_INDEX["trades"]] = rows["trades"]
+    out[:, (stamp & _MINUTE_MASK) != minutes[None, :]] = np.nan
+    return out
 
 
 def bars_roll(client: redis_lib.Redis, *, symbols: Sequence[str], bars: dict[str, np.ndarray]) -> int:
     """Store bars of several intervals in one round trip: `bars[interval]` is (len(FIELDS), len(symbols), m) like a
     candle block, NaN bars skipped. Idempotent by open time (a bar is overwritten by its newer state, never by an
     older bar). Returns the number of rows written."""
-    args: list[object] = []
+    per_symbol: dict[int, list[bytes]] = {}
     for interval, block in bars.items():
-        args += _rows_of(interval, symbols, block)
-    if not args:
+        for s, records in _records_of(interval, symbols, block).items():
+            per_symbol.setdefault(s, []).append(records)
+    if not per_symbol:
         return 0
-    return int(client.eval(_WRITE_SCRIPT, 0, len(BAR_INTERVALS) * bar_count() * ROW_BYTES, *args))
+    args: list[object] = [len(BAR_INTERVALS) * bar_count() * ROW_BYTES]
+    for s, records in per_symbol.items():
+        args += [bars_key(symbols[s]), b"".join(records)]
+    return int(client.eval(_WRITE_SCRIPT_TEXT, 0, *args))
 
 
 def bars_write(client: redis_lib.Redis, *, interval: str, symbols: Sequence[str], bars: np.ndarray) -> int:
@@ -197,10 +228,8 @@ def bars_matrices(
         step = BAR_INTERVALS[interval]
         bars = count[interval] if isinstance(count, dict) else count
         minutes = last_open // MINUTE_MS + step * (np.arange(bars) - bars + 1)
-        rows = rings[:, section, (minutes // step) % k]  # (n, count)
-        decoded = _decode(rows)
-        decoded[(rows["stamp"] & _MINUTE_MASK) != minutes[None, :]] = np.nan
-        out[interval] = np.ascontiguousarray(np.moveaxis(decoded, 2, 0))
+        slots = (minutes // step) % k
+        out[interval] = _decode_fields(rings[:, section, :], slots, minutes)
     return out
 
 
