@@ -190,7 +190,7 @@ def backtest_run(
     for symbol, grid, first, starts in prepared:
         windows = np.lib.stride_tricks.sliding_window_view(grid, LONGEST_WINDOW, axis=1)
         closes = grid[FIELDS.index("close")]
-        fired_parts: dict[str, list[pd.DataFrame]] = {rule.rule_type: [] for rule in rules}
+        fired_parts: dict[str, list[dict[str, np.ndarray]]] = {rule.rule_type: [] for rule in rules}
         buffer = np.empty((len(FIELDS), chunk_rows, LONGEST_WINDOW))
         for chunk_start in range(0, len(starts), chunk_rows):
             began = time.perf_counter()
@@ -210,14 +210,15 @@ def backtest_run(
                     "change_pct": change[hit],
                     **{label: context.input_value(label)[hit] for label in rule.inputs},
                 }
-                fired_parts[rule.rule_type].append(pd.DataFrame(columns))
+                fired_parts[rule.rule_type].append(columns)
             seconds += time.perf_counter() - began
             evaluated += len(rows)
             bar.update(len(rows))
         for rule in rules:
             if not fired_parts[rule.rule_type]:
                 continue
-            hits = pd.concat(fired_parts[rule.rule_type], ignore_index=True)
+            chunks = fired_parts[rule.rule_type]
+            hits = pd.DataFrame({name: np.concatenate([chunk[name] for chunk in chunks]) for name in chunks[0]})
             minutes = first + hits["minute_index"].to_numpy(dtype=np.int64) * MINUTE_MS
             cooldown = rule.cooldown_minutes if cooldown_minutes is None else cooldown_minutes
             keep = _cooldown_keep(minutes, cooldown)

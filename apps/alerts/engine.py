@@ -140,21 +140,15 @@ class RuleContext:
         # A window longer than the block has no value: NaN, so nothing that needs it fires.
         return np.full(self.rows, np.nan)
 
-    def series(self, name: str) -> np.ndarray:
-        """A per-candle (rows, minutes) series."""
-        found = self._cache.get(name)
-        if found is not None:
-            return found
-        candles = self.candles
+    def series(self, name: str, n: int) -> np.ndarray:
+        """The last n minutes of a per-candle series, (rows, n); only that tail is computed."""
+        candles = self.candles[:, :, -n:]
         with np.errstate(all="ignore"):
             if name == "body":
-                found = candles[FIELD_INDEX["close"]] - candles[FIELD_INDEX["open"]]
-            elif name == "range_pct":
-                found = (candles[FIELD_INDEX["high"]] - candles[FIELD_INDEX["low"]]) / candles[FIELD_INDEX["close"]]
-            else:
-                found = candles[FIELD_INDEX[name]]
-        self._cache[name] = found
-        return found
+                return candles[FIELD_INDEX["close"]] - candles[FIELD_INDEX["open"]]
+            if name == "range_pct":
+                return (candles[FIELD_INDEX["high"]] - candles[FIELD_INDEX["low"]]) / candles[FIELD_INDEX["close"]]
+            return candles[FIELD_INDEX[name]]
 
     def reduce(self, function: str, series: str, n: int) -> np.ndarray:
         """min or max over the last n candles; NaN when any of them is missing or the block is shorter."""
@@ -162,11 +156,10 @@ class RuleContext:
         found = self._cache.get(cache_key)
         if found is not None:
             return found
-        values = self.series(series)
-        if n > values.shape[1]:
+        if n > self.candles.shape[2]:
             found = np.full(self.rows, np.nan)
         else:
-            tail = values[:, -n:]
+            tail = self.series(series, n)
             found = tail.min(axis=1) if function == "min_n" else tail.max(axis=1)
         self._cache[cache_key] = found
         return found
