@@ -19,6 +19,7 @@ import logging
 import re
 
 from asgiref.sync import sync_to_async
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -65,6 +66,14 @@ class AlertConsumer(AsyncWebsocketConsumer):
     # No per-connection channel: alerts arrive through this process's AlertHub (apps.api.fanout), so a consumer
     # needs neither its own Redis subscription nor a dispatch task per alert.
     channel_layer_alias = "__alert_hub_only__"
+
+    async def dispatch(self, message: dict) -> None:
+        # Channels closes stale database connections (a thread hop) before every message; only auth reads the
+        # database, through database_sync_to_async, which does that itself. Skipping it keeps a pong cheap.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def connect(self) -> None:
         self.user_id: str | None = None

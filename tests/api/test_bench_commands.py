@@ -1,0 +1,45 @@
+"""The benchmark commands run end to end against a real daphne and print one JSON object last."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+
+from apps.collector.models import Symbol
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def child_uses_test_database(monkeypatch):
+    """The daphne the command starts must read this test's database, not the configured one."""
+    name = connection.settings_dict["NAME"]
+    monkeypatch.setenv("DATABASE_URL", f"postgres://postgres@127.0.0.1:5432/{name}")
+
+
+def last_json_line(output: str) -> dict:
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def test_bench_ws_delivers_every_alert_to_every_client(child_uses_test_database):
+    out = io.StringIO()
+    call_command("bench_ws", "--clients", "20", "--alerts", "5", "--interval", "0.05", "--port", "18440", stdout=out)
+    figures = last_json_line(out.getvalue())
+    assert figures["connected"] == 20 and figures["alerts"] == 5
+    assert figures["missing_receipts"] == 0 and figures["alerts_reaching_every_client"] == 5
+    assert figures["every_client_p99_ms"] >= figures["every_client_p50_ms"] > 0
+
+
+def test_bench_api_reports_percentiles_without_errors(child_uses_test_database):
+    Symbol.objects.create(symbol="BTCUSDT")
+    out = io.StringIO()
+    call_command("bench_api", "--rate", "600", "--duration", "2", "--port", "18441", stdout=out)
+    figures = last_json_line(out.getvalue())
+    assert figures["requests"] == 20
+    assert figures["statuses"] == {"200": 20}
+    assert figures["p95_ms"] >= figures["p50_ms"] > 0
+    assert {"alerts", "metrics", "candles_1m", "candles_1h"} <= set(figures["by_endpoint"])
