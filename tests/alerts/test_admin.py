@@ -8,7 +8,7 @@ import pytest
 from django.urls import reverse
 
 from apps.alerts.engine import rule_context, rules_evaluate, rules_load
-from apps.alerts.models import AlertRule, UserSettings
+from apps.alerts.models import AlertHistory, AlertRule, UserSettings
 from apps.metrics.windows import window_metrics
 
 from .factories import Segment, block_of, candles_from_segments
@@ -157,3 +157,43 @@ def test_user_settings_admin_lists_settings(admin_client):
     response = admin_client.get(reverse("admin:alerts_usersettings_changelist"))
     assert response.status_code == 200
     assert "user-1" in response.content.decode()
+
+
+def test_admin_edit_applies_at_the_next_minute_tick(admin_client, redis_client):
+    """Through the tick's own shard pass: a threshold edited between two minutes changes the second one."""
+    from apps.alerts.tick import shard_tick_run
+    from apps.collector.candles import FIELDS, MINUTE_MS, Candle
+    from apps.collector.store import active_symbols_set, candles_store
+
+    symbol, t = "FLATUSDT", 1_800_000_000_000 // MINUTE_MS * MINUTE_MS
+    # Flat candles whose range is 0.0012 of the price: above flat_1m's default 0.001.
+    sequence = candles_from_segments([Segment(12, 0, 1000, wick=0.0006)])
+    candles = []
+    for m in range(sequence.shape[1]):
+        row = dict(zip(FIELDS, sequence[:, m].tolist(), strict=True))
+        row["open_time"], row["trades"] = t - (10 - m) * MINUTE_MS, int(row["trades"])
+        candles.append(Candle(symbol=symbol, **row))
+    active_symbols_set(redis_client, [symbol])
+    candles_store(redis_client, candles, mark_closed=False)
+
+    def tick(minute: int) -> set[str]:
+        shard_tick_run(
+            redis_client,
+            minute_ms=minute,
+            shard=0,
+            symbols=[symbol],
+            received_ms=minute + MINUTE_MS,
+            enqueue_indicators=lambda *args: None,
+        )
+        opened = {
+            a.alert_type
+            for a in AlertHistory.objects.filter(symbol=symbol)
+            if a.triggered_at.timestamp() * 1000 == minute + MINUTE_MS
+        }
+        return opened
+
+    assert "flat_1m" not in tick(t)
+    rule = AlertRule.objects.get(rule_type="flat_1m")
+    parameters = {**rule.parameters, "volatility_threshold": 0.0015}
+    assert change(admin_client, rule, parameters=json.dumps(parameters)).status_code == 302
+    assert "flat_1m" in tick(t + MINUTE_MS)
