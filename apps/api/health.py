@@ -1,7 +1,7 @@
 """/api/health from real signals: the collector's heartbeat, the last tick, the database and Redis.
 
 Signals in Redis (written by their services):
-- `P:collector:heartbeat`: hash slice -> JSON {"ts_ms", "last_event_ms", "symbols", "connections"}
+- `P:collector:heartbeat`: hash slice -> JSON {"ts_ms", "last_event_ms", "symbols", "state", "connections"}
 - `P:tick:last`: JSON {"minute_ms", "finished_ms"} of the alert engine's newest finished tick
 - `P:indicators:last`: JSON {"minute_ms", "finished_ms"} of the metrics calculator's newest pass
 A missing signal means "down", an old one "stale". The API cannot serve without the database or Redis, so either
@@ -59,24 +59,30 @@ def _finished_state(signal: dict | None, *, now_ms: float, stale_after: float) -
 
 
 def _collector_state(heartbeats: dict[bytes, bytes], *, now_ms: float) -> tuple[str, dict]:
+    """Down without a running slice; stale when any slice's heartbeat is old or it is not yet (or no longer) live.
+
+    The slices report their own stream health in `state`; their `last_event_ms` is the exchange's clock, which a
+    replay on the simulator runs at any speed, so it is shown but never compared with the wall clock.
+    """
     slices = {field.decode(): _json(raw) or {} for field, raw in heartbeats.items()}
-    if not slices:
-        return DOWN, {}
-    beat_ages = [_age_seconds(beat.get("ts_ms"), now_ms) for beat in slices.values()]
-    event_ages = [_age_seconds(beat.get("last_event_ms"), now_ms) for beat in slices.values()]
+    running = {name: beat for name, beat in slices.items() if beat.get("state") != "stopped"}
+    if not running:
+        return DOWN, {"slices": len(slices)}
+    beat_ages = [_age_seconds(beat.get("ts_ms"), now_ms) for beat in running.values()]
     oldest_beat = max((age for age in beat_ages if age is not None), default=None)
-    newest_event = min((age for age in event_ages if age is not None), default=None)
     stale = (
-        None in beat_ages
+        len(running) < len(slices)
+        or None in beat_ages
         or oldest_beat > settings.HEALTH_COLLECTOR_STALE_SECONDS
-        or newest_event is None
-        or newest_event > settings.HEALTH_COLLECTOR_EVENT_STALE_SECONDS
+        or any(beat.get("state", "live") != "live" for beat in running.values())
     )
     detail = {
         "slices": len(slices),
+        "running": len(running),
         "heartbeat_age_seconds": None if oldest_beat is None else round(oldest_beat, 3),
-        "last_event_age_seconds": None if newest_event is None else round(newest_event, 3),
-        "symbols": sum(int(beat.get("symbols") or 0) for beat in slices.values() if isinstance(beat, dict)),
+        "states": {name: beat.get("state") for name, beat in slices.items()},
+        "symbols": sum(int(beat.get("symbols") or 0) for beat in running.values()),
+        "last_event_ms": max((beat.get("last_event_ms") or 0 for beat in running.values()), default=None) or None,
     }
     return (STALE if stale else UP), detail
 

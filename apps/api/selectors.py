@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import timedelta
 
@@ -13,6 +12,7 @@ from apps.alerts.selectors import iso_utc
 from apps.collector.models import Candle1m, Symbol
 from apps.collector.store import key, redis_client
 from apps.metrics.models import MetricsCalculated
+from apps.metrics.selectors import snapshot_read
 
 logger = logging.getLogger(__name__)
 
@@ -65,15 +65,12 @@ METRIC_FIELDS = (
 
 
 def _snapshot(symbol: str) -> dict | None:
-    raw = redis_client().hget(key("snapshot"), symbol)
-    if raw is None:
-        return None
     try:
-        value = json.loads(raw)
+        found = snapshot_read(redis_client(), symbols=[symbol]).get(symbol)
     except ValueError:
         logger.warning("Unreadable metrics snapshot of %s", symbol)
         return None
-    return value if isinstance(value, dict) else None
+    return found if isinstance(found, dict) else None
 
 
 def symbol_exists(*, symbol: str) -> bool:

@@ -18,7 +18,7 @@ from .auth import SupabaseJWTAuthentication
 from .health import UNHEALTHY, health_report
 from .throttling import AnonIpThrottle, UserIdThrottle
 
-SYMBOL_PATTERN = r"^[A-Z0-9]{2,32}$"
+SYMBOL_PATTERN = r"^[A-Za-z0-9]{2,32}$"
 RULE_TYPE_PATTERN = r"^[a-z0-9_]{1,64}$"
 symbol_validator = RegexValidator(SYMBOL_PATTERN, "Must be a symbol of 2-32 letters and digits, e.g. BTCUSDT.")
 rule_type_validator = RegexValidator(RULE_TYPE_PATTERN, "Must be a rule type of lowercase letters, digits and '_'.")
@@ -26,6 +26,13 @@ rule_type_validator = RegexValidator(RULE_TYPE_PATTERN, "Must be a rule type of 
 
 class BaseApi(APIView):
     throttle_classes = [AnonIpThrottle, UserIdThrottle]
+
+
+class QuerySerializer(serializers.Serializer):
+    """Query parameters; an empty one (`?symbol=`) means the parameter is absent, as browsers' forms send it."""
+
+    def to_internal_value(self, data):
+        return super().to_internal_value({name: value for name, value in data.items() if value != ""})
 
 
 def _symbol(raw: str) -> str:
@@ -81,7 +88,7 @@ class HealthApi(APIView):
 
 
 class AlertListApi(BaseApi):
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(QuerySerializer):
         symbol = serializers.CharField(required=False, max_length=32, validators=[symbol_validator])
         type = serializers.CharField(required=False, max_length=64, validators=[rule_type_validator])
         since = serializers.DateTimeField(required=False)
@@ -89,11 +96,8 @@ class AlertListApi(BaseApi):
         limit = serializers.IntegerField(required=False, default=100, min_value=1, max_value=1000)
         offset = serializers.IntegerField(required=False, default=0, min_value=0, max_value=10_000_000)
 
-        def to_internal_value(self, data):
-            data = data.copy()
-            if "symbol" in data:
-                data["symbol"] = str(data["symbol"]).upper()
-            return super().to_internal_value(data)
+        def validate_symbol(self, value: str) -> str:
+            return value.upper()
 
         def validate(self, attrs):
             if "since" in attrs and "until" in attrs and attrs["since"] > attrs["until"]:
@@ -212,7 +216,7 @@ class RuleListApi(BaseApi):
 
 
 class CandleListApi(BaseApi):
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(QuerySerializer):
         interval = serializers.ChoiceField(choices=list(selectors.INTERVALS), required=False, default="1m")
         limit = serializers.IntegerField(required=False, default=500, min_value=1, max_value=1500)
 

@@ -136,8 +136,9 @@ SYMBOL_ALLOWLIST = env.list("SYMBOL_ALLOWLIST", default=[])
 SYMBOL_DENYLIST = env.list("SYMBOL_DENYLIST", default=[])
 SYMBOL_TOP_N = env.int("SYMBOL_TOP_N", default=0)  # 0 = no cap
 STREAMS_PER_CONNECTION = env.int("STREAMS_PER_CONNECTION", default=200)
-# Minutes of 1m candles kept per symbol in Redis; the 1d window needs 1440.
-CANDLE_RING_MINUTES = env.int("CANDLE_RING_MINUTES", default=1440)
+# Minutes of 1m candles kept per symbol in Redis: the 1d window's 1440 plus a margin, so a tick that runs late
+# (or catches up a missed minute) still finds its whole window before newer candles overwrite its oldest ones.
+CANDLE_RING_MINUTES = env.int("CANDLE_RING_MINUTES", default=1500)
 INDICATOR_BARS = env.int("INDICATOR_BARS", default=200)
 SHARD_COUNT = env.int("SHARD_COUNT", default=4)
 # Seconds after a minute closes (by the exchange's clock) before the tick runs without stragglers.
@@ -192,8 +193,6 @@ WS_ALLOWED_ORIGINS = env.list("WS_ALLOWED_ORIGINS", default=CORS_ALLOWED_ORIGINS
 WS_ALLOW_MISSING_ORIGIN = env.bool("WS_ALLOW_MISSING_ORIGIN", default=True)
 # /api/health: a signal older than its threshold makes the service "stale".
 HEALTH_COLLECTOR_STALE_SECONDS = env.float("HEALTH_COLLECTOR_STALE_SECONDS", default=30.0)
-# The collector's newest exchange event; a heartbeat without fresh events means the streams went quiet.
-HEALTH_COLLECTOR_EVENT_STALE_SECONDS = env.float("HEALTH_COLLECTOR_EVENT_STALE_SECONDS", default=180.0)
 HEALTH_TICK_STALE_SECONDS = env.float("HEALTH_TICK_STALE_SECONDS", default=150.0)
 HEALTH_INDICATORS_STALE_SECONDS = env.float("HEALTH_INDICATORS_STALE_SECONDS", default=300.0)
 # Signed-in users are limited per user id instead of per IP.

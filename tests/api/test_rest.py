@@ -262,3 +262,12 @@ def test_schema_and_docs_are_served(api):
     schema = api.get("/api/schema/")
     assert schema.status_code == 200 and b"/api/candles/{symbol}" in schema.content
     assert api.get("/api/docs/").status_code == 200
+
+
+def test_empty_query_parameters_mean_absent(api, fired):
+    body = api.get("/api/alerts?symbol=&type=&since=&until=&limit=&offset=").json()
+    assert body["total"] == 4 and body["limit"] == 100 and body["offset"] == 0
+
+
+def test_unknown_query_parameters_are_ignored(api, fired):
+    assert api.get("/api/alerts", {"colour": "blue"}).json()["total"] == 4
