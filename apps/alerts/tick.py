@@ -29,7 +29,8 @@ from .services import alerts_fire
 logger = logging.getLogger(__name__)
 
 TICK_CLAIM_TTL_SECONDS = 6 * 3600
-# A shard that fell further behind than this skips ahead instead of replaying every missed minute.
+# A shard that fell further behind than this skips ahead instead of replaying every missed minute; the candle
+# ring's margin beyond the 1d window (CANDLE_RING_MINUTES - 1440) bounds how far back a window is still whole.
 MAX_CATCH_UP_MINUTES = 60
 SHARD_LOCK_TIMEOUT_SECONDS = 120
 
@@ -66,7 +67,7 @@ def minutes_due(client: redis_lib.Redis, *, lookback_minutes: int = 10) -> list[
     Only minutes that at least one symbol closed are due: with no data there is nothing to evaluate.
     """
     clock = client.get(key("collector", "clock"))
-    if clock is None:
+    if clock is None or any(client.scan_iter(match=key("collector", "warming_up", "*"), count=100)):
         return []
     exchange_now = int(float(clock))
     grace_ms = int(settings.TICK_GRACE_SECONDS * 1000)

@@ -35,7 +35,7 @@ from .instruments import (
     REJECTIONS,
     TICKS_SENT,
 )
-from .persister import candles_persist_batch
+from .persister import candles_enqueue, candles_persist_batch
 from .rest import RestClient, RestError
 from .store import ROW_BYTES, ROW_DTYPE, StoreResult, active_symbols_set, candles_store, key, latest_open_times
 from .streams import StreamConnection
@@ -103,6 +103,10 @@ def ring_missing_minutes(raw: bytes | None, *, first_ms: int, last_ms: int, ring
     return minutes[~present]
 
 
+# How long the warm-up mark outlives a collector that died while warming up.
+WARM_UP_MARK_SECONDS = 600
+
+
 class Collector:
     def __init__(self, config: CollectorConfig, *, redis: redis_lib.Redis) -> None:
         self.config = config
@@ -114,7 +118,7 @@ class Collector:
         self.ready = False
         self.clock_ms = 0
         self.last_open: dict[str, int] = {}  # newest open time stored per symbol
-        self.repair_pending: dict[str, int] = {}  # symbol -> newest minute a queued repair covers
+        self.repair_pending: dict[str, list[tuple[int, int]]] = {}  # symbol -> minute ranges queued for repair
         self.rejections: dict[str, int] = defaultdict(int)
         self._rejections_unflushed: dict[str, int] = defaultdict(int)
         self._closed: asyncio.Queue[Candle] = asyncio.Queue()
@@ -122,6 +126,7 @@ class Collector:
         self._tasks: list[asyncio.Task] = []
         self._clock_script = redis.register_script(_CLOCK_MAX_SCRIPT)
         self._warmups: set[asyncio.Task] = set()
+        self._ticks_held: list[int] = []  # minutes completed during warm-up
         self.stats = {"ticks_sent": 0, "repaired": 0, "stored_live": 0, "warmup_candles": 0, "warmup_seconds": None}
 
     # ------------------------------------------------------------------------------------------- lifecycle
@@ -143,6 +148,9 @@ class Collector:
                 return
             self.last_open.update({s: t for s, t in latest_open_times(self.redis).items() if s in self.symbols})
             restart_latest = dict(self.last_open)
+            # Until the windows are warm, a tick would evaluate incomplete history: beat's grace path waits on this
+            # mark, and the ticks of minutes completed meanwhile are held and sent once warm-up is done.
+            self.redis.set(key("collector", "warming_up", self.slice_id), 1, ex=WARM_UP_MARK_SECONDS)
             self._connect(sorted(self.symbols), stop)
             for loop in (
                 self._store_loop,
@@ -155,8 +163,13 @@ class Collector:
                 self._tasks.append(asyncio.create_task(loop(stop), name=loop.__name__))
             started = time.monotonic()
             await self._warm_up(sorted(self.symbols), restart_latest=restart_latest)
+            await self._fill_to_live_edge(sorted(self.symbols))
             self.stats["warmup_seconds"] = round(time.monotonic() - started, 2)
             self.ready = True
+            self.redis.delete(key("collector", "warming_up", self.slice_id))
+            held, self._ticks_held = sorted(self._ticks_held), []
+            for minute in held:
+                await self._send_tick(minute)
             logger.info(
                 "collector ready: %d symbols, warm-up done in %.1f s (%d candles, peak REST weight %d/min, "
                 "slice %d/%d)",
@@ -328,10 +341,18 @@ class Collector:
     # ------------------------------------------------------------------------------------------- storing
     async def _store(self, candles: list[Candle], *, source: str, mark_closed: bool = True) -> StoreResult:
         result = candles_store(self.redis, candles, mark_closed=mark_closed)
+        if source != "live" and len(result.stored) < len(candles):
+            # History fetched while the live ring moved on can be older than the ring; the database still wants it
+            # (a duplicate insert is ignored there).
+            stored = set(result.stored)
+            candles_enqueue(self.redis, [c for c in candles if c not in stored])
         CANDLES_STORED.labels(source).inc(len(result.stored))
         DUPLICATES.inc(result.duplicates)
         for minute in result.completed_minutes:
-            await self._send_tick(minute)
+            if self.ready:
+                await self._send_tick(minute)
+            else:
+                self._ticks_held.append(minute)
         return result
 
     async def _send_tick(self, minute_ms: int) -> None:
@@ -378,9 +399,10 @@ class Collector:
 
     # ------------------------------------------------------------------------------------------- gap repair
     def _schedule_repair(self, symbol: str, first_ms: int, last_ms: int, attempt: int = 0) -> None:
-        if last_ms <= self.repair_pending.get(symbol, -1) and attempt == 0:
-            return
-        self.repair_pending[symbol] = max(last_ms, self.repair_pending.get(symbol, -1))
+        pending = self.repair_pending.setdefault(symbol, [])
+        if attempt == 0 and any(a <= first_ms and last_ms <= b for a, b in pending):
+            return  # a queued repair already covers these minutes
+        pending.append((first_ms, last_ms))
         due = time.monotonic() + self.config.repair_delay_seconds * (1 + 2 * attempt)
         self._repairs.put_nowait((due, symbol, first_ms, last_ms, attempt))
 
@@ -390,6 +412,9 @@ class Collector:
             delay = due - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
+            pending = self.repair_pending.get(symbol, [])
+            if (first_ms, last_ms) in pending:
+                pending.remove((first_ms, last_ms))
             if symbol not in self.symbols:
                 continue
             try:
@@ -428,11 +453,20 @@ class Collector:
 
     async def _reconcile_loop(self, stop: asyncio.Event) -> None:
         """Repair minutes the exchange clock says are closed (plus grace) that a symbol never delivered."""
+        seen_clock = 0
         while not stop.is_set():
             await _sleep_or_stop(stop, self.config.reconcile_seconds)
-            if not self.clock_ms:
-                continue
-            newest = (self.clock_ms - self.config.grace_ms) // MINUTE_MS * MINUTE_MS - MINUTE_MS
+            clock = self.clock_ms
+            if clock == seen_clock or not clock:
+                # No stream event since the last pass: ask the exchange for the time, so that the newest minutes
+                # of a feed gone quiet are still repaired.
+                try:
+                    clock = max(clock, await self.rest.server_time())
+                except Exception as error:
+                    logger.warning("server time unavailable (%r)", error)
+                    continue
+            seen_clock = self.clock_ms
+            newest = (clock - self.config.grace_ms) // MINUTE_MS * MINUTE_MS - MINUTE_MS
             for symbol in list(self.symbols):
                 previous = self.last_open.get(symbol)
                 if previous is not None and previous < newest:
@@ -470,8 +504,26 @@ class Collector:
                 self.stats["warmup_candles"] += len(result.stored)
         except Exception as error:
             logger.error("warm-up of %s failed (%r); the reconcile loop will fill what it can", symbol, error)
-        if self.last_open.get(symbol) is None:
+        live = self.last_open.get(symbol)
+        if live is None:
             self.last_open[symbol] = last
+        elif live > last + MINUTE_MS:
+            # The stream started after the history ended (a slow connect, a drop): fill what lies between.
+            self._schedule_repair(symbol, last + MINUTE_MS, live - MINUTE_MS)
+
+    async def _fill_to_live_edge(self, symbols: list[str]) -> None:
+        """Fill the minutes that closed between the warm-up's REST history and the first live candle.
+
+        Without this the first ticks would see a hole in every window until the asynchronous gap repair ran.
+        """
+        span = (self.config.ring_minutes - 1) * MINUTE_MS
+        edges = {s: self.last_open[s] for s in symbols if s in self.last_open}
+        results = await asyncio.gather(
+            *(self._repair(symbol, edge - span, edge) for symbol, edge in edges.items()), return_exceptions=True
+        )
+        for symbol, result in zip(edges, results, strict=True):
+            if isinstance(result, BaseException):
+                logger.warning("filling %s up to the live edge failed (%r); gap repair will retry", symbol, result)
 
     async def _seed_bars(self, bars_store, symbol: str, server_now: int) -> None:
         for interval, minutes in BAR_INTERVALS.items():

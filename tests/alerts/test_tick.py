@@ -63,3 +63,13 @@ def test_a_started_or_empty_minute_is_never_due(redis_client):
 )
 def test_a_shard_catches_up_missed_minutes_in_order_and_never_repeats_one(last_done, minute, expected):
     assert tick.shard_minutes_pending(last_done, minute) == expected
+
+
+def test_no_minute_is_due_while_a_collector_is_warming_up(redis_client):
+    active_symbols_set(redis_client, ["AUSDT"])
+    candles_store(redis_client, [candle("AUSDT", T)])
+    redis_client.set(key("collector", "clock"), T + 10 * MINUTE_MS)
+    redis_client.set(key("collector", "warming_up", "0"), 1)
+    assert tick.minutes_due(redis_client) == []
+    redis_client.delete(key("collector", "warming_up", "0"))
+    assert tick.minutes_due(redis_client) == [T]

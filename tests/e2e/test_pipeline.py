@@ -215,7 +215,7 @@ def test_replayed_candles_reach_the_database_once_and_predicted_alerts_reach_web
     }
     print(f"ticked minutes: {len(ticked)}; alerts: {len(fired)} {alert_counts(fired)}")
     assert predicted, "the replayed stretch should produce alerts"
-    assert fired == predicted
+    assert fired == predicted, (sorted(fired - predicted), sorted(predicted - fired), ticked[0])
 
     # The WebSocket client received each of them once, in the SPEC §5 shape.
     received = [
