@@ -105,6 +105,12 @@ def shard_indicators_compute(
     if block is None:
         with _stage("load", timings):
             block = candles_matrix(client, symbols, end_minute_ms=minute_ms, length=LONGEST_WINDOW)
+    # A symbol the ring knows nothing about (delisted, never collected) gets no row and no snapshot.
+    known = ~np.isnan(block[FIELD_INDEX["open_time"]]).all(axis=1)
+    if not known.all():
+        block = block[:, known]
+        symbols = [symbol for symbol, keep in zip(symbols, known.tolist(), strict=True) if keep]
+        metrics = {name: values[known] for name, values in metrics.items()} if metrics is not None else None
     if metrics is None:
         with _stage("window_metrics", timings):
             metrics = window_metrics(block)

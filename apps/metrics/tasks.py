@@ -7,13 +7,26 @@ import logging
 import redis as redis_lib
 from celery import shared_task
 from django.db import OperationalError
+from prometheus_client import Counter
 
+from apps.collector.candles import MINUTE_MS
 from apps.collector.store import redis_client
 from screener_project.observability import TICK_STAGE_SECONDS
 
 from . import services
 
 logger = logging.getLogger(__name__)
+
+
+INVALID_TASKS = Counter("screener_indicator_tasks_invalid_total", "Indicator tasks ignored for bad arguments")
+
+
+def _invalid_arguments(minute_ms: object, symbols: object) -> str:
+    if isinstance(minute_ms, bool) or not isinstance(minute_ms, int) or minute_ms <= 0 or minute_ms % MINUTE_MS:
+        return f"minute_ms must be a positive whole minute in ms, got {minute_ms!r}"
+    if not isinstance(symbols, list) or not all(isinstance(s, str) and s for s in symbols):
+        return "symbols must be a list of symbol names"
+    return ""
 
 
 def _observe(stage: str, ms: float) -> None:
@@ -30,6 +43,11 @@ def _observe(stage: str, ms: float) -> None:
     max_retries=3,
 )
 def shard_indicators(minute_ms: int, symbols: list[str]) -> dict[str, float]:
+    problem = _invalid_arguments(minute_ms, symbols)
+    if problem:
+        INVALID_TASKS.inc()
+        logger.error("metrics.shard_indicators ignored: %s", problem)
+        return {}
     timings = services.shard_indicators_run(redis_client(), minute_ms=minute_ms, symbols=symbols, observe=_observe)
     logger.info(
         "indicators minute %d: %d symbols, %s", minute_ms, len(symbols), {k: round(v, 2) for k, v in timings.items()}

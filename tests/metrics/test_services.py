@@ -123,3 +123,16 @@ def test_the_task_is_routed_to_the_indicators_queue():
 
     route = app.amqp.router.route({}, "metrics.shard_indicators", args=(), kwargs={})
     assert route["queue"].name == "indicators"
+
+
+@pytest.mark.django_db
+def test_symbols_without_candles_get_no_row_and_bad_arguments_are_ignored(redis_client, frames, prepared):
+    end_ms = prepared
+    shard_indicators(minute_ms=end_ms, symbols=["BTCUSDT", "GHOSTUSDT"])
+    assert set(MetricsCalculated.objects.values_list("symbol", flat=True)) == {"BTCUSDT"}
+    assert set(snapshot_read(redis_client)) == {"BTCUSDT"}
+    shard_indicators(minute_ms=end_ms, symbols=[])  # an empty shard writes nothing and does not fail
+    assert shard_indicators(minute_ms=end_ms + 1, symbols=["BTCUSDT"]) == {}
+    assert shard_indicators(minute_ms="soon", symbols=["BTCUSDT"]) == {}
+    assert shard_indicators(minute_ms=end_ms, symbols="BTCUSDT") == {}
+    assert MetricsCalculated.objects.count() == len(TIMEFRAMES)

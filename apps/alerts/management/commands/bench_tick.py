@@ -61,7 +61,12 @@ class Command(BaseCommand):
             started = time.perf_counter()
             symbols, minute_ms = _build(client, files, count)
             if not options["json"]:
-                self.stdout.write(f"built {count} symbols in {time.perf_counter() - started:.1f} s")
+                ring_bytes = client.memory_usage(key("c1m", symbols[0])) or 0
+                bar_bytes = client.memory_usage(key("bars", symbols[0])) or 0
+                self.stdout.write(
+                    f"built {count} symbols in {time.perf_counter() - started:.1f} s; Redis bytes per symbol: "
+                    f"1m ring {ring_bytes}, bar history {bar_bytes}; load average {os.getloadavg()[0]:.2f}"
+                )
             runs = [_tick(client, symbols, minute_ms, options["shards"]) for _ in range(options["repeat"])]
         finally:
             _cleanup(client, symbols, minute_ms)
