@@ -23,9 +23,9 @@ from apps.metrics.windows import LONGEST_WINDOW, window_metrics
 
 from .engine import CompiledRule, cooldown_suppresses, rule_context, rules_evaluate
 
-# Rows per block. Small blocks (64 windows x 1440 minutes x 10 fields = 7 MB) in one reused buffer measured
-# about twice as fast as 512-row blocks: the copy out of the sliding windows dominates and stays in cache.
-CHUNK_ROWS = 64
+# Rows per block. Small blocks (128 windows x 1440 minutes x 10 fields = 15 MB) in one reused buffer measured
+# up to twice as fast as freshly allocated 512-row blocks: the copy out of the sliding windows dominated there.
+CHUNK_ROWS = 128
 HORIZONS = {"5m": 5, "15m": 15, "1h": 60, "4h": 240}
 BASE_COLUMNS = ["symbol", "alert_type", "candle_open_time", "price", "change_pct"]
 DIRECTION = {"bull": 1.0, "bear": -1.0}
