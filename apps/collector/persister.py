@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import numpy as np
 import redis as redis_lib
 
-from .candles import FIELDS
+from .candles import FIELDS, Candle
 from .instruments import PERSIST_BACKLOG, PERSISTED
 from .models import Candle1m
 from .store import ROW_DTYPE, key
@@ -51,3 +51,13 @@ def candles_persist_batch(client: redis_lib.Redis, *, limit: int = 2000) -> int:
     PERSISTED.inc(len(rows))
     PERSIST_BACKLOG.set(client.xlen(stream))
     return len(entries)
+
+
+def candles_enqueue(client: redis_lib.Redis, candles: list[Candle]) -> None:
+    """Queue candles for candles_1m without touching the ring (history the ring has already moved past)."""
+    if not candles:
+        return
+    pipe = client.pipeline(transaction=False)
+    for candle in candles:
+        pipe.xadd(key("persist"), {"s": candle.symbol, "r": np.asarray(candle.as_row(), dtype=ROW_DTYPE).tobytes()})
+    pipe.execute()

@@ -35,6 +35,7 @@ class WeightBudget:
         self.window = int(time.time() // 60)
         self.used = 0
         self.peak = 0  # highest weight seen in any one minute
+        self.blocked_until = 0.0  # monotonic time before which no request may go out
         self._lock = asyncio.Lock()
 
     def _roll(self) -> None:
@@ -45,6 +46,10 @@ class WeightBudget:
     async def acquire(self, weight: int) -> None:
         async with self._lock:
             while True:
+                blocked = self.blocked_until - time.monotonic()
+                if blocked > 0:  # the exchange said 429/418: nobody sends until Retry-After has passed
+                    await asyncio.sleep(blocked)
+                    continue
                 self._roll()
                 if self.used + weight <= self.budget:
                     self.used += weight
@@ -57,9 +62,8 @@ class WeightBudget:
         self.peak = max(self.peak, used)
         REST_WEIGHT.set(used)
 
-    def exhaust(self) -> None:
-        self._roll()
-        self.used = self.budget
+    def block(self, seconds: float) -> None:
+        self.blocked_until = max(self.blocked_until, time.monotonic() + seconds)
 
 
 class RestClient:
@@ -96,8 +100,7 @@ class RestClient:
                 self.rate_limited += 1
                 retry_after = float(response.headers.get("Retry-After") or 5)
                 logger.warning("REST %s answered %d; backing off %.0f s", path, response.status_code, retry_after)
-                self.weight.exhaust()
-                await asyncio.sleep(retry_after)
+                self.weight.block(retry_after)
                 continue
             if response.status_code >= 500:
                 await asyncio.sleep(delay * (0.5 + random.random()))

@@ -108,8 +108,8 @@ def market_load(data_dir: Path, *, synthesize: int = 0) -> dict[str, SymbolSerie
 class Faults:
     """Fault rates; probabilities are per closed frame unless said otherwise."""
 
-    disconnect_per_minute: float = 0.0  # chance per connection per simulated minute of an abrupt close
-    silence_per_minute: float = 0.0  # chance per connection per simulated minute of going silent
+    disconnect_per_minute: float = 0.0  # chance per simulated minute that a connection is dropped abruptly
+    silence_per_minute: float = 0.0  # chance per simulated minute that a connection goes silent
     silence_seconds: float = 5.0  # wall seconds a silent connection stays silent (open, no frames)
     drop: float = 0.0  # a closed frame never sent
     duplicate: float = 0.0  # a closed frame sent twice
@@ -219,7 +219,11 @@ class SimClock:
         return self.start_ms + int((time.monotonic() - self._t0) * 1000 * self.speed)
 
     def now_ms(self) -> int:
-        """The simulated now, held at the end of the replay once it is reached."""
+        """The exchange's now: it keeps running after the replay's data ends."""
+        return self.raw_ms()
+
+    def data_now_ms(self) -> int:
+        """The simulated now as far as market data goes: held at the end of the replay."""
         return min(self.raw_ms(), self.end_ms)
 
 
@@ -258,6 +262,9 @@ class ExchangeSimulator:
         self.clock = SimClock(start, speed, end, running=not hold_until_connect)
         self.faults = faults or Faults()
         self.rng = random.Random(self.faults.seed)
+        # Connection faults draw from their own generator, once per simulated minute, so a seed fixes the minutes
+        # they strike at whatever the number of connections and frames.
+        self.connection_rng = random.Random(self.faults.seed + 1)
         self.weight_limit = weight_limit
         self.ping_interval = ping_interval
         self.last_closed_open_ms = start - MINUTE_MS  # the newest minute whose closed frames went out
@@ -331,7 +338,7 @@ class ExchangeSimulator:
             await asyncio.sleep(tick)
 
     def _replay_step(self) -> None:
-        now = self.clock.now_ms()
+        now = self.clock.data_now_ms()
         newest_closed = (now // MINUTE_MS) * MINUTE_MS - MINUTE_MS
         newest_closed = min(newest_closed, self.clock.end_ms - MINUTE_MS)
         minute = self.last_closed_open_ms + MINUTE_MS
@@ -376,12 +383,15 @@ class ExchangeSimulator:
                     self.stats["duplicated"] += 1
             for frame in held:
                 self._send(client, frame)
-            if f.disconnect_per_minute and self.rng.random() < f.disconnect_per_minute:
-                self._close_client(client, "random disconnect", abrupt=True)
-                self.stats["disconnects"] += 1
-            elif f.silence_per_minute and self.rng.random() < f.silence_per_minute:
-                client.silent_until = time.monotonic() + f.silence_seconds
-                self.stats["silences"] += 1
+        disconnect = self.connection_rng.random() < f.disconnect_per_minute
+        silence = self.connection_rng.random() < f.silence_per_minute
+        victims = list(self.clients.values())
+        if victims and disconnect:
+            self._close_client(self.rng.choice(victims), "random disconnect", abrupt=True)
+            self.stats["disconnects"] += 1
+        elif victims and silence:
+            self.rng.choice(victims).silent_until = time.monotonic() + f.silence_seconds
+            self.stats["silences"] += 1
 
     def _maybe_emit_forming(self, now: int) -> None:
         wall = time.monotonic()
@@ -589,14 +599,14 @@ class ExchangeSimulator:
     def _closed_slice(self, symbol: str, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
         """Candles of `symbol` with start <= open <= end that closed before the simulated now."""
         series = self.market[symbol]
-        newest = self.clock.now_ms() - MINUTE_MS  # open times up to here have closed
+        newest = self.clock.data_now_ms() - MINUTE_MS  # open times up to here have closed
         end = min(end, newest)
         lo = int(np.searchsorted(series.open_times, start, side="left"))
         hi = int(np.searchsorted(series.open_times, end, side="right"))
         return series.open_times[lo:hi], series.values[lo:hi]
 
     def _tickers(self, symbol: str | None) -> list[dict] | dict:
-        now = self.clock.now_ms()
+        now = self.clock.data_now_ms()
         out = []
         for s in [symbol] if symbol else self.symbols:
             times, v = self._closed_slice(s, now - 1440 * MINUTE_MS, now)
@@ -684,7 +694,7 @@ class ExchangeSimulator:
 
     def _bars(self, symbol: str, step: int) -> tuple[np.ndarray, np.ndarray]:
         """Clock-aligned bars of `step` ms from the closed 1m candles; the newest one may be forming."""
-        times, v = self._closed_slice(symbol, -1, self.clock.now_ms())
+        times, v = self._closed_slice(symbol, -1, self.clock.data_now_ms())
         if len(times) == 0:
             return times, v
         bar = times - times % step

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import time
 
 import numpy as np
 import pandas as pd
@@ -53,6 +56,8 @@ def assert_database_holds_exactly(dataset, status: dict, *, min_history: int) ->
         assert int(stored.open_time.max()) == last, symbol
         assert first <= status["start_ms"] - min_history * MINUTE_MS, f"{symbol}: warm-up history too short"
         expected = expected_frame(dataset, symbol, first, last)
+        missing = sorted(set(expected.open_time) - set(stored.open_time))
+        assert not missing, f"{symbol}: {len(missing)} minutes missing, first ones {missing[:10]}"
         assert len(stored) == len(expected) == (last - first) // MINUTE_MS + 1, symbol
         assert stored.open_time.tolist() == expected.open_time.tolist(), symbol
         for field in VALUE_FIELDS:
@@ -135,3 +140,121 @@ def test_replay_reaches_redis_and_candles_1m_exactly_and_ticks_every_minute(data
     }
     assert beat["symbols"] == 16 and beat["state"] == "live"
     assert [(c["state"], c["streams"]) for c in beat["connections"]] == [("open", 16)]
+
+
+FAULT_REPLAY_MINUTES = int(os.environ.get("COLLECTOR_FAULT_REPLAY_MINUTES", "480"))
+FAULT_REPLAY_SPEED = os.environ.get("COLLECTOR_FAULT_REPLAY_SPEED", "900")
+
+
+def test_faulty_replay_with_a_sigkill_restart_still_stores_exactly_the_data_set(dataset, redis_client, tmp_path):
+    """Disconnects, silence, dropped/duplicated/reordered/malformed frames, rotations, 429s and a SIGKILL."""
+    broker_clear()
+    port = 18111
+    minutes = FAULT_REPLAY_MINUTES
+    sim = simulator_start(
+        tmp_path,
+        port,
+        "--speed",
+        FAULT_REPLAY_SPEED,
+        "--minutes",
+        str(minutes),
+        "--hold-until-connect",
+        "--seed",
+        "16",
+        "--fault-disconnect",
+        "0.008",
+        "--fault-silence",
+        "0.008",
+        "--fault-silence-seconds",
+        "2.5",
+        "--fault-drop",
+        "0.01",
+        "--fault-duplicate",
+        "0.02",
+        "--fault-out-of-order",
+        "0.02",
+        "--fault-malformed",
+        "0.01",
+        "--fault-rotate-after",
+        "3",
+        "--fault-429",
+        "0.03",
+    )
+    # The first collector outlives the exchange's connection limit (3 s here): the exchange forces its rotations.
+    first = collector_start(
+        tmp_path,
+        port,
+        "--watchdog-seconds",
+        "1.5",
+        "--rotate-after-seconds",
+        "6",
+        "--reconcile-seconds",
+        "1",
+        name="collector-1",
+    )
+    second = None
+    try:
+        start_ms = simulator_status(port)["start_ms"]
+        first.wait_for_log("collector ready", 60)
+        wait_until(
+            lambda: simulator_status(port)["last_closed_open_ms"] >= start_ms + minutes * 2 // 5 * MINUTE_MS,
+            240,
+            "40% of the replay",
+            first,
+        )
+        assert not simulator_status(port)["done"], "the replay ended before the collector could be killed"
+        assert first.stop(signal.SIGKILL) == -signal.SIGKILL
+        time.sleep(1.5)  # the exchange goes on meanwhile
+        # The second one rotates by plan before the limit, overlapping the old and new connection.
+        second = collector_start(
+            tmp_path,
+            port,
+            "--watchdog-seconds",
+            "1.5",
+            "--rotate-after-seconds",
+            "2",
+            "--reconcile-seconds",
+            "1",
+            name="collector-2",
+        )
+        second.wait_for_log("collector ready", 60)
+        wait_until(lambda: simulator_status(port)["done"], 300, "the replay to finish", second)
+        status = simulator_status(port)
+        expected_rows = 16 * minutes
+        since = pd.Timestamp(status["start_ms"], unit="ms", tz="UTC")
+        wait_until(
+            lambda: (
+                Candle1m.objects.filter(time__gte=since).count() >= expected_rows
+                and redis_client.xlen(key("persist")) == 0
+            ),
+            60,
+            "every replayed candle in candles_1m",
+            second,
+        )
+    finally:
+        for process in (first, second):
+            if process is not None:
+                process.stop()
+        sim.stop()
+
+    assert_database_holds_exactly(dataset, status, min_history=1380)
+    stats = status["stats"]
+    for fault in (
+        "disconnects",
+        "silences",
+        "dropped",
+        "duplicated",
+        "reordered",
+        "malformed",
+        "rotations",
+        "rest_429",
+    ):
+        assert stats[fault] > 0, (fault, stats)
+    log = second.log()
+    assert "rotated before the 24 h limit" in log
+    assert "gap of" in first.log() + log  # minutes were repaired from REST
+    rejections = {k.decode(): int(v) for k, v in redis_client.hgetall(key("collector", "rejections")).items()}
+    assert sum(rejections.values()) > 0
+    ticks = [t["minute_ms"] for t in tick_messages()]
+    assert len(ticks) == len(set(ticks))  # never twice, even across the restart
+    assert len(ticks) >= minutes * 0.9

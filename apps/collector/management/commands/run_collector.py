@@ -39,6 +39,12 @@ class Command(BaseCommand):
             help="planned overlapping reconnect before the exchange's 24 h limit",
         )
         parser.add_argument("--universe-refresh-seconds", type=float, default=300.0)
+        parser.add_argument(
+            "--reconcile-seconds",
+            type=float,
+            default=3.0,
+            help="how often to look for minutes a symbol never delivered",
+        )
         parser.add_argument("--heartbeat-seconds", type=float, default=2.0)
         parser.add_argument("--no-bars", action="store_true", help="skip seeding the bar history")
         parser.add_argument(
@@ -64,6 +70,7 @@ class Command(BaseCommand):
             watchdog_seconds=options["watchdog_seconds"],
             rotate_after_seconds=options["rotate_after_seconds"],
             universe_refresh_seconds=options["universe_refresh_seconds"],
+            reconcile_seconds=options["reconcile_seconds"],
             seed_bars=not options["no_bars"],
         )
         for noisy in ("httpx", "httpcore", "websockets"):  # one line per request or connection is too much

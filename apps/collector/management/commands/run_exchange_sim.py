@@ -59,13 +59,13 @@ class Command(BaseCommand):
             "--fault-disconnect",
             type=float,
             default=0.0,
-            help="per connection per simulated minute: drop the TCP connection",
+            help="per simulated minute: drop one connection abruptly (no closing handshake)",
         )
         faults.add_argument(
             "--fault-silence",
             type=float,
             default=0.0,
-            help="per connection per simulated minute: go silent for --fault-silence-seconds",
+            help="per simulated minute: one connection goes silent for --fault-silence-seconds",
         )
         faults.add_argument("--fault-silence-seconds", type=float, default=5.0)
         faults.add_argument("--fault-drop", type=float, default=0.0, help="per closed frame: never sent")
