@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
+from django.conf import settings
 from django.db import connection
 
 from apps.alerts.engine import rule_context, rules_evaluate, rules_load
@@ -23,6 +24,18 @@ from .factories import Segment, block_of, candles_from_segments
 
 T = 1_800_000_000_000 // MINUTE_MS * MINUTE_MS
 SYMBOLS = ["AAAUSDT", "BBBUSDT", "CCCUSDT"]
+
+
+@pytest.fixture
+def test_broker():
+    """The test Celery broker; the send tasks queued here are removed afterwards (no worker consumes them)."""
+    import redis
+
+    client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    yield client
+    for found in client.scan_iter(match=settings.REDIS_KEY_PREFIX + ":celery:*"):
+        client.delete(found)
+    client.close()
 
 
 def pioneer_context():
@@ -193,3 +206,19 @@ def test_concurrent_evaluations_of_a_minute_claim_each_alert_once():
         ("CCCUSDT", "pioneer_bear"),
     }
     assert AlertHistory.objects.count() == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_new_alerts_are_handed_to_notifications_once(redis_client, test_broker):
+    from apps.alerts.notifications.models import Delivery, Destination
+
+    Destination.objects.create(name="ops", kind="webhook", url="http://127.0.0.1:18301/hook")
+    Destination.objects.create(
+        name="bears only", kind="webhook", url="http://127.0.0.1:18302/hook", rule_types=["pioneer_bear"]
+    )
+    first = fire(T)
+    fire(T)  # the duplicate hands nothing over
+    deliveries = list(Delivery.objects.all())
+    assert len(deliveries) == 3 + 1
+    assert {d.alert_id for d in deliveries} == {a.id for a in first}
+    assert {d.alert_type for d in deliveries if d.destination.name == "bears only"} == {"pioneer_bear"}
