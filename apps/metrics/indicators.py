@@ -21,27 +21,32 @@ def _first_valid(values: np.ndarray) -> np.ndarray:
     return np.where(valid.any(axis=1), valid.argmax(axis=1), values.shape[1])
 
 
-def _ewm_clean(x: np.ndarray, alpha: np.ndarray, min_periods: np.ndarray) -> np.ndarray:
-    """pandas ewm(adjust=False).mean() of rows without NaN: old_wt is always 1 * (1 - alpha)."""
+def _ewm_clean(x: np.ndarray, alpha: np.ndarray, min_periods: np.ndarray, *, last_only: bool = False) -> np.ndarray:
+    """pandas ewm(adjust=False).mean() of rows without NaN: old_wt is always 1 * (1 - alpha).
+
+    With last_only, only the newest value of each row (shape (rows,)), which saves writing the whole series.
+    """
     old_wt = 1.0 * (1.0 - alpha)
     denominator = old_wt + alpha
     columns = np.ascontiguousarray(x.T)
-    out = np.empty_like(columns)
+    terms = alpha[None, :] * columns  # alpha * cur of every step at once: the same products pandas forms
+    out = None if last_only else np.empty_like(columns)
     weighted = columns[0].copy()
-    out[0] = weighted
+    if out is not None:
+        out[0] = weighted
     updated = np.empty_like(weighted)
-    term = np.empty_like(weighted)
     changed = np.empty(len(weighted), dtype=bool)
     for i in range(1, len(columns)):
-        cur = columns[i]
         np.multiply(old_wt, weighted, out=updated)
-        np.multiply(alpha, cur, out=term)
-        updated += term
+        updated += terms[i]
         updated /= denominator
         # pandas skips the update when the value equals the average (no drift on constant series).
-        np.not_equal(weighted, cur, out=changed)
+        np.not_equal(weighted, columns[i], out=changed)
         np.copyto(weighted, updated, where=changed)
-        out[i] = weighted
+        if out is not None:
+            out[i] = weighted
+    if out is None:
+        return np.where(len(columns) >= min_periods, weighted, np.nan)
     out[np.arange(len(columns))[:, None] < min_periods[None, :] - 1] = np.nan
     return out.T
 
@@ -70,22 +75,26 @@ def _ewm_general(x: np.ndarray, alpha: np.ndarray, min_periods: np.ndarray) -> n
     return out.T
 
 
-def ewm_mean(values: np.ndarray, *, com: float | np.ndarray, min_periods: int | np.ndarray) -> np.ndarray:
+def ewm_mean(
+    values: np.ndarray, *, com: float | np.ndarray, min_periods: int | np.ndarray, last_only: bool = False
+) -> np.ndarray:
     """Row-wise pandas `ewm(com=com, min_periods=min_periods, adjust=False).mean()`; com and min_periods may vary
-    by row, so several series of one shard share one pass over the bars."""
+    by row, so several series of one shard share one pass over the bars. last_only: just the newest column."""
     rows_count = values.shape[0]
     alpha = 1.0 / (1.0 + np.broadcast_to(np.asarray(com, dtype=np.float64), (rows_count,)))
     min_periods = np.broadcast_to(np.asarray(min_periods, dtype=np.int64), (rows_count,))
-    out = np.full(values.shape, np.nan)
     if values.size == 0:
-        return out
+        return np.full(rows_count if last_only else values.shape, np.nan)
     first = _first_valid(values)
     after_start = np.arange(values.shape[1])[None, :] >= first[:, None]
     clean = ~(np.isnan(values) & after_start).any(axis=1)
     starts = np.unique(first[clean])
+    if last_only and clean.all() and len(starts) == 1 and starts[0] < values.shape[1]:
+        return _ewm_clean(values[:, starts[0] :], alpha, min_periods, last_only=True)
+    out = np.full(values.shape, np.nan)
     if clean.all() and len(starts) == 1 and starts[0] < values.shape[1]:  # the usual shard: one slice, no copies
         out[:, starts[0] :] = _ewm_clean(values[:, starts[0] :], alpha, min_periods)
-        return out
+        return out[:, -1] if last_only else out
     # Rows that only start late are the clean recursion on their tail; group them by start to stay vectorized.
     for start in starts:
         if start >= values.shape[1]:
@@ -95,7 +104,7 @@ def ewm_mean(values: np.ndarray, *, com: float | np.ndarray, min_periods: int | 
     dirty = np.flatnonzero(~clean)
     if len(dirty):
         out[dirty] = _ewm_general(values[dirty], alpha[dirty], min_periods[dirty])
-    return out
+    return out[:, -1] if last_only else out
 
 
 def _rsi_directions(close: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -167,20 +176,22 @@ INDICATOR_NAMES = ("rsi_14", "macd", "macd_signal", "macd_hist", "bb_upper", "bb
 
 def indicators_last(close: np.ndarray) -> dict[str, np.ndarray]:
     """Every indicator at the newest bar of each row: `{"rsi_14": array over rows, ...}`."""
-    # One pass for the four first-level averages (RSI up and down, MACD fast and slow), one for the signal line.
+    # Shared passes: RSI's up and down averages (newest value only), MACD's fast and slow averages (whole series,
+    # for the signal line), then the signal line (newest value only).
     n = len(close)
     up, down = _rsi_directions(close)
-    com = np.repeat([_rsi_com(RSI_WINDOW), _rsi_com(RSI_WINDOW), _span_com(MACD_FAST), _span_com(MACD_SLOW)], n)
-    periods = np.repeat([RSI_WINDOW, RSI_WINDOW, MACD_FAST, MACD_SLOW], n)
-    emas = ewm_mean(np.concatenate([up, down, close, close]), com=com, min_periods=periods)
-    line = emas[2 * n : 3 * n] - emas[3 * n :]
-    signal_line = ewm_mean(line, com=_span_com(MACD_SIGNAL), min_periods=MACD_SIGNAL)
+    rsi_emas = ewm_mean(np.concatenate([up, down]), com=_rsi_com(RSI_WINDOW), min_periods=RSI_WINDOW, last_only=True)
+    com = np.repeat([_span_com(MACD_FAST), _span_com(MACD_SLOW)], n)
+    periods = np.repeat([MACD_FAST, MACD_SLOW], n)
+    emas = ewm_mean(np.concatenate([close, close]), com=com, min_periods=periods)
+    line = emas[:n] - emas[n:]
+    signal_last = ewm_mean(line, com=_span_com(MACD_SIGNAL), min_periods=MACD_SIGNAL, last_only=True)
     upper, middle, lower = bollinger_last(close)
     return {
-        "rsi_14": _rsi_from(emas[:n, -1], emas[n : 2 * n, -1]),
+        "rsi_14": _rsi_from(rsi_emas[:n], rsi_emas[n:]),
         "macd": line[:, -1],
-        "macd_signal": signal_line[:, -1],
-        "macd_hist": line[:, -1] - signal_line[:, -1],
+        "macd_signal": signal_last,
+        "macd_hist": line[:, -1] - signal_last,
         "bb_upper": upper,
         "bb_middle": middle,
         "bb_lower": lower,
