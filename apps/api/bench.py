@@ -21,7 +21,13 @@ def port_open(host: str, port: int) -> bool:
 
 
 @contextlib.contextmanager
-def daphne_running(*, port: int, env: dict[str, str] | None = None, timeout: float = 30.0) -> Iterator[str]:
+def daphne_running(
+    *,
+    port: int,
+    env: dict[str, str] | None = None,
+    application: str = "screener_project.asgi:application",
+    timeout: float = 30.0,
+) -> Iterator[str]:
     """Starts `daphne` for this project on 127.0.0.1:port and stops it afterwards; yields its base address."""
     if port_open("127.0.0.1", port):
         raise RuntimeError(f"port {port} is already in use")
@@ -31,7 +37,7 @@ def daphne_running(*, port: int, env: dict[str, str] | None = None, timeout: flo
         "DJANGO_DEBUG": "false",
         **(env or {}),
     }
-    command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "screener_project.asgi:application"]
+    command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), application]
     process = subprocess.Popen(command, env=child_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + timeout

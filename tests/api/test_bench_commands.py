@@ -34,6 +34,13 @@ def test_bench_ws_delivers_every_alert_to_every_client(child_uses_test_database)
     assert figures["every_client_p99_ms"] >= figures["every_client_p50_ms"] > 0
 
 
+def test_bench_ws_can_serve_the_stock_fanout_for_comparison(child_uses_test_database):
+    out = io.StringIO()
+    call_command("bench_ws", "--stock", "--clients", "5", "--alerts", "3", "--port", "18442", stdout=out)
+    figures = last_json_line(out.getvalue())
+    assert figures["fanout"] == "stock_group_per_consumer" and figures["missing_receipts"] == 0
+
+
 def test_bench_api_reports_percentiles_without_errors(child_uses_test_database):
     Symbol.objects.create(symbol="BTCUSDT")
     out = io.StringIO()

@@ -162,6 +162,9 @@ class Command(BaseCommand):
         parser.add_argument("--interval", type=float, default=0.25, help="seconds between alerts")
         parser.add_argument("--client-procs", type=int, default=1, help="processes the clients are spread over")
         parser.add_argument("--servers", type=int, default=1, help="daphne processes to start (clients spread)")
+        parser.add_argument(
+            "--stock", action="store_true", help="serve the stock Channels fan-out instead (for comparison)"
+        )
         parser.add_argument("--port", type=int, default=18420, help="first port of the daphnes this command starts")
         parser.add_argument(
             "--url", action="append", help="target running servers instead (repeatable): ws://127.0.0.1:8000/ws/alerts"
@@ -173,12 +176,15 @@ class Command(BaseCommand):
         if options["url"]:
             figures = self._run(options["url"], options)
         else:
+            application = "apps.api.bench_asgi:application" if options["stock"] else "screener_project.asgi:application"
             with contextlib.ExitStack() as stack:
                 addresses = [
-                    stack.enter_context(daphne_running(port=options["port"] + n)) for n in range(options["servers"])
+                    stack.enter_context(daphne_running(port=options["port"] + n, application=application))
+                    for n in range(options["servers"])
                 ]
                 figures = self._run([f"ws://{address}/ws/alerts" for address in addresses], options)
         figures["servers"] = len(options["url"] or []) or options["servers"]
+        figures["fanout"] = "stock_group_per_consumer" if options["stock"] else "one_subscription_per_process"
         figures["load_average_1m"] = round(os.getloadavg()[0], 2)
         self.stdout.write(json.dumps(figures))
 
