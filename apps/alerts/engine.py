@@ -6,6 +6,7 @@ A row is a symbol of a shard in the live tick, or a (symbol, minute) window in t
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -91,22 +92,40 @@ def rule_compile(
     )
 
 
+# Compiled rules by their full content, so a tick re-parses only rules that changed. Keyed by content rather than
+# updated_at, which a queryset update() does not touch.
+_COMPILED: dict[str, CompiledRule] = {}
+_COMPILED_MAX = 512
+
+
+def _rule_parts(rule: AlertRule) -> dict:
+    return {
+        "rule_type": rule.rule_type,
+        "conditions": rule.conditions,
+        "parameters": rule.parameters,
+        "timeframe": rule.timeframe,
+        "cooldown_minutes": rule.cooldown_minutes,
+        "name": rule.name,
+        "category": rule.category,
+    }
+
+
 def rules_compile(rules: Iterable[AlertRule]) -> list[CompiledRule]:
     """Compile rule rows; a row that does not compile is logged, counted and skipped, never fatal."""
     out = []
     for rule in rules:
+        parts = _rule_parts(rule)
+        cache_key = json.dumps(parts, sort_keys=True, default=str)
+        cached = _COMPILED.get(cache_key)
+        if cached is not None:
+            out.append(cached)
+            continue
         try:
-            out.append(
-                rule_compile(
-                    rule_type=rule.rule_type,
-                    conditions=rule.conditions,
-                    parameters=rule.parameters,
-                    timeframe=rule.timeframe,
-                    cooldown_minutes=rule.cooldown_minutes,
-                    name=rule.name,
-                    category=rule.category,
-                )
-            )
+            compiled = rule_compile(**parts)
+            if len(_COMPILED) >= _COMPILED_MAX:
+                _COMPILED.clear()
+            _COMPILED[cache_key] = compiled
+            out.append(compiled)
         except RuleError as error:
             RULES_INVALID.inc()
             logger.error("alert rule %s skipped: %s: %s", rule.rule_type, error.field, error)
