@@ -117,10 +117,10 @@ def _grid(frame: pd.DataFrame) -> tuple[np.ndarray, int]:
     the sliding window starting at column i ends there. Returns (grid, open time of the first candle).
     """
     times = frame["open_time"].to_numpy(dtype=np.int64)
-    first = int(times[0])
+    first = int(times.min())
     pad = LONGEST_WINDOW - 1
     positions = (times - first) // MINUTE_MS + pad
-    grid = np.full((len(FIELDS), int(positions[-1]) + 1), np.nan)
+    grid = np.full((len(FIELDS), int(positions.max()) + 1), np.nan)
     for f, name in enumerate(FIELDS):
         grid[f, positions] = frame[name].to_numpy(dtype=np.float64)
     return grid, first
@@ -167,31 +167,31 @@ def backtest_run(
     metric_columns: list[str] = []
     for rule in rules:
         metric_columns += [label for label in rule.inputs if label not in metric_columns]
-    prepared = []
-    total = 0
-    for symbol, frame in frames.items():
-        if frame.empty:
-            continue
-        grid, first = _grid(frame)
+
+    def evaluated_times(frame: pd.DataFrame) -> np.ndarray:
         times = frame["open_time"].to_numpy(dtype=np.int64)
         wanted = np.ones(len(times), dtype=bool)
         if start_ms is not None:
             wanted &= times >= start_ms
         if end_ms is not None:
             wanted &= times <= end_ms
-        starts = (times[wanted] - first) // MINUTE_MS  # sliding-window index of each evaluated minute
-        prepared.append((symbol, grid, first, starts))
-        total += len(starts)
+        return times[wanted]
 
+    total = sum(len(evaluated_times(frame)) for frame in frames.values())
     parts: list[pd.DataFrame] = []
     evaluated = 0
     seconds = 0.0
     bar = tqdm(total=total, disable=not progress, unit="candle", unit_scale=True, desc="backtest")
-    for symbol, grid, first, starts in prepared:
+    buffer = np.empty((len(FIELDS), chunk_rows, LONGEST_WINDOW))
+    # One symbol at a time, so only one symbol's minute grid is in memory.
+    for symbol, frame in frames.items():
+        if frame.empty:
+            continue
+        grid, first = _grid(frame)
+        starts = (evaluated_times(frame) - first) // MINUTE_MS  # sliding-window index of each evaluated minute
         windows = np.lib.stride_tricks.sliding_window_view(grid, LONGEST_WINDOW, axis=1)
         closes = grid[FIELDS.index("close")]
         fired_parts: dict[str, list[dict[str, np.ndarray]]] = {rule.rule_type: [] for rule in rules}
-        buffer = np.empty((len(FIELDS), chunk_rows, LONGEST_WINDOW))
         for chunk_start in range(0, len(starts), chunk_rows):
             began = time.perf_counter()
             rows = starts[chunk_start : chunk_start + chunk_rows]
