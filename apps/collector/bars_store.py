@@ -154,6 +154,15 @@ def _records_of(interval: str, symbols: Sequence[str], bars: np.ndarray) -> dict
     return {s: raw[bounds[s] : bounds[s + 1]] for s in np.unique(owner).tolist()}
 
 
+def _decode_close(ring: np.ndarray, slots: np.ndarray, minutes: np.ndarray) -> np.ndarray:
+    """(n, K) structured ring -> (n, len(slots)) closes of those slots, NaN where another bar is there."""
+    rows = ring[:, slots]
+    stamp = rows["stamp"]
+    close = rows["prices"][:, :, 3] / _POW10[stamp >> _MINUTE_BITS]
+    close[(stamp & _MINUTE_MASK) != minutes[None, :]] = np.nan
+    return close
+
+
 def _decode_fields(ring: np.ndarray, slots: np.ndarray, minutes: np.ndarray) -> np.ndarray:
     """(n, K) structured ring -> (len(FIELDS), n, len(slots)) float64 of those slots, NaN where the slot holds
     another bar than `minutes` expects."""
@@ -208,10 +217,12 @@ def bars_matrices(
     *,
     last_open_ms: dict[str, int],
     count: int | dict[str, int],
+    close_only: bool = False,
 ) -> dict[str, np.ndarray]:
     """For each interval in `last_open_ms`, the `count` bars ending with the bar opening at last_open_ms[interval].
 
-    `count` may differ by interval (a dict). One round trip. Each value is a (len(FIELDS), len(symbols), count)
+    `count` may differ by interval (a dict). With close_only, each value is just the (len(symbols), count) closes,
+    which is all the indicators need. One round trip. Each value is a (len(FIELDS), len(symbols), count)
     float64 block, oldest bar first, NaN where the store holds no such bar.
     """
     k = bar_count()
@@ -229,7 +240,10 @@ def bars_matrices(
         bars = count[interval] if isinstance(count, dict) else count
         minutes = last_open // MINUTE_MS + step * (np.arange(bars) - bars + 1)
         slots = (minutes // step) % k
-        out[interval] = _decode_fields(rings[:, section, :], slots, minutes)
+        if close_only:
+            out[interval] = _decode_close(rings[:, section, :], slots, minutes)
+        else:
+            out[interval] = _decode_fields(rings[:, section, :], slots, minutes)
     return out
 
 

@@ -129,6 +129,34 @@ def bars_shard(
     return out
 
 
+def closes_shard(
+    client: redis_lib.Redis,
+    symbols: Sequence[str],
+    *,
+    from_block: dict[str, tuple[np.ndarray, int]],
+    count: int,
+) -> dict[str, np.ndarray]:
+    """The closes of the last `count` bars of every timeframe, `{tf: (symbols, count)}`: what bars_shard returns in
+    its close row, without building the other fields of the stored history (the indicators need only closes)."""
+    needs: dict[str, int] = {}
+    last_open: dict[str, int] = {}
+    for timeframe, (bars, first_ms) in from_block.items():
+        missing = count - bars.shape[2]
+        if missing > 0 and timeframe in BAR_INTERVALS:
+            needs[timeframe] = missing
+            last_open[timeframe] = first_ms - TIMEFRAMES[timeframe] * MINUTE_MS
+    history = bars_matrices(client, symbols, last_open_ms=last_open, count=needs, close_only=True) if needs else {}
+    out: dict[str, np.ndarray] = {}
+    for timeframe, (bars, _) in from_block.items():
+        closes = bars[_CLOSE]
+        if timeframe in history:
+            closes = np.concatenate([history[timeframe], closes], axis=1)
+        elif closes.shape[1] < count:
+            closes = np.concatenate([np.full((len(symbols), count - closes.shape[1]), np.nan), closes], axis=1)
+        out[timeframe] = closes[:, -count:]
+    return out
+
+
 def bars_to_roll(from_block: dict[str, tuple[np.ndarray, int]]) -> dict[str, np.ndarray]:
     """What the bar store should receive after a tick: the forming bar and the one before it of each stored interval.
 

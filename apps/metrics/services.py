@@ -25,7 +25,7 @@ from apps.collector.candles import FIELD_INDEX, MINUTE_MS
 from apps.collector.store import candles_matrix, key
 from apps.metrics.windows import LONGEST_WINDOW, WINDOWS, window_metrics
 
-from .bars import TIMEFRAMES, bars_from_block, bars_shard, bars_to_roll
+from .bars import TIMEFRAMES, bars_from_block, bars_to_roll, closes_shard
 from .indicators import INDICATOR_NAMES, indicators_last
 from .selectors import SNAPSHOT_FIELDS, snapshot_read  # noqa: F401 - the API reads snapshots through here too
 
@@ -78,12 +78,14 @@ def shard_values(
     *,
     block: np.ndarray,
     metrics: dict[str, np.ndarray],
-    bars: dict[str, np.ndarray],
+    closes: dict[str, np.ndarray],
 ) -> dict[str, np.ndarray]:
-    """Window metrics and indicators of every timeframe, as `{column: (len(TIMEFRAMES), symbols)}`."""
+    """Window metrics and indicators of every timeframe, as `{column: (len(TIMEFRAMES), symbols)}`.
+
+    `closes[tf]` is the (symbols, K) closes of the timeframe's bars, oldest first."""
     n = block.shape[1]
-    closes = np.concatenate([bars[tf][FIELD_INDEX["close"]] for tf in TIMEFRAMES])  # (timeframes * n, K)
-    indicators = indicators_last(closes)
+    stacked = np.concatenate([closes[tf] for tf in TIMEFRAMES])  # (timeframes * n, K): one pass for all
+    indicators = indicators_last(stacked)
     values = {
         column: np.stack([metrics[f"{metric}_{tf}"] for tf in TIMEFRAMES]) for column, metric in WINDOW_COLUMNS.items()
     }
@@ -116,11 +118,9 @@ def shard_indicators_compute(
             metrics = window_metrics(block)
     with _stage("bars", timings):
         from_block = bars_from_block(block, end_minute_ms=minute_ms)
-        bars = bars_shard(
-            client, block, symbols, end_minute_ms=minute_ms, count=settings.INDICATOR_BARS, from_block=from_block
-        )
+        closes = closes_shard(client, symbols, from_block=from_block, count=settings.INDICATOR_BARS)
     with _stage("indicators", timings):
-        values = shard_values(block=block, metrics=metrics, bars=bars)
+        values = shard_values(block=block, metrics=metrics, closes=closes)
     return ShardIndicators(minute_ms, symbols, values, bars_to_roll(from_block), timings)
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from apps.collector.bars_store import BAR_INTERVALS, bars_of_symbol, bars_seed, bars_write
 from apps.collector.candles import FIELD_INDEX, FIELDS, MINUTE_MS, Candle
-from apps.metrics.bars import TIMEFRAMES, bars_from_block, bars_shard, bars_to_roll
+from apps.metrics.bars import TIMEFRAMES, bars_from_block, bars_shard, bars_to_roll, closes_shard
 
 from .conftest import SYMBOLS
 
@@ -181,3 +181,16 @@ def test_rolled_bars_complete_the_history_a_later_tick_reads(redis_client, frame
         complete[:, FIELD_INDEX["high"]], expected.loc[complete[:, 0].astype(np.int64), "high"].to_numpy()
     )
     assert end_ms > complete[-1, 0]
+
+
+@pytest.mark.parametrize("row", [11519, 1782])
+def test_closes_shard_is_the_close_row_of_bars_shard(redis_client, frames, row, settings):
+    end_ms = minute_of(frames, row)
+    seed_history(redis_client, frames, end_ms)
+    block = block_ending_at(frames, end_ms)
+    from_block = bars_from_block(block, end_minute_ms=end_ms)
+    count = settings.INDICATOR_BARS
+    bars = bars_shard(redis_client, block, SYMBOLS, end_minute_ms=end_ms, count=count, from_block=from_block)
+    closes = closes_shard(redis_client, SYMBOLS, from_block=from_block, count=count)
+    for timeframe in TIMEFRAMES:
+        np.testing.assert_array_equal(closes[timeframe], bars[timeframe][FIELD_INDEX["close"]], err_msg=timeframe)
