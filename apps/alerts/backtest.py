@@ -188,7 +188,7 @@ def backtest_run(
         if frame.empty:
             continue
         grid, first = _grid(frame)
-        starts = (evaluated_times(frame) - first) // MINUTE_MS  # sliding-window index of each evaluated minute
+        starts = np.sort((evaluated_times(frame) - first) // MINUTE_MS)  # window index of each evaluated minute
         windows = np.lib.stride_tricks.sliding_window_view(grid, LONGEST_WINDOW, axis=1)
         closes = grid[FIELDS.index("close")]
         fired_parts: dict[str, list[dict[str, np.ndarray]]] = {rule.rule_type: [] for rule in rules}
