@@ -4,6 +4,7 @@ import os
 
 from celery import Celery
 from celery.schedules import crontab
+from django.conf import settings as _settings
 
 from screener_project.observability import celery_metrics_connect, celery_tick_context_connect
 
@@ -38,3 +39,11 @@ app.conf.beat_schedule = {
         "options": {"queue": "notifications", "expires": 50},
     },
 }
+# Every ALERTS_NEAR_REAL_TIME_SECONDS (default 5 s), only when that mode is on: evaluate the forming candle of the
+# current minute (apps.alerts.near_real_time). It expires before the next run, so a busy worker never piles them up.
+if _settings.ALERTS_NEAR_REAL_TIME:
+    app.conf.beat_schedule["alerts-near-real-time"] = {
+        "task": "alerts.near_real_time",
+        "schedule": _settings.ALERTS_NEAR_REAL_TIME_SECONDS,
+        "options": {"queue": "ticks", "expires": _settings.ALERTS_NEAR_REAL_TIME_SECONDS},
+    }

@@ -46,3 +46,11 @@ def shard_tick(minute_ms: int, shard: int, symbols: list[str], received_ms: int)
         received_ms=received_ms,
         enqueue_indicators=_enqueue_indicators,
     )
+
+
+@shared_task(name="alerts.near_real_time", ignore_result=True)
+def near_real_time() -> int:
+    """Beat, every ALERTS_NEAR_REAL_TIME_SECONDS when that mode is on: evaluate the forming candles."""
+    from .near_real_time import near_real_time_run
+
+    return len(near_real_time_run(redis_client()))

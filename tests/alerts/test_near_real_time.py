@@ -91,3 +91,14 @@ def test_off_by_default(redis_client):
     prepare(redis_client, last_minute=T - MINUTE_MS)
     assert near_real_time_run(redis_client, now_ms=T + 20_000) == []
     assert AlertHistory.objects.count() == 0
+
+
+@override_settings(ALERTS_NEAR_REAL_TIME=True)
+def test_the_beat_task_runs_a_pass(redis_client):
+    from apps.alerts.tasks import near_real_time
+
+    prepare(redis_client, last_minute=T - MINUTE_MS)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("apps.alerts.near_real_time.time.time", lambda: (T + 20_000) / 1000)
+        assert near_real_time() == 1
+    assert AlertHistory.objects.get().metadata["source"] == "forming"
