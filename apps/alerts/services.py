@@ -124,7 +124,7 @@ def _recent_alerts(*, minute_ms: int, candidates: list[AlertHistory], longest_co
             [since, close, sorted({a.symbol for a in candidates}), sorted({a.alert_type for a in candidates})],
         )
         return {
-            (symbol, alert_type): int(last.timestamp() * 1000) - MINUTE_MS
+            (symbol, alert_type): round(last.timestamp() * 1000) - MINUTE_MS
             for symbol, alert_type, last in cursor.fetchall()
         }
 
@@ -181,6 +181,8 @@ def alerts_fire(
     a repeated evaluation of the same minute returns [] and pushes nothing. `source` says what was evaluated:
     "closed" (minute t's closed candles) or "forming" (the near-real-time mode's forming candle of minute t).
     """
+    if len(symbols) != context.rows:
+        raise ValueError(f"{len(symbols)} symbols for a context of {context.rows} rows")
     by_type = {rule.rule_type: rule for rule in rules}
     candidates = _candidates(
         minute_ms=minute_ms,
