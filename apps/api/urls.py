@@ -4,15 +4,16 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from . import views
+from .threads import pooled_view
 
 urlpatterns = [
-    path("health", views.HealthApi.as_view(), name="health"),
-    path("alerts", views.AlertListApi.as_view(), name="alerts"),
-    path("metrics/<str:symbol>", views.MetricsDetailApi.as_view(), name="metrics"),
-    path("symbols", views.SymbolListApi.as_view(), name="symbols"),
-    path("rules", views.RuleListApi.as_view(), name="rules"),
-    path("candles/<str:symbol>", views.CandleListApi.as_view(), name="candles"),
-    path("settings", views.SettingsApi.as_view(), name="settings"),
+    path("health", pooled_view(views.HealthApi.as_view()), name="health"),
+    path("alerts", pooled_view(views.AlertListApi.as_view()), name="alerts"),
+    path("metrics/<str:symbol>", pooled_view(views.MetricsDetailApi.as_view()), name="metrics"),
+    path("symbols", pooled_view(views.SymbolListApi.as_view()), name="symbols"),
+    path("rules", pooled_view(views.RuleListApi.as_view()), name="rules"),
+    path("candles/<str:symbol>", pooled_view(views.CandleListApi.as_view()), name="candles"),
+    path("settings", pooled_view(views.SettingsApi.as_view()), name="settings"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
 ]

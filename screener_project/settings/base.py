@@ -198,6 +198,9 @@ HEALTH_INDICATORS_STALE_SECONDS = env.float("HEALTH_INDICATORS_STALE_SECONDS", d
 # Signed-in users are limited per user id instead of per IP.
 USER_RATE_LIMIT = env("USER_RATE_LIMIT", default="1000/minute")
 SUPABASE_JWKS_CACHE_SECONDS = env.int("SUPABASE_JWKS_CACHE_SECONDS", default=600)
+# Persistent threads (each with its own reused database connection) that run the REST views under ASGI; 0 = Django's
+# default of a fresh thread, and so a fresh database connection, per request.
+API_VIEW_THREADS = env.int("API_VIEW_THREADS", default=8)
 
 # --- Operations ----------------------------------------------------------------------------------
 # Structured logs: one JSON object per line (LOG_FORMAT=console for a readable terminal). Django hands LOGGING to
