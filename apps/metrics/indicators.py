@@ -85,6 +85,8 @@ def ewm_mean(
     min_periods = np.broadcast_to(np.asarray(min_periods, dtype=np.int64), (rows_count,))
     if values.size == 0:
         return np.full(rows_count if last_only else values.shape, np.nan)
+    if not np.isnan(values).any():  # the usual shard: every row has its K values
+        return _ewm_clean(values, alpha, min_periods, last_only=last_only)
     first = _first_valid(values)
     after_start = np.arange(values.shape[1])[None, :] >= first[:, None]
     clean = ~(np.isnan(values) & after_start).any(axis=1)
@@ -114,9 +116,10 @@ def _rsi_directions(close: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         up = np.where(diff > 0, diff, 0.0)
         down = -np.where(diff < 0, diff, 0.0)
     # ta turns the NaN first difference into 0; before a row's first close there is no series at all.
-    leading = np.arange(close.shape[1])[None, :] < _first_valid(close)[:, None]
-    up[leading] = np.nan
-    down[leading] = np.nan
+    if np.isnan(close[:, 0]).any():
+        leading = np.arange(close.shape[1])[None, :] < _first_valid(close)[:, None]
+        up[leading] = np.nan
+        down[leading] = np.nan
     return up, down
 
 
