@@ -101,6 +101,20 @@ def shard_minutes_pending(last_done: int | None, minute_ms: int) -> list[int]:
     return list(range(last_done + MINUTE_MS, minute_ms + 1, MINUTE_MS))
 
 
+def shard_first_minute(client: redis_lib.Redis, *, minute_ms: int) -> int:
+    """Where a shard with no history starts: the oldest of the unbroken run of live-closed minutes ending at t.
+
+    Ticks can reach a shard out of order (several worker processes), so the first one it sees may be for a later
+    minute than the first one sent; the collector's closed-minute marks say which minutes were meant to be ticked.
+    """
+    first = minute_ms
+    for _ in range(MAX_CATCH_UP_MINUTES - 1):
+        if not client.exists(key("closed", first - MINUTE_MS)):
+            break
+        first -= MINUTE_MS
+    return first
+
+
 def shard_tick_run(
     client: redis_lib.Redis,
     *,
@@ -117,7 +131,11 @@ def shard_tick_run(
     )
     with lock:
         last_raw = client.get(key("shard", shard, "last_minute"))
-        pending = shard_minutes_pending(int(last_raw) if last_raw else None, minute_ms)
+        if last_raw is None:
+            last_done = shard_first_minute(client, minute_ms=minute_ms) - MINUTE_MS
+        else:
+            last_done = int(last_raw)
+        pending = shard_minutes_pending(last_done, minute_ms)
         for minute in pending:
             timings: dict[str, float] = {}
             with stage("load", timings):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from apps.alerts import tick
 from apps.collector.candles import MINUTE_MS, Candle
 from apps.collector.store import active_symbols_set, candles_store, key
-from apps.alerts import tick
 
 T = 1_746_900_000_000 - 1_746_900_000_000 % MINUTE_MS
 
@@ -73,3 +73,10 @@ def test_no_minute_is_due_while_a_collector_is_warming_up(redis_client):
     assert tick.minutes_due(redis_client) == []
     redis_client.delete(key("collector", "warming_up", "0"))
     assert tick.minutes_due(redis_client) == [T]
+
+
+def test_a_shard_without_history_starts_at_the_first_live_closed_minute(redis_client):
+    active_symbols_set(redis_client, ["AUSDT"])
+    candles_store(redis_client, [candle("AUSDT", T - 5 * MINUTE_MS)], mark_closed=False)  # warm-up history
+    candles_store(redis_client, [candle("AUSDT", T + m * MINUTE_MS) for m in (-4, -2, -1, 0)])  # -3 never closed
+    assert tick.shard_first_minute(redis_client, minute_ms=T) == T - 2 * MINUTE_MS

@@ -48,7 +48,7 @@ def test_sweep_reschedules_deliveries_whose_task_was_lost(make_alert, make_desti
     assert [m["headers"]["argsrepr"] for m in broker.queued("notifications")] == [f"[{destination.id}]"]
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_concurrent_senders_never_send_an_alert_twice(fast_notifications, receiver, make_alert, make_destination):
     fast_notifications.NOTIFICATIONS_BATCH_WEBHOOK = 3
     destination = make_destination(url=receiver.url)

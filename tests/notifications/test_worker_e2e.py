@@ -17,7 +17,7 @@ from apps.alerts.notifications.services import notifications_enqueue
 from ..e2e.processes import BIN, ProcessGroup, wait_for
 from .receiver import Receiver, Reply
 
-pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
