@@ -23,6 +23,7 @@ from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from prometheus_client import Counter
 
 from apps.alerts.models import UserSettings
 from screener_project.observability import WS_CONNECTIONS
@@ -38,6 +39,12 @@ CLOSE_PING_TIMEOUT = 4408
 CLOSE_TOO_SLOW = 1013
 MAX_FILTER_ITEMS = 1000
 _NAME = re.compile(r"^[A-Za-z0-9_]{1,64}$")
+
+WS_EVENTS = Counter(
+    "screener_websocket_events_total",
+    "Alert WebSocket protocol events: bad frames, auth outcomes, clients closed for slowness or silence",
+    ["event"],
+)
 
 
 class ProtocolError(ValueError):
@@ -117,10 +124,14 @@ class AlertConsumer(AsyncWebsocketConsumer):
             self.outbox.put_nowait(frame)
         except asyncio.QueueFull:
             logger.warning("Closing a WebSocket client %d frames behind", self.outbox.qsize())
+            WS_EVENTS.labels("closed_slow").inc()
             self._close_soon(CLOSE_TOO_SLOW)
 
     def on_ping_tick(self) -> None:
         if self.unanswered_pings >= settings.WS_MAX_MISSED_PONGS:
+            if not self.closing:
+                logger.info("Closing a WebSocket client that left %d pings unanswered", self.unanswered_pings)
+                WS_EVENTS.labels("closed_ping_timeout").inc()
             self._close_soon(CLOSE_PING_TIMEOUT)
             return
         self.unanswered_pings += 1
@@ -182,6 +193,8 @@ class AlertConsumer(AsyncWebsocketConsumer):
                 raise ProtocolError(f"Unknown message type {kind!r}")
             await handler(message)
         except ProtocolError as exc:
+            logger.info("Bad WebSocket frame: %s", exc)
+            WS_EVENTS.labels("bad_frame").inc()
             await self._reply({"type": "error", "error": "bad_request", "message": str(exc)})
 
     async def _on_auth(self, message: dict) -> None:
@@ -192,10 +205,13 @@ class AlertConsumer(AsyncWebsocketConsumer):
             # JWKS may need a network fetch: keep it off the event loop.
             claims = await sync_to_async(token_verify, thread_sensitive=False)(token=token)
         except TokenError as exc:
+            logger.info("WebSocket auth refused: %s", exc)
+            WS_EVENTS.labels("auth_failed").inc()
             await self._reply({"type": "error", "error": "auth_failed", "message": str(exc)})
             self._close_soon(CLOSE_AUTH_FAILED, flush=True)
             return
         self.user_id = claims["sub"]
+        WS_EVENTS.labels("auth_ok").inc()
         self.selected_alerts = await _selected_alerts(self.user_id)
         await self._reply(
             {

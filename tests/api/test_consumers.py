@@ -12,7 +12,7 @@ from channels.testing import WebsocketCommunicator
 from django.conf import settings
 
 from apps.alerts.models import UserSettings
-from apps.api.consumers import CLOSE_AUTH_FAILED, CLOSE_PING_TIMEOUT, CLOSE_TOO_SLOW
+from apps.api.consumers import CLOSE_AUTH_FAILED, CLOSE_PING_TIMEOUT, CLOSE_TOO_SLOW, WS_EVENTS
 from apps.api.fanout import ALERTS_GROUP, alert_hub
 from apps.api.routing import websocket_urlpatterns
 
@@ -143,10 +143,12 @@ async def test_unsubscribe_pauses_and_subscribe_resumes():
     ],
 )
 async def test_bad_frames_get_an_error_and_the_socket_stays_open(frame, fragment):
+    counted = WS_EVENTS.labels("bad_frame")._value.get()
     client = await connect()
     await client.send_to(text_data=frame)
     reply = await client.receive_json_from(timeout=3)
     assert reply["type"] == "error" and fragment in reply["message"]
+    assert WS_EVENTS.labels("bad_frame")._value.get() == counted + 1
     await publish(alert())
     await expect_alert(client, "BTCUSDT", "pioneer_bull")
     await client.disconnect()
