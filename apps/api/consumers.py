@@ -94,12 +94,16 @@ class AlertConsumer(AsyncWebsocketConsumer):
         self.outbox: asyncio.Queue[str | int] = asyncio.Queue(maxsize=settings.WS_SEND_QUEUE_SIZE)
         self.hub = alert_hub()
         await self.accept()
-        self.sender = asyncio.create_task(self._drain_outbox())
-        await self.hub.join(self)
         WS_CONNECTIONS.inc()
+        self.sender = asyncio.create_task(self._drain_outbox())
+        try:
+            await self.hub.join(self)
+        except Exception:  # the channel layer is unreachable: no alerts could reach this client
+            logger.exception("Alert WebSocket could not join the alerts group")
+            self._close_soon(1011)
 
     async def disconnect(self, code: int) -> None:
-        if not hasattr(self, "hub"):
+        if not hasattr(self, "sender"):
             return
         self.closing = True
         await self.hub.leave(self)
