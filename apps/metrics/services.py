@@ -242,12 +242,13 @@ def shard_indicators_run(
     """The whole indicators stage of one shard at minute t; returns milliseconds per stage."""
     result = shard_indicators_compute(client, minute_ms=minute_ms, symbols=symbols)
     timings = result.timings
-    with _stage("database", timings):
-        metrics_calculated_upsert(result=result)
-    with _stage("bars_roll", timings):
-        bars_roll(client, symbols=result.symbols, bars=result.rolled)
+    # The snapshot first: the API reads it, and it is the cheapest write; the database row is the record.
     with _stage("snapshot", timings):
         snapshot_write(client, result=result)
+    with _stage("bars_roll", timings):
+        bars_roll(client, symbols=result.symbols, bars=result.rolled)
+    with _stage("database", timings):
+        metrics_calculated_upsert(result=result)
     client.set(key("indicators", "last"), orjson.dumps({"minute_ms": minute_ms, "finished_ms": now_ms()}))
     if observe is not None:
         for name, ms in timings.items():
