@@ -176,7 +176,7 @@ def metrics_calculated_upsert(*, result: ShardIndicators) -> int:
         # Recomputable rows: no need to wait for the WAL flush (a crash loses at most the last moments' rows).
         cursor.execute("SET LOCAL synchronous_commit TO OFF")
         cursor.execute(_STAGING_DDL)
-        cursor.execute("TRUNCATE metrics_staging")  # empty already, unless an outer transaction is still open
+        cursor.execute("DELETE FROM metrics_staging")  # empty already, unless an outer transaction is still open
         cursor.copy_expert("COPY metrics_staging FROM STDIN WITH (FORMAT binary)", io.BytesIO(_copy_payload(result)))
         cursor.execute(sql, [minute_time(result.minute_ms), result.symbols, list(TIMEFRAMES)])
         return cursor.rowcount
