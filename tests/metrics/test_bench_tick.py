@@ -15,7 +15,7 @@ from apps.metrics.models import MetricsCalculated
 @pytest.mark.django_db
 def test_bench_tick_prints_stage_timings_and_cleans_up(redis_client, settings):
     out = io.StringIO()
-    call_command("bench_tick", symbols=40, repeat=1, shards=2, stdout=out)
+    call_command("bench_tick", symbols=40, repeat=2, shards=2, stdout=out)
     lines = out.getvalue().strip().splitlines()
     assert lines[0].startswith("built 40 symbols")
     figures = json.loads(lines[-1])
