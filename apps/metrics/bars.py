@@ -157,10 +157,23 @@ def closes_shard(
     return out
 
 
-def bars_to_roll(from_block: dict[str, tuple[np.ndarray, int]]) -> dict[str, np.ndarray]:
-    """What the bar store should receive after a tick: the forming bar and the one before it of each stored interval.
+# For this many minutes after a bar closes, the ticks re-write it (it is still inside the block), which completes it
+# in the store if the tick of its last minute was missed; later it is left alone.
+REPAIR_MINUTES = 10
+
+
+def bars_to_roll(from_block: dict[str, tuple[np.ndarray, int]], *, end_minute_ms: int) -> dict[str, np.ndarray]:
+    """What the bar store should receive after the tick of minute end_minute_ms: the forming bar of each stored
+    interval, and in the first REPAIR_MINUTES of a bar the one before it.
 
     The forming bar is written every minute, so a bar is complete in the store as soon as its last minute is
-    processed; re-writing the previous bar repairs it when that tick was missed (it is still inside the block).
+    processed.
     """
-    return {tf: bars[:, :, -2:] for tf, (bars, _) in from_block.items() if tf in BAR_INTERVALS}
+    out = {}
+    for timeframe, (bars, first_ms) in from_block.items():
+        if timeframe not in BAR_INTERVALS or bars.shape[2] == 0:
+            continue
+        forming_open = first_ms + (bars.shape[2] - 1) * TIMEFRAMES[timeframe] * MINUTE_MS
+        recent = end_minute_ms - forming_open < REPAIR_MINUTES * MINUTE_MS
+        out[timeframe] = bars[:, :, -2:] if recent else bars[:, :, -1:]
+    return out

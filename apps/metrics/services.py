@@ -121,7 +121,7 @@ def shard_indicators_compute(
         closes = closes_shard(client, symbols, from_block=from_block, count=settings.INDICATOR_BARS)
     with _stage("indicators", timings):
         values = shard_values(block=block, metrics=metrics, closes=closes)
-    return ShardIndicators(minute_ms, symbols, values, bars_to_roll(from_block), timings)
+    return ShardIndicators(minute_ms, symbols, values, bars_to_roll(from_block, end_minute_ms=minute_ms), timings)
 
 
 def minute_time(minute_ms: int) -> datetime:

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from apps.collector.bars_store import BAR_INTERVALS, bars_of_symbol, bars_seed, bars_write
+from apps.collector.bars_store import BAR_INTERVALS, bars_of_symbol, bars_roll, bars_seed, bars_write
 from apps.collector.candles import FIELD_INDEX, FIELDS, MINUTE_MS, Candle
 from apps.metrics.bars import TIMEFRAMES, bars_from_block, bars_shard, bars_to_roll, closes_shard
 
@@ -167,7 +167,7 @@ def test_rolled_bars_complete_the_history_a_later_tick_reads(redis_client, frame
     for minute in range(0, 8 * 60, 1):  # eight hours of ticks, every minute
         end_ms = start + minute * MINUTE_MS
         from_block = bars_from_block(block_ending_at(btc, end_ms), end_minute_ms=end_ms)
-        for interval, bars in bars_to_roll(from_block).items():
+        for interval, bars in bars_to_roll(from_block, end_minute_ms=end_ms).items():
             bars_write(redis_client, interval=interval, symbols=symbols, bars=bars)
     end_ms = start + 8 * 60 * MINUTE_MS + 1440 * MINUTE_MS  # a day later: none of those hours is in the block
     stored = bars_of_symbol(redis_client, symbol="BTCUSDT", interval="1h")
@@ -194,3 +194,25 @@ def test_closes_shard_is_the_close_row_of_bars_shard(redis_client, frames, row, 
     closes = closes_shard(redis_client, SYMBOLS, from_block=from_block, count=count)
     for timeframe in TIMEFRAMES:
         np.testing.assert_array_equal(closes[timeframe], bars[timeframe][FIELD_INDEX["close"]], err_msg=timeframe)
+
+
+def test_a_missed_tick_at_the_end_of_a_bar_is_repaired_by_the_next_one(redis_client, frames):
+    btc = {"BTCUSDT": frames["BTCUSDT"]}
+    hour_open = minute_of(frames, 3000) // (60 * MINUTE_MS) * 60 * MINUTE_MS + 60 * MINUTE_MS
+    for end_ms in (hour_open + 50 * MINUTE_MS, hour_open + 61 * MINUTE_MS):  # minutes 51..60 of the hour missed
+        from_block = bars_from_block(block_ending_at(btc, end_ms), end_minute_ms=end_ms)
+        bars_roll(redis_client, symbols=["BTCUSDT"], bars=bars_to_roll(from_block, end_minute_ms=end_ms))
+    stored = {int(row[0]): row for row in bars_of_symbol(redis_client, symbol="BTCUSDT", interval="1h")}
+    expected = resample(frames["BTCUSDT"], 60).set_index("open_time").loc[hour_open]
+    assert stored[hour_open][FIELD_INDEX["close"]] == expected["close"]
+    assert stored[hour_open][FIELD_INDEX["high"]] == expected["high"]
+    assert hour_open + 60 * MINUTE_MS in stored  # and the new forming bar
+
+
+def test_long_after_a_bar_closed_only_the_forming_bar_is_written(frames):
+    end_ms = minute_of(frames, 5000) // (60 * MINUTE_MS) * 60 * MINUTE_MS + 30 * MINUTE_MS
+    from_block = bars_from_block(block_ending_at(frames, end_ms), end_minute_ms=end_ms)
+    rolled = bars_to_roll(from_block, end_minute_ms=end_ms)
+    assert set(rolled) == {"15m", "1h", "4h", "8h", "1d"}
+    assert rolled["1h"].shape[2] == 1 and rolled["1h"][0, 0, 0] == end_ms - 30 * MINUTE_MS
+    assert rolled["15m"].shape[2] == 2  # the 15m bar of :15-:29 closed a minute ago: re-written as well
