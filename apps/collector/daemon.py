@@ -148,6 +148,7 @@ class Collector:
                 return
             self.last_open.update({s: t for s, t in latest_open_times(self.redis).items() if s in self.symbols})
             restart_latest = dict(self.last_open)
+            self._rings_preallocate(sorted(self.symbols))
             # Until the windows are warm, a tick would evaluate incomplete history: beat's grace path waits on this
             # mark, and the ticks of minutes completed meanwhile are held and sent once warm-up is done.
             self.redis.set(key("collector", "warming_up", self.slice_id), 1, ex=WARM_UP_MARK_SECONDS)
@@ -249,10 +250,28 @@ class Collector:
         for symbol in removed:
             self.last_open.pop(symbol, None)
         if added:
+            self._rings_preallocate(added)
             await self._subscribe_new(added, stop)
-            task = asyncio.create_task(self._warm_up(added, restart_latest={}))
+            task = asyncio.create_task(self._warm_up_added(added))
             self._warmups.add(task)
             task.add_done_callback(self._warmups.discard)
+
+    def _rings_preallocate(self, symbols: list[str]) -> None:
+        """Create each missing ring at its full size at once: a string grown by SETRANGE may take twice the room."""
+        empty = b"\0" * (self.config.ring_minutes * ROW_BYTES)  # open time 0 marks an empty slot
+        pipe = self.redis.pipeline(transaction=False)
+        for symbol in symbols:
+            pipe.set(key("c1m", symbol), empty, nx=True)
+        pipe.execute()
+
+    async def _warm_up_added(self, symbols: list[str]) -> None:
+        started = time.monotonic()
+        try:
+            await self._warm_up(symbols, restart_latest={})
+        except Exception:
+            logger.exception("warm-up of new symbols %s failed", symbols)
+            return
+        logger.info("new symbols warmed up in %.1f s: %s", time.monotonic() - started, symbols)
 
     async def _subscribe_new(self, symbols: list[str], stop: asyncio.Event | None) -> None:
         streams = [_stream_name(s) for s in symbols]

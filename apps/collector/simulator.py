@@ -249,16 +249,22 @@ class ExchangeSimulator:
         faults: Faults | None = None,
         weight_limit: int = WEIGHT_LIMIT_1M,
         ping_interval: float = 180.0,
-        hold_until_connect: bool = False,
+        hold_until_connect: int = 0,
+        unlisted: tuple[str, ...] = (),
     ) -> None:
         self.market = market
-        self.symbols = sorted(market)
+        # Listed symbols are in exchangeInfo and stream; /sim/list and /sim/delist change that at runtime.
+        self.listed = set(market) - set(unlisted)
+        self.symbols = sorted(self.listed)
         first_open = min(int(s.open_times[0]) for s in market.values())
         last_close = max(int(s.open_times[-1]) for s in market.values()) + MINUTE_MS
         start = start_ms if start_ms is not None else first_open + 1440 * MINUTE_MS
         start -= start % MINUTE_MS
         end = last_close if minutes is None else min(last_close, start + minutes * MINUTE_MS)
-        # Held, the clock waits at `start` for the first WebSocket client, so a slow-starting collector misses nothing.
+        # Held, the clock waits at `start` until `hold_until_connect` WebSocket clients have connected, so slow-starting
+        # collectors miss nothing.
+        self.hold_until_connect = hold_until_connect
+        self._connected_total = 0
         self.clock = SimClock(start, speed, end, running=not hold_until_connect)
         self.faults = faults or Faults()
         self.rng = random.Random(self.faults.seed)
@@ -444,7 +450,9 @@ class ExchangeSimulator:
         for part in query.get("streams", []):
             client.streams.update(s for s in part.split("/") if s)
         self.clients[client.id] = client
-        self.clock.run()
+        self._connected_total += 1
+        if self._connected_total >= self.hold_until_connect:
+            self.clock.run()
         writer = asyncio.create_task(self._writer(client))
         try:
             async for message in ws:
@@ -523,6 +531,17 @@ class ExchangeSimulator:
     def _rest(self, path: str, params: dict[str, str]) -> Response:
         if path == "/sim/status":
             return _json_response(200, self.status())
+        if path in ("/sim/list", "/sim/delist"):
+            symbol = params.get("symbol", "")
+            if symbol not in self.market:
+                return _json_response(400, {"code": -1121, "msg": "Invalid symbol."})
+            if path == "/sim/list":
+                self.listed.add(symbol)
+            else:
+                self.listed.discard(symbol)
+            self.symbols = sorted(self.listed)
+            logger.info("simulator %ss %s", path.rsplit("/", 1)[-1], symbol)
+            return _json_response(200, {"listed": self.symbols})
         if path == "/fapi/v1/time":
             return self._weighted(1, lambda: {"serverTime": self.clock.now_ms()})
         if path == "/fapi/v1/exchangeInfo":
@@ -558,6 +577,18 @@ class ExchangeSimulator:
             for s in self.symbols
         ]
         # Contracts the screener must filter out: a quarterly future, a USDC perpetual and a settling one.
+        symbols += [
+            {
+                "symbol": s,
+                "pair": s,
+                "contractType": "PERPETUAL",
+                "status": "SETTLING",
+                "baseAsset": s[:-4],
+                "quoteAsset": "USDT",
+                "marginAsset": "USDT",
+            }
+            for s in sorted(set(self.market) - self.listed)
+        ]
         symbols += [
             {
                 "symbol": "BTCUSDT_251226",

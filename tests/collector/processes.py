@@ -61,6 +61,7 @@ class Process:
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str, process: Process | None = None) -> None:
+    """Poll `condition`; fail with the process's log tail on timeout or if the process exits meanwhile."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
@@ -109,3 +110,68 @@ def tick_messages() -> list[dict]:
         _args, kwargs, _embed = json.loads(base64.b64decode(message["body"]))
         out.append(kwargs)
     return out
+
+
+class TcpProxy:
+    """A loopback TCP forwarder that can be cut and restored, to take PostgreSQL away from one process."""
+
+    def __init__(self, listen_port: int, target_port: int) -> None:
+        import asyncio
+        import threading
+
+        self.listen_port, self.target_port = listen_port, target_port
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        self._server = None
+        self._writers: set = set()
+
+    def _call(self, coro):
+        import asyncio
+
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(10)
+
+    async def _pipe(self, reader, writer) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+
+    async def _handle(self, client_reader, client_writer) -> None:
+        import asyncio
+
+        try:
+            server_reader, server_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            client_writer.close()
+            return
+        self._writers |= {client_writer, server_writer}
+        await asyncio.gather(self._pipe(client_reader, server_writer), self._pipe(server_reader, client_writer))
+
+    async def _start(self) -> None:
+        import asyncio
+
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.listen_port, reuse_address=True)
+
+    async def _stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for writer in list(self._writers):
+            writer.transport.abort()  # the database "goes away": every open connection breaks
+        self._writers.clear()
+
+    def up(self) -> None:
+        self._call(self._start())
+
+    def down(self) -> None:
+        self._call(self._stop())
+
+    def close(self) -> None:
+        self.down()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)

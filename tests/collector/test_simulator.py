@@ -30,7 +30,7 @@ def test_klines_weight_follows_the_published_table(limit, weight):
 
 
 async def test_rest_klines_serve_only_closed_candles_bit_exact_with_weights_and_429(market, bundled_data_dir):
-    sim = ExchangeSimulator(market, speed=1, weight_limit=12, hold_until_connect=True)
+    sim = ExchangeSimulator(market, speed=1, weight_limit=12, hold_until_connect=1)
     http = await serve(sim)
     try:
         csv = read_csv_candles(sorted(bundled_data_dir.glob("BTCUSDT-1m*"))).set_index("open_time")
@@ -64,7 +64,7 @@ async def test_rest_klines_serve_only_closed_candles_bit_exact_with_weights_and_
 
 
 async def test_bars_aggregate_clock_aligned_from_the_minutes(market):
-    sim = ExchangeSimulator(market, speed=1, hold_until_connect=True)
+    sim = ExchangeSimulator(market, speed=1, hold_until_connect=1)
     http = await serve(sim, PORT + 1)
     try:
         hours = (await http.get("/fapi/v1/klines", params={"symbol": "ETHUSDT", "interval": "1h", "limit": 5})).json()
@@ -88,7 +88,7 @@ async def test_bars_aggregate_clock_aligned_from_the_minutes(market):
 
 
 async def test_websocket_streams_forming_then_closed_klines_and_answers_subscribe(market):
-    sim = ExchangeSimulator(market, speed=600, minutes=3, hold_until_connect=True)
+    sim = ExchangeSimulator(market, speed=600, minutes=3, hold_until_connect=1)
     await sim.start("127.0.0.1", PORT + 2)
     try:
         async with connect(f"ws://127.0.0.1:{PORT + 2}/market/stream?streams=btcusdt@kline_1m") as ws:

@@ -80,9 +80,11 @@ class Command(BaseCommand):
 
             start_http_server(options["metrics_port"], addr="127.0.0.1")
         logger.info(
-            "collector starting: ws %s, rest %s, slice %d/%d",
+            "collector starting: ws %s, rest %s, redis %s (keys %s:*), slice %d/%d",
             config.ws_base_url,
             config.rest_base_url,
+            settings.REDIS_URL,
+            settings.REDIS_KEY_PREFIX,
             config.slice_index,
             config.slice_count,
         )

@@ -11,7 +11,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from apps.collector.simulator import WEIGHT_LIMIT_1M, ExchangeSimulator, Faults, market_load, simulator_run
+from apps.collector.simulator import WEIGHT_LIMIT_1M, ExchangeSimulator, Faults, market_load
 
 logger = logging.getLogger("apps.collector.simulator")
 
@@ -50,8 +50,17 @@ class Command(BaseCommand):
         parser.add_argument("--weight-limit", type=int, default=WEIGHT_LIMIT_1M, help="REST weight per minute")
         parser.add_argument(
             "--hold-until-connect",
-            action="store_true",
-            help="keep the simulated clock at --start until the first WebSocket client connects",
+            type=int,
+            nargs="?",
+            const=1,
+            default=0,
+            metavar="N",
+            help="keep the simulated clock at --start until N WebSocket clients have connected (default N: 1)",
+        )
+        parser.add_argument(
+            "--unlisted",
+            default="",
+            help="comma-separated symbols of the data not listed at start (GET /sim/list?symbol= lists one)",
         )
         parser.add_argument("--ping-interval", type=float, default=180.0, help="wall seconds between ping frames")
         faults = parser.add_argument_group("fault injection (rates are probabilities)")
@@ -116,6 +125,7 @@ class Command(BaseCommand):
             weight_limit=options["weight_limit"],
             ping_interval=options["ping_interval"],
             hold_until_connect=options["hold_until_connect"],
+            unlisted=tuple(s.strip().upper() for s in options["unlisted"].split(",") if s.strip()),
         )
         asyncio.run(self._serve(simulator, options["host"], options["port"]))
 
@@ -124,6 +134,7 @@ class Command(BaseCommand):
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        await simulator.start(host, port)  # binds first: "ready" is logged only once clients can connect
         status = simulator.status()
         logger.info(
             "exchange simulator ready on http://%s:%s (ws://%s:%s/market/stream): %d symbols, speed %sx, "
@@ -137,5 +148,8 @@ class Command(BaseCommand):
             datetime.utcfromtimestamp(status["start_ms"] / 1000).isoformat() + "Z",
             datetime.utcfromtimestamp(status["end_ms"] / 1000).isoformat() + "Z",
         )
-        await simulator_run(simulator, host=host, port=port, stop=stop)
+        try:
+            await stop.wait()
+        finally:
+            await simulator.stop()
         logger.info("exchange simulator stopped")
