@@ -136,11 +136,12 @@ def jwks_server(settings):
         jwk = json.loads(jwt.algorithms.get_default_algorithms()[alg].to_jwk(private.public_key()))
         keys.append(jwk | {"kid": kid, "alg": alg, "use": "sig"})
     fetches = []
+    served = {"keys": keys}
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):
             fetches.append(self.path)
-            body = json.dumps({"keys": keys}).encode()
+            body = json.dumps({"keys": served["keys"]}).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
@@ -155,7 +156,7 @@ def jwks_server(settings):
     thread.start()
     settings.SUPABASE_JWKS_URL = f"http://127.0.0.1:{JWKS_PORT}/auth/v1/.well-known/jwks.json"
     jwks_cache.clear()
-    yield {"ec": ec_key, "rsa": rsa_key, "fetches": fetches}
+    yield {"ec": ec_key, "rsa": rsa_key, "fetches": fetches, "keys": served}
     jwks_cache.clear()
     server.shutdown()
     server.server_close()
@@ -181,6 +182,21 @@ def test_unknown_kid_is_401(jwks_server):
     token = make_token(key=jwks_server["ec"], algorithm="ES256", headers={"kid": "rotated-away"})
     response = client_with(token).get("/api/settings")
     assert response.status_code == 401 and "key set" in response.json()["detail"]
+
+
+def test_rotated_in_key_is_fetched_once_the_refetch_pause_has_passed(jwks_server, monkeypatch):
+    old = make_token(key=jwks_server["ec"], algorithm="ES256", headers={"kid": "ec-1"})
+    assert client_with(old).get("/api/settings").status_code == 200
+    rotated = ec.generate_private_key(ec.SECP256R1())
+    jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(rotated.public_key()))
+    jwks_server["keys"]["keys"] = [*jwks_server["keys"]["keys"], jwk | {"kid": "ec-2", "alg": "ES256"}]
+    fresh = make_token(key=rotated, algorithm="ES256", headers={"kid": "ec-2"})
+    # Right after a fetch, an unknown kid does not trigger another one (forged kids cannot hammer the server).
+    assert client_with(fresh).get("/api/settings").status_code == 401
+    assert len(jwks_server["fetches"]) == 1
+    monkeypatch.setattr("apps.api.auth.JWKS_MIN_REFETCH_SECONDS", 0.0)
+    assert client_with(fresh).get("/api/settings").status_code == 200
+    assert len(jwks_server["fetches"]) == 2
 
 
 def test_algorithm_not_matching_the_kid_is_401(jwks_server):
