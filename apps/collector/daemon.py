@@ -65,7 +65,7 @@ class CollectorConfig:
     allowlist: list[str] = field(default_factory=list)
     denylist: list[str] = field(default_factory=list)
     top_n: int = 0
-    weight_budget: int = 2000
+    weight_budget: int = 2200
     rest_concurrency: int = 8
     heartbeat_seconds: float = 2.0
     watchdog_seconds: float = 30.0

@@ -22,7 +22,7 @@ from .processes import collector_start, simulator_start, simulator_status, wait_
 pytestmark = pytest.mark.django_db(transaction=True)
 
 SYMBOLS = int(os.environ.get("COLD_START_SYMBOLS", "500"))
-WEIGHT_BUDGET = os.environ.get("COLD_START_WEIGHT_BUDGET", "2000")
+WEIGHT_BUDGET = os.environ.get("COLD_START_WEIGHT_BUDGET", "2200")
 
 
 def test_cold_start_of_500_symbols(redis_client, tmp_path, bundled_data_dir):

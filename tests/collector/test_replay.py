@@ -7,6 +7,7 @@ import os
 import signal
 import time
 
+import httpx
 import numpy as np
 import pandas as pd
 import pytest
@@ -66,6 +67,14 @@ def assert_database_holds_exactly(dataset, status: dict, *, min_history: int) ->
     assert not Candle1m.objects.exclude(symbol__in=list(dataset)).exists()
 
 
+def metric(exposition: str, name: str) -> float:
+    """The value of one sample line of a Prometheus text exposition (0 when absent)."""
+    for line in exposition.splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
 def test_replay_reaches_redis_and_candles_1m_exactly_and_ticks_every_minute(dataset, redis_client, tmp_path, settings):
     broker_clear()
     port = 18110
@@ -82,7 +91,7 @@ def test_replay_reaches_redis_and_candles_1m_exactly_and_ticks_every_minute(data
         "7",
         "--hold-until-connect",
     )
-    collector = collector_start(tmp_path, port)
+    collector = collector_start(tmp_path, port, "--metrics-port", "18160")
     try:
         collector.wait_for_log("collector ready: 16 symbols, warm-up done", 60)
         wait_until(lambda: simulator_status(port)["done"], 60, "the replay to finish", collector)
@@ -104,6 +113,7 @@ def test_replay_reaches_redis_and_candles_1m_exactly_and_ticks_every_minute(data
         # The heartbeat reports the exchange's newest event time within a few seconds.
         wait_until(lambda: (heartbeat().get("last_event_ms") or 0) >= last + MINUTE_MS, 10, "heartbeat", collector)
         beat = heartbeat()
+        metrics = httpx.get("http://127.0.0.1:18160/metrics", timeout=5).text
     finally:
         assert collector.stop() == 0, collector.log()[-3000:]  # SIGTERM stops it cleanly
         sim.stop()
@@ -138,6 +148,13 @@ def test_replay_reaches_redis_and_candles_1m_exactly_and_ticks_every_minute(data
         "bad_close_time",
         "open_time_not_on_minute",
     }
+    # Prometheus has the same story: closed candles by source, rejections by reason, ticks.
+    assert metric(metrics, 'collector_closed_candles_total{source="live"}') >= 16 * (REPLAY_MINUTES - 2)
+    assert metric(metrics, 'collector_closed_candles_total{source="warmup"}') >= 16 * 1380
+    assert metric(metrics, "collector_ticks_sent_total") == len(ticks)
+    assert sum(metric(metrics, f'collector_rejections_total{{reason="{r}"}}') for r in rejections) == sum(
+        rejections.values()
+    )
     assert beat["symbols"] == 16 and beat["state"] == "live"
     assert [(c["state"], c["streams"]) for c in beat["connections"]] == [("open", 16)]
 

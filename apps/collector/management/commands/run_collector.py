@@ -26,7 +26,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--weight-budget",
             type=int,
-            default=getattr(settings, "COLLECTOR_REST_WEIGHT_BUDGET", 2000),
+            default=getattr(settings, "COLLECTOR_REST_WEIGHT_BUDGET", 2200),
             help="REST weight this process may use per minute (the exchange allows 2,400 per IP)",
         )
         parser.add_argument(
@@ -49,6 +49,9 @@ class Command(BaseCommand):
         parser.add_argument("--no-bars", action="store_true", help="skip seeding the bar history")
         parser.add_argument(
             "--metrics-port", type=int, default=0, help="serve Prometheus metrics on this port (0: off)"
+        )
+        parser.add_argument(
+            "--metrics-addr", default="127.0.0.1", help="address of the metrics server (0.0.0.0 in a pod)"
         )
 
     def handle(self, *args, **options) -> None:
@@ -76,9 +79,9 @@ class Command(BaseCommand):
         for noisy in ("httpx", "httpcore", "websockets"):  # one line per request or connection is too much
             logging.getLogger(noisy).setLevel(logging.WARNING)
         if options["metrics_port"]:
-            from prometheus_client import start_http_server
+            from screener_project.observability import metrics_http_server_start
 
-            start_http_server(options["metrics_port"], addr="127.0.0.1")
+            metrics_http_server_start(port=options["metrics_port"], addr=options["metrics_addr"])
         logger.info(
             "collector starting: ws %s, rest %s, redis %s (keys %s:*), slice %d/%d",
             config.ws_base_url,
