@@ -185,16 +185,32 @@ def metrics_calculated_upsert(*, result: ShardIndicators) -> int:
 # Writes each symbol's snapshot unless a newer minute's is already there (a late retry never rolls it back).
 _SNAPSHOT_SCRIPT = """
 local snapshots, minutes, minute = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local written = 0
-for i = 4, #ARGV, 2 do
-  local stored = tonumber(redis.call('HGET', minutes, ARGV[i]) or '0')
-  if stored <= minute then
-    redis.call('HSET', snapshots, ARGV[i], ARGV[i + 1])
-    redis.call('HSET', minutes, ARGV[i], minute)
-    written = written + 1
+local function hset_all(k, list)
+  for i = 1, #list, 1000 do  -- unpack has a stack limit: a thousand values at a time
+    redis.call('HSET', k, unpack(list, i, math.min(i + 999, #list)))
   end
 end
-return written
+local names = {}
+for i = 4, #ARGV, 2 do
+  table.insert(names, ARGV[i])
+end
+local stored = {}
+for i = 1, #names, 1000 do
+  local part = redis.call('HMGET', minutes, unpack(names, i, math.min(i + 999, #names)))
+  for _, value in ipairs(part) do table.insert(stored, value) end
+end
+local bodies, stamps = {}, {}
+for j, name in ipairs(names) do
+  if tonumber(stored[j] or '0') <= minute then
+    table.insert(bodies, name)
+    table.insert(bodies, ARGV[3 + 2 * j])
+    table.insert(stamps, name)
+    table.insert(stamps, minute)
+  end
+end
+hset_all(snapshots, bodies)
+hset_all(minutes, stamps)
+return #bodies / 2
 """
 
 

@@ -136,3 +136,17 @@ def test_symbols_without_candles_get_no_row_and_bad_arguments_are_ignored(redis_
     assert shard_indicators(minute_ms="soon", symbols=["BTCUSDT"]) == {}
     assert shard_indicators(minute_ms=end_ms, symbols="BTCUSDT") == {}
     assert MetricsCalculated.objects.count() == len(TIMEFRAMES)
+
+
+def test_snapshots_of_a_large_shard_are_all_written_and_guarded(redis_client):
+    from apps.metrics.services import VALUE_COLUMNS, ShardIndicators, snapshot_write
+
+    symbols = [f"X{i:05d}USDT" for i in range(2500)]  # more values than one Lua unpack takes
+    values = {column: np.full((len(TIMEFRAMES), len(symbols)), 1.5) for column in VALUE_COLUMNS}
+    minute = 1_746_835_200_000
+    assert snapshot_write(redis_client, result=ShardIndicators(minute, symbols, values, {})) == 2500
+    older = {column: value[:, :10] for column, value in values.items()}
+    assert snapshot_write(redis_client, result=ShardIndicators(minute - MINUTE_MS, symbols[:10], older, {})) == 0
+    snapshots = snapshot_read(redis_client)
+    assert len(snapshots) == 2500
+    assert snapshots["X02499USDT"]["timeframes"]["1d"]["rsi_14"] == 1.5
