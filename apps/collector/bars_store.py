@@ -42,6 +42,7 @@ ROW_DTYPE = np.dtype(
     ]
 )
 ROW_BYTES = ROW_DTYPE.itemsize
+_CLOSE_WORD = (ROW_DTYPE.fields["prices"][1] + 3 * 4) // 4  # the close mantissa, as a uint32 word of the row
 _PRICE_FIELDS = [FIELD_INDEX[f] for f in ("open", "high", "low", "close")]
 _VOLUME_FIELDS = [FIELD_INDEX[f] for f in ("volume", "quote_volume", "taker_buy_volume", "taker_buy_quote_volume")]
 _EXPONENTS = np.arange(-4, 16)
@@ -156,9 +157,10 @@ def _records_of(interval: str, symbols: Sequence[str], bars: np.ndarray) -> dict
 
 def _decode_close(ring: np.ndarray, slots: np.ndarray, minutes: np.ndarray) -> np.ndarray:
     """(n, K) structured ring -> (n, len(slots)) closes of those slots, NaN where another bar is there."""
-    rows = ring[:, slots]
-    stamp = rows["stamp"]
-    close = rows["prices"][:, :, 3] / _POW10[stamp >> _MINUTE_BITS]
+    # Only the two 4-byte words needed (stamp and close mantissa) are gathered, not the 40-byte rows.
+    words = ring.view(np.uint32).reshape(*ring.shape, ROW_BYTES // 4)
+    stamp = words[:, slots, 0]
+    close = words[:, slots, _CLOSE_WORD] / _POW10[stamp >> _MINUTE_BITS]
     close[(stamp & _MINUTE_MASK) != minutes[None, :]] = np.nan
     return close
 
