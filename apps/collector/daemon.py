@@ -32,6 +32,7 @@ from .instruments import (
     DUPLICATES,
     FRAMES,
     GAPS_REPAIRED,
+    RECEIPT_LAG,
     REJECTIONS,
     TICKS_SENT,
 )
@@ -224,7 +225,10 @@ class Collector:
         entries = await self._discover()
         universe = [e["symbol"] for e in entries]
         mine = set(slice_symbols(universe, slice_index=self.config.slice_index, slice_count=self.config.slice_count))
-        await asyncio.to_thread(_in_thread, symbols_upsert, entries=entries)
+        try:
+            await asyncio.to_thread(_in_thread, symbols_upsert, entries=entries)
+        except Exception as error:  # the database may be down: collecting goes on, the next refresh records it
+            logger.error("could not record the universe in the database (%r)", error)
         # Every slice writes the whole universe: a minute is complete when all symbols, of all slices, closed it.
         active_symbols_set(self.redis, universe)
         self.universe = universe
@@ -355,6 +359,9 @@ class Collector:
         FRAMES.labels("closed").inc()
         if isinstance(event_ms, int):
             CLOSE_LAG.observe(max(0.0, (event_ms - candle.close_time - 1) / 1000))
+        receipt_lag = time.time() - (candle.close_time + 1) / 1000
+        if 0 <= receipt_lag < 3600:
+            RECEIPT_LAG.observe(receipt_lag)
         self._closed.put_nowait(candle)
 
     # ------------------------------------------------------------------------------------------- storing

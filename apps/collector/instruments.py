@@ -27,3 +27,9 @@ PERSIST_BACKLOG = Gauge(
 PERSISTED = Counter("collector_persisted_candles_total", "Candles written to candles_1m (attempted inserts)")
 CONNECTIONS = Gauge("collector_connections", "WebSocket connections by state", ["state"], multiprocess_mode="livesum")
 TICKS_SENT = Counter("collector_ticks_sent_total", "alerts.tick tasks sent for completed minutes")
+RECEIPT_LAG = Histogram(
+    "collector_close_to_receipt_seconds",
+    "From a candle's close (exchange time) to its closed kline reaching the collector (wall time); recorded only "
+    "when the exchange clock is within an hour of the wall clock, so replays do not pollute it",
+    buckets=(0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 30, 60),
+)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import signal
 from datetime import datetime
@@ -152,4 +153,4 @@ class Command(BaseCommand):
             await stop.wait()
         finally:
             await simulator.stop()
-        logger.info("exchange simulator stopped")
+        logger.info("exchange simulator stopped: %s", json.dumps(simulator.status()))
