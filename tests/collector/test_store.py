@@ -59,3 +59,14 @@ def test_matrix_is_fields_by_symbols_by_minutes(redis_client, length):
     assert matrix[FIELD_INDEX["open_time"], 0, -1] == T0 + (length - 1) * MINUTE_MS
     assert np.isnan(matrix[:, 1]).all()
     assert matrix[FIELD_INDEX["close"]].flags.c_contiguous
+
+
+def test_the_ring_is_allocated_once_at_its_full_size(redis_client, settings):
+    from apps.collector.store import ROW_BYTES, key
+
+    candles_store(redis_client, [candle("BTCUSDT", m) for m in range(0, settings.CANDLE_RING_MINUTES, 7)])
+    ring_bytes = settings.CANDLE_RING_MINUTES * ROW_BYTES
+    assert redis_client.strlen(key("c1m", "BTCUSDT")) == ring_bytes
+    # One allocation of the ring's size class, not the ~2x of a string grown piece by piece.
+    assert redis_client.memory_usage(key("c1m", "BTCUSDT")) < 1.2 * ring_bytes
+    print(f"ring bytes in Redis per symbol: {redis_client.memory_usage(key('c1m', 'BTCUSDT'))}")
