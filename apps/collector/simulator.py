@@ -330,6 +330,7 @@ class ExchangeSimulator:
             "running": self.clock.running,
             "symbols": len(self.symbols),
             "connections": len(self.clients),
+            "subscribed": sorted(set().union(*(c.streams for c in self.clients.values()))),
             "stats": self.stats,
         }
 

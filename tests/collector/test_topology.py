@@ -76,7 +76,13 @@ def test_symbols_listed_and_delisted_at_runtime_are_picked_up_without_a_restart(
     sim = simulator_start(
         tmp_path, port, "--speed", "60", "--minutes", "600", "--unlisted", "XRPUSDT", "--hold-until-connect"
     )
-    collector = collector_start(tmp_path, port, "--universe-refresh-seconds", "1")
+    # Four streams per connection: 15 symbols take four; the listed one joins a connection with room by SUBSCRIBE.
+    env = process_env(
+        BINANCE_WS_BASE_URL=f"ws://127.0.0.1:{port}",
+        BINANCE_REST_BASE_URL=f"http://127.0.0.1:{port}",
+        STREAMS_PER_CONNECTION="4",
+    )
+    collector = Process("collector", ["run_collector", "--universe-refresh-seconds", "1"], tmp_path, env)
     try:
         collector.wait_for_log("collector ready: 15 symbols", 60)
         assert "XRPUSDT" not in active_symbols(redis_client)
@@ -97,6 +103,15 @@ def test_symbols_listed_and_delisted_at_runtime_are_picked_up_without_a_restart(
             "live XRPUSDT candles",
             collector,
         )
+
+        def streams_per_connection() -> list[int]:
+            beat = json.loads(redis_client.hget(key("collector", "heartbeat"), "0"))
+            return [c["streams"] for c in beat["connections"]]
+
+        # BTCUSDT was unsubscribed from the second connection and XRPUSDT took its place there (first with room).
+        wait_until(lambda: streams_per_connection() == [4, 4, 4, 3], 10, "the new subscriptions", collector)
+        subscribed = simulator_status(port)["subscribed"]
+        assert "xrpusdt@kline_1m" in subscribed and "btcusdt@kline_1m" not in subscribed and len(subscribed) == 15
     finally:
         collector.stop()
         sim.stop()
