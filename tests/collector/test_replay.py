@@ -91,7 +91,7 @@ def test_replay_reaches_redis_and_candles_1m_exactly_and_ticks_every_minute(data
         "7",
         "--hold-until-connect",
     )
-    collector = collector_start(tmp_path, port, "--metrics-port", "18160")
+    collector = collector_start(tmp_path, port, "--metrics-port", "18160", "--metrics-addr", "127.0.0.1")
     try:
         collector.wait_for_log("collector ready: 16 symbols, warm-up done", 60)
         wait_until(lambda: simulator_status(port)["done"], 60, "the replay to finish", collector)

@@ -51,7 +51,7 @@ class Command(BaseCommand):
             "--metrics-port", type=int, default=0, help="serve Prometheus metrics on this port (0: off)"
         )
         parser.add_argument(
-            "--metrics-addr", default="127.0.0.1", help="address of the metrics server (0.0.0.0 in a pod)"
+            "--metrics-addr", default="0.0.0.0", help="address the metrics server binds (127.0.0.1: this host only)"
         )
 
     def handle(self, *args, **options) -> None:
