@@ -12,7 +12,7 @@ from apps.alerts.selectors import iso_utc
 from apps.collector.models import Candle1m, Symbol
 from apps.collector.store import key, redis_client
 from apps.metrics.models import MetricsCalculated
-from apps.metrics.selectors import snapshot_read
+from apps.metrics.selectors import SNAPSHOT_FIELDS, snapshot_read
 
 logger = logging.getLogger(__name__)
 
@@ -35,32 +35,6 @@ CANDLE_FIELDS = (
     "trades",
     "taker_buy_volume",
     "taker_buy_quote_volume",
-)
-METRIC_FIELDS = (
-    "open",
-    "high",
-    "low",
-    "close",
-    "volume",
-    "change_pct",
-    "vwap",
-    "vcp",
-    "trades",
-    "taker_buy_ratio",
-    "rsi_14",
-    "macd",
-    "macd_signal",
-    "macd_hist",
-    "bb_upper",
-    "bb_middle",
-    "bb_lower",
-    "fib_pivot",
-    "fib_r1",
-    "fib_r2",
-    "fib_r3",
-    "fib_s1",
-    "fib_s2",
-    "fib_s3",
 )
 
 
@@ -90,7 +64,7 @@ def metrics_latest(*, symbol: str) -> dict:
     newest = MetricsCalculated.objects.filter(symbol=symbol).order_by("-time").values_list("time", flat=True).first()
     if newest is None:
         return {"symbol": symbol, "timestamp": None, "timeframes": {}}
-    rows = MetricsCalculated.objects.filter(symbol=symbol, time=newest).values("timeframe", *METRIC_FIELDS)
+    rows = MetricsCalculated.objects.filter(symbol=symbol, time=newest).values("timeframe", *SNAPSHOT_FIELDS)
     timeframes = {row.pop("timeframe"): row for row in rows}
     return {"symbol": symbol, "timestamp": iso_utc(newest), "timeframes": timeframes}
 
