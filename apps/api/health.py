@@ -20,6 +20,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from apps.alerts.notifications.selectors import destinations_paused
 from apps.collector.store import key
 
 logger = logging.getLogger(__name__)
@@ -97,6 +98,16 @@ def _database_state() -> str:
         return DOWN
 
 
+def _notifications_detail() -> dict:
+    """Webhook destinations paused after failing; they hold their alerts until an operator resumes them."""
+    try:
+        paused = destinations_paused()
+    except Exception as exc:  # health must answer even if this detail cannot be read
+        logger.warning("Health: paused destinations unreadable: %s", exc)
+        return {"paused_destinations": None}
+    return {"paused_destinations": paused}
+
+
 def health_report() -> dict:
     """The SPEC §5 health body, with per-service details."""
     now_ms = time.time() * 1000.0
@@ -124,6 +135,8 @@ def health_report() -> dict:
         )
         services["redis"] = UP
     services["database"] = _database_state()
+    if services["database"] == UP:
+        details["notifications"] = _notifications_detail()
     if any(services[name] == DOWN for name in CRITICAL_SERVICES):
         status = UNHEALTHY
     elif all(state == UP for state in services.values()):

@@ -129,3 +129,17 @@ def test_database_unreachable_is_unhealthy_503(redis_client, monkeypatch):
     beat(redis_client, "0")
     code, body = get_health()
     assert code == 503 and body["status"] == "unhealthy" and body["services"]["database"] == "down"
+
+
+def test_paused_webhook_destinations_are_listed_with_their_reason(redis_client):
+    from django.utils import timezone
+
+    from apps.alerts.notifications.models import Destination
+
+    Destination.objects.create(name="ops discord", kind="discord", url="https://discord.example/api/webhooks/1/x")
+    Destination.objects.create(
+        name="desk", kind="webhook", url="https://hooks.example/a", paused_at=timezone.now(), paused_reason="HTTP 404"
+    )
+    _, body = get_health()
+    paused = body["details"]["notifications"]["paused_destinations"]
+    assert [(d["name"], d["reason"]) for d in paused] == [("desk", "HTTP 404")]
