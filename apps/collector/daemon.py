@@ -38,7 +38,16 @@ from .instruments import (
 )
 from .persister import candles_enqueue, candles_persist_batch
 from .rest import RestClient, RestError
-from .store import ROW_BYTES, ROW_DTYPE, StoreResult, active_symbols_set, candles_store, key, latest_open_times
+from .store import (
+    ROW_BYTES,
+    ROW_DTYPE,
+    StoreResult,
+    active_symbols_set,
+    candles_store,
+    forming_store,
+    key,
+    latest_open_times,
+)
 from .streams import StreamConnection
 from .universe import slice_symbols, symbols_upsert, universe_select
 
@@ -76,6 +85,9 @@ class CollectorConfig:
     reconcile_seconds: float = 3.0
     grace_ms: int = 5000  # exchange ms after a minute's close before a missing candle is repaired from REST
     seed_bars: bool = True
+    # Near-real-time alerts: keep each symbol's newest forming candle in Redis, flushed every this many seconds
+    # (0 = off; the default, since only closed candles are needed otherwise).
+    forming_flush_seconds: float = 0.0
 
 
 def minute_runs(minutes: np.ndarray, *, max_len: int) -> list[tuple[int, int]]:
@@ -128,6 +140,7 @@ class Collector:
         self._clock_script = redis.register_script(_CLOCK_MAX_SCRIPT)
         self._warmups: set[asyncio.Task] = set()
         self._ticks_held: list[int] = []  # minutes completed during warm-up
+        self._forming: dict[str, Candle] = {}  # newest forming candle per symbol, until the next flush
         self.stats = {"ticks_sent": 0, "repaired": 0, "stored_live": 0, "warmup_candles": 0, "warmup_seconds": None}
 
     # ------------------------------------------------------------------------------------------- lifecycle
@@ -160,6 +173,7 @@ class Collector:
                 self._reconcile_loop,
                 self._persist_loop,
                 self._heartbeat_loop,
+                self._forming_loop,
                 self._universe_loop,
             ):
                 self._tasks.append(asyncio.create_task(loop(stop), name=loop.__name__))
@@ -355,6 +369,8 @@ class Collector:
             self.clock_ms = event_ms
         if not closed:
             FRAMES.labels("forming").inc()
+            if self.config.forming_flush_seconds:
+                self._forming[candle.symbol] = candle
             return
         FRAMES.labels("closed").inc()
         if isinstance(event_ms, int):
@@ -589,6 +605,21 @@ class Collector:
                 await _sleep_or_stop(stop, 0.5)
 
     # ------------------------------------------------------------------------------------------- heartbeat
+    async def _forming_loop(self, stop: asyncio.Event) -> None:
+        """Batch the forming candles into Redis for near-real-time evaluation: one write per flush, not per frame."""
+        if not self.config.forming_flush_seconds:
+            return
+        while not stop.is_set():
+            await _sleep_or_stop(stop, self.config.forming_flush_seconds)
+            self._forming_flush()
+
+    def _forming_flush(self) -> None:
+        batch, self._forming = list(self._forming.values()), {}
+        try:
+            forming_store(self.redis, batch)
+        except redis_lib.RedisError as error:  # the next flush carries newer candles anyway
+            logger.warning("storing %d forming candles failed: %r", len(batch), error)
+
     async def _heartbeat_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:

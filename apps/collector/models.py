@@ -44,3 +44,6 @@ class Candle1m(models.Model):
     class Meta:
         db_table = "candles_1m"
         indexes = [models.Index(fields=["symbol", "-time"], name="candles_symbol_time")]
+
+    def __str__(self) -> str:
+        return f"{self.symbol} {self.time:%Y-%m-%d %H:%M}"

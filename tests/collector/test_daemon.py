@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from apps.collector.candles import MINUTE_MS
+from apps.collector.candles import FIELD_INDEX, MINUTE_MS
 from apps.collector.daemon import Collector, CollectorConfig, minute_runs, ring_missing_minutes
 from apps.collector.store import candles_store, key
 from apps.collector.universe import slice_of, slice_symbols, universe_select
@@ -149,3 +149,19 @@ def test_slices_partition_the_symbols():
     parts = [slice_symbols(symbols, slice_index=i, slice_count=3) for i in range(3)]
     assert sorted(sum(parts, [])) == sorted(symbols)
     assert all(parts) and all(slice_of(s, slice_count=3) == i for i, p in enumerate(parts) for s in p)
+
+
+def test_forming_candles_reach_redis_only_when_near_real_time_is_on(collector, redis_client):
+    from apps.collector.store import forming_rows
+
+    collector._on_message(kline(closed=False))
+    collector._forming_flush()
+    assert np.isnan(forming_rows(redis_client, ["BTCUSDT"], minute_ms=T0)).all()  # off by default
+
+    collector.config.forming_flush_seconds = 1.0
+    collector._on_message(kline(closed=False, c="100.5"))
+    collector._on_message(kline(closed=False, c="101.0"))  # a later update of the same minute replaces it
+    collector._forming_flush()
+    row = forming_rows(redis_client, ["BTCUSDT"], minute_ms=T0)
+    assert row[FIELD_INDEX["close"], 0] == 101.0
+    assert collector._closed.empty()

@@ -75,6 +75,10 @@ class Command(BaseCommand):
             universe_refresh_seconds=options["universe_refresh_seconds"],
             reconcile_seconds=options["reconcile_seconds"],
             seed_bars=not options["no_bars"],
+            # Forming candles are stored several times per evaluation period, so a check sees a recent one.
+            forming_flush_seconds=(
+                max(0.25, settings.ALERTS_NEAR_REAL_TIME_SECONDS / 5) if settings.ALERTS_NEAR_REAL_TIME else 0.0
+            ),
         )
         for noisy in ("httpx", "httpcore", "websockets"):  # one line per request or connection is too much
             logging.getLogger(noisy).setLevel(logging.WARNING)
