@@ -200,8 +200,17 @@ def read_csv_candles(paths: list[Path] | Path) -> pd.DataFrame:
         frames.append(frame)
     df = pd.concat(frames, ignore_index=True)
     df = df.drop_duplicates("open_time").sort_values("open_time", kind="stable").reset_index(drop=True)
-    for column in ("open", "high", "low", "close", "volume", "quote_volume", "taker_buy_volume",
-                   "taker_buy_quote_volume", "count"):
+    for column in (
+        "open",
+        "high",
+        "low",
+        "close",
+        "volume",
+        "quote_volume",
+        "taker_buy_volume",
+        "taker_buy_quote_volume",
+        "count",
+    ):
         df[column] = pd.to_numeric(df[column], errors="coerce")
     estimated = df["quote_volume"].isna()
     df.loc[estimated, "quote_volume"] = estimate_quote_volume(

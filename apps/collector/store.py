@@ -120,8 +120,13 @@ def candles_store(client: redis_lib.Redis, candles: Sequence[Candle], *, mark_cl
     """
     if not candles:
         return StoreResult([], 0, 0, [])
-    args: list[object] = [settings.REDIS_KEY_PREFIX, ROW_BYTES, ring_minutes(), int(mark_closed),
-                          CLOSED_MARK_TTL_SECONDS]
+    args: list[object] = [
+        settings.REDIS_KEY_PREFIX,
+        ROW_BYTES,
+        ring_minutes(),
+        int(mark_closed),
+        CLOSED_MARK_TTL_SECONDS,
+    ]
     for candle in candles:
         args += [candle.symbol, candle.open_time, np.asarray(candle.as_row(), dtype=ROW_DTYPE).tobytes()]
     statuses, completed = client.eval(_STORE_SCRIPT, 0, *args)
@@ -156,9 +161,7 @@ def latest_open_times(client: redis_lib.Redis) -> dict[str, int]:
     return {k.decode(): int(v) for k, v in client.hgetall(key("latest")).items()}
 
 
-def candles_matrix(
-    client: redis_lib.Redis, symbols: Sequence[str], *, end_minute_ms: int, length: int
-) -> np.ndarray:
+def candles_matrix(client: redis_lib.Redis, symbols: Sequence[str], *, end_minute_ms: int, length: int) -> np.ndarray:
     """The last `length` minutes ending at `end_minute_ms` for each symbol, as a (len(FIELDS), n, length) array.
 
     `out[f]` is a C-contiguous (symbols x minutes) matrix of field FIELDS[f], oldest minute first. A minute the ring

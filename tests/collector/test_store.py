@@ -53,8 +53,9 @@ def test_history_written_without_marking_never_completes_a_minute(redis_client):
 @pytest.mark.parametrize("length", [1, 5, 1440])
 def test_matrix_is_fields_by_symbols_by_minutes(redis_client, length):
     candles_store(redis_client, [candle("AUSDT", m) for m in range(length)])
-    matrix = candles_matrix(redis_client, ["AUSDT", "MISSINGUSDT"], end_minute_ms=T0 + (length - 1) * MINUTE_MS,
-                            length=length)
+    matrix = candles_matrix(
+        redis_client, ["AUSDT", "MISSINGUSDT"], end_minute_ms=T0 + (length - 1) * MINUTE_MS, length=length
+    )
     assert matrix.shape == (10, 2, length)
     assert matrix[FIELD_INDEX["open_time"], 0, -1] == T0 + (length - 1) * MINUTE_MS
     assert np.isnan(matrix[:, 1]).all()
