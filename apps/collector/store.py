@@ -28,7 +28,6 @@ from .candles import FIELDS, MINUTE_MS, Candle
 ROW_DTYPE = np.dtype("<f8")
 ROW_BYTES = len(FIELDS) * ROW_DTYPE.itemsize
 CLOSED_MARK_TTL_SECONDS = 6 * 3600
-_ASSEMBLY_SYMBOLS = 8
 
 # Stores each candle unless the slot already holds the same bytes (a duplicate) or a newer minute (the candle is
 # older than the ring). Returns, per candle, 1 if stored, 0 if duplicate, -1 if too old; then the minutes that this
@@ -171,9 +170,8 @@ def candles_matrix(client: redis_lib.Redis, symbols: Sequence[str], *, end_minut
     if length > ring:
         raise ValueError(f"length {length} exceeds the ring of {ring} minutes")
     n = len(symbols)
-    out = np.full((len(FIELDS), n, length), np.nan)
     if n == 0 or length == 0:
-        return out
+        return np.full((len(FIELDS), n, length), np.nan)
     pipe = client.pipeline(transaction=False)
     for symbol in symbols:
         pipe.get(key("c1m", symbol))
@@ -182,12 +180,14 @@ def candles_matrix(client: redis_lib.Redis, symbols: Sequence[str], *, end_minut
     minutes = end_minute_ms // MINUTE_MS - length + 1 + np.arange(length)
     first = int(minutes[0] % ring)
     window = slice(first, first + length) if first + length <= ring else minutes % ring
-    # A few symbols at a time: their rows stay in cache while turned field-major (about 3x faster than all at once).
-    for start in range(0, n, _ASSEMBLY_SYMBOLS):
-        part = raws[start : start + _ASSEMBLY_SYMBOLS]
-        blob = b"".join((raw or b"").ljust(ring_bytes, b"\0")[:ring_bytes] for raw in part)
-        rings = np.frombuffer(blob, dtype=ROW_DTYPE).reshape(len(part), ring, len(FIELDS))
-        out[:, start : start + len(part)] = rings[:, window].transpose(2, 0, 1)  # oldest minute first
+    # Every cell is written below, so no NaN fill first. One symbol at a time, straight from its reply's bytes (no
+    # joined copy): its rows are read once, strided, and each field's minutes land contiguously in `out`.
+    out = np.empty((len(FIELDS), n, length))
+    for i, raw in enumerate(raws):
+        if raw is None or len(raw) < ring_bytes:
+            raw = (raw or b"").ljust(ring_bytes, b"\0")
+        rows = np.frombuffer(raw, dtype=ROW_DTYPE, count=ring * len(FIELDS)).reshape(ring, len(FIELDS))
+        np.copyto(out[:, i, :], rows[window].T)  # oldest minute first
     expected = (minutes * MINUTE_MS).astype(np.float64)
     present = out[0] == expected[None, :]
     out[:, ~present] = np.nan
