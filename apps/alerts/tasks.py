@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 from celery import shared_task
 
 from apps.collector.store import redis_client
+from apps.metrics.tasks import indicators_on_block
 
 from . import tick
 
@@ -17,6 +19,11 @@ def _enqueue_shard(minute_ms: int, shard: int, symbols: list[str], received_ms: 
 
 def _enqueue_indicators(minute_ms: int, symbols: list[str]) -> None:
     shard_tick.app.send_task("metrics.shard_indicators", kwargs={"minute_ms": minute_ms, "symbols": symbols})
+
+
+def _indicators(minute_ms: int, symbols: list[str], block: np.ndarray, metrics: dict[str, np.ndarray]) -> None:
+    # The indicators of the tick's own minute, on the block the shard task already read (no second load).
+    indicators_on_block(minute_ms=minute_ms, symbols=symbols, block=block, metrics=metrics)
 
 
 @shared_task(name="alerts.tick", ignore_result=True)
@@ -45,6 +52,7 @@ def shard_tick(minute_ms: int, shard: int, symbols: list[str], received_ms: int)
         symbols=symbols,
         received_ms=received_ms,
         enqueue_indicators=_enqueue_indicators,
+        indicators=_indicators,
     )
 
 

@@ -14,8 +14,10 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 
+import numpy as np
 import redis as redis_lib
 from django.conf import settings
+from prometheus_client import Counter
 
 from apps.collector.candles import MINUTE_MS
 from apps.collector.store import active_symbols, candles_matrix, key, minute_closed_symbols
@@ -33,6 +35,12 @@ TICK_CLAIM_TTL_SECONDS = 6 * 3600
 # ring's margin beyond the 1d window (CANDLE_RING_MINUTES - 1440) bounds how far back a window is still whole.
 MAX_CATCH_UP_MINUTES = 60
 SHARD_LOCK_TIMEOUT_SECONDS = 120
+
+INDICATORS_FAILED = Counter(
+    "screener_tick_indicators_failed_total", "Shard ticks whose in-task indicators failed (handed to the queue)"
+)
+# (minute_ms, symbols, 1m block, window metrics) -> None: the indicators stage on what the shard tick loaded.
+ShardIndicatorsRun = Callable[[int, list[str], np.ndarray, dict[str, np.ndarray]], object]
 
 
 def now_ms() -> int:
@@ -122,9 +130,16 @@ def shard_tick_run(
     shard: int,
     symbols: Sequence[str],
     received_ms: int,
-    enqueue_indicators: Callable[[int, list[str]], None],
+    enqueue_indicators: Callable[[int, list[str]], None] | None = None,
+    indicators: ShardIndicatorsRun | None = None,
 ) -> list[int]:
-    """Evaluate the rules of one shard for every minute it has pending up to minute_ms; returns those minutes."""
+    """Evaluate the rules of one shard for every minute it has pending up to minute_ms; returns those minutes.
+
+    After each minute's alerts, its indicators: `indicators(minute, symbols, block, metrics)` runs them here on the
+    block already loaded (only for the newest pending minute, so a shard catching up sends its alerts first), and
+    `enqueue_indicators(minute, symbols)` hands a minute to the indicators queue (the older minutes of a catch-up,
+    and a minute whose in-task run failed, so that the queue's retries take over).
+    """
     symbols = list(symbols)
     lock = client.lock(
         key("shard", shard, "lock"), timeout=SHARD_LOCK_TIMEOUT_SECONDS, blocking_timeout=SHARD_LOCK_TIMEOUT_SECONDS
@@ -171,6 +186,16 @@ def shard_tick_run(
                 len(alerts),
                 {k: round(v, 2) for k, v in timings.items()},
             )
-            # Indicators are off the alert critical path: they run after the alerts, on their own queue.
-            enqueue_indicators(minute, symbols)
+            # Indicators are off the alert critical path: they run once this minute's alerts are out.
+            if indicators is not None and minute == pending[-1]:
+                try:
+                    indicators(minute, symbols, block, metrics)
+                    continue
+                except Exception:
+                    INDICATORS_FAILED.inc()
+                    logger.exception(
+                        "shard %d minute %d: indicators failed, handed to the indicators queue", shard, minute
+                    )
+            if enqueue_indicators is not None:
+                enqueue_indicators(minute, symbols)
     return pending

@@ -253,10 +253,15 @@ def shard_indicators_run(
     *,
     minute_ms: int,
     symbols: Sequence[str],
+    block: np.ndarray | None = None,
+    metrics: dict[str, np.ndarray] | None = None,
     observe: Callable[[str, float], None] | None = None,
 ) -> dict[str, float]:
-    """The whole indicators stage of one shard at minute t; returns milliseconds per stage."""
-    result = shard_indicators_compute(client, minute_ms=minute_ms, symbols=symbols)
+    """The whole indicators stage of one shard at minute t; returns milliseconds per stage.
+
+    The shard tick passes the 1m block and window metrics it already has, which saves reading the block again.
+    """
+    result = shard_indicators_compute(client, minute_ms=minute_ms, symbols=symbols, block=block, metrics=metrics)
     timings = result.timings
     # The snapshot first: the API reads it, and it is the cheapest write; the database row is the record.
     with _stage("snapshot", timings):
