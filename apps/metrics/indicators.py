@@ -9,6 +9,7 @@ that never arrived) is treated as ta treats it.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 RSI_WINDOW = 14
@@ -21,32 +22,43 @@ def _first_valid(values: np.ndarray) -> np.ndarray:
     return np.where(valid.any(axis=1), valid.argmax(axis=1), values.shape[1])
 
 
+@numba.njit(cache=True, nogil=True)
+def _ewm_steps(columns: np.ndarray, alpha: np.ndarray, last_only: bool) -> np.ndarray:  # pragma: no cover - compiled
+    """The recursion of _ewm_clean, compiled, over a (steps, rows) array: one step of every row at a time.
+
+    Rows are independent, so the inner loop over them pipelines (a row's own steps form a chain of dependent
+    divisions). Same operations in the same order as pandas (no fast-math: no reassociation, no fused
+    multiply-add), so results are bit-identical to pandas' ewm.
+    """
+    steps, rows = columns.shape
+    old_wt = 1.0 * (1.0 - alpha)
+    denominator = old_wt + alpha
+    weighted = columns[0].copy()
+    out = np.empty((1 if last_only else steps, rows))
+    if not last_only:
+        out[0] = weighted
+    for i in range(1, steps):
+        for r in range(rows):
+            cur = columns[i, r]
+            updated = (old_wt[r] * weighted[r] + alpha[r] * cur) / denominator[r]
+            # pandas skips the update when the value equals the average (no drift on constant series).
+            weighted[r] = updated if weighted[r] != cur else weighted[r]
+        if not last_only:
+            out[i] = weighted
+    if last_only:
+        out[0] = weighted
+    return out
+
+
 def _ewm_clean(x: np.ndarray, alpha: np.ndarray, min_periods: np.ndarray, *, last_only: bool = False) -> np.ndarray:
     """pandas ewm(adjust=False).mean() of rows without NaN: old_wt is always 1 * (1 - alpha).
 
     With last_only, only the newest value of each row (shape (rows,)), which saves writing the whole series.
     """
-    old_wt = 1.0 * (1.0 - alpha)
-    denominator = old_wt + alpha
-    columns = np.ascontiguousarray(x.T)
-    terms = alpha[None, :] * columns  # alpha * cur of every step at once: the same products pandas forms
-    out = None if last_only else np.empty_like(columns)
-    weighted = columns[0].copy()
-    if out is not None:
-        out[0] = weighted
-    updated = np.empty_like(weighted)
-    changed = np.empty(len(weighted), dtype=bool)
-    for i in range(1, len(columns)):
-        np.multiply(old_wt, weighted, out=updated)
-        updated += terms[i]
-        updated /= denominator
-        # pandas skips the update when the value equals the average (no drift on constant series).
-        np.not_equal(weighted, columns[i], out=changed)
-        np.copyto(weighted, updated, where=changed)
-        if out is not None:
-            out[i] = weighted
-    if out is None:
-        return np.where(len(columns) >= min_periods, weighted, np.nan)
+    columns = np.ascontiguousarray(x.T, dtype=np.float64)
+    out = _ewm_steps(columns, np.ascontiguousarray(alpha, dtype=np.float64), last_only)
+    if last_only:
+        return np.where(len(columns) >= min_periods, out[0], np.nan)
     out[np.arange(len(columns))[:, None] < min_periods[None, :] - 1] = np.nan
     return out.T
 

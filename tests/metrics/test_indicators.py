@@ -97,3 +97,18 @@ def test_too_short_a_history_has_no_values():
     out = indicators_last(padded)
     assert not np.isnan(out["rsi_14"][0]) and not np.isnan(out["macd"][0]) and not np.isnan(out["bb_middle"][0])
     assert np.isnan(out["macd_signal"][0])  # needs 26 + 9 - 1 bars
+
+
+def test_the_compiled_recursion_is_pandas_ewm_to_the_last_bit(frames):
+    """Each row's average equals pandas' own ewm(adjust=False), bit for bit, for the coms the indicators use."""
+    from apps.metrics.indicators import ewm_mean
+
+    closes = np.stack([frames[symbol]["close"].to_numpy()[-300:] for symbol in SYMBOLS])
+    closes[1, 100:140] = closes[1, 99]  # a flat stretch: pandas leaves the average alone when it equals the value
+    for com, periods in ((13.0, 14), (5.5, 12), (12.5, 26), (4.0, 9)):
+        got = ewm_mean(closes, com=com, min_periods=periods)
+        last = ewm_mean(closes, com=com, min_periods=periods, last_only=True)
+        for row, values in enumerate(closes):
+            expected = pd.Series(values).ewm(com=com, min_periods=periods, adjust=False).mean().to_numpy()
+            assert np.array_equal(got[row], expected, equal_nan=True), (com, row)
+            assert last[row] == expected[-1]
