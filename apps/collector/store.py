@@ -19,6 +19,7 @@ import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 import redis as redis_lib
 from django.conf import settings
@@ -160,6 +161,17 @@ def latest_open_times(client: redis_lib.Redis) -> dict[str, int]:
     return {k.decode(): int(v) for k, v in client.hgetall(key("latest")).items()}
 
 
+@numba.njit(cache=True, nogil=True)
+def _ring_window_copy(out: np.ndarray, i: int, rows: np.ndarray, first: int) -> None:  # pragma: no cover - compiled
+    """out[:, i, m] = rows[(first + m) % ring]: one symbol's ring slots turned field-major, oldest minute first, in
+    one pass (about twice as fast as a gather then a transposed copy)."""
+    ring = rows.shape[0]
+    for m in range(out.shape[2]):
+        slot = (first + m) % ring
+        for f in range(out.shape[0]):
+            out[f, i, m] = rows[slot, f]
+
+
 def candles_matrix(client: redis_lib.Redis, symbols: Sequence[str], *, end_minute_ms: int, length: int) -> np.ndarray:
     """The last `length` minutes ending at `end_minute_ms` for each symbol, as a (len(FIELDS), n, length) array.
 
@@ -179,15 +191,13 @@ def candles_matrix(client: redis_lib.Redis, symbols: Sequence[str], *, end_minut
     ring_bytes = ring * ROW_BYTES
     minutes = end_minute_ms // MINUTE_MS - length + 1 + np.arange(length)
     first = int(minutes[0] % ring)
-    window = slice(first, first + length) if first + length <= ring else minutes % ring
-    # Every cell is written below, so no NaN fill first. One symbol at a time, straight from its reply's bytes (no
-    # joined copy): its rows are read once, strided, and each field's minutes land contiguously in `out`.
+    # Every cell is written below, so no NaN fill first. One symbol at a time, straight from its reply's bytes.
     out = np.empty((len(FIELDS), n, length))
     for i, raw in enumerate(raws):
         if raw is None or len(raw) < ring_bytes:
             raw = (raw or b"").ljust(ring_bytes, b"\0")
         rows = np.frombuffer(raw, dtype=ROW_DTYPE, count=ring * len(FIELDS)).reshape(ring, len(FIELDS))
-        np.copyto(out[:, i, :], rows[window].T)  # oldest minute first
+        _ring_window_copy(out, i, rows, first)
     expected = (minutes * MINUTE_MS).astype(np.float64)
     present = out[0] == expected[None, :]
     out[:, ~present] = np.nan
