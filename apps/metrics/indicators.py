@@ -189,8 +189,78 @@ def bollinger_last(
 INDICATOR_NAMES = ("rsi_14", "macd", "macd_signal", "macd_hist", "bb_upper", "bb_middle", "bb_lower")
 
 
+def _alpha(com: float) -> float:
+    return float(1.0 / (1.0 + np.float64(com)))  # as ewm_mean derives it
+
+
+@numba.njit(cache=True, nogil=True)
+def _ewm_step(weighted: float, cur: float, alpha: float) -> float:  # pragma: no cover - compiled
+    old_wt = 1.0 * (1.0 - alpha)
+    if weighted == cur:  # pandas leaves the average alone when it equals the value
+        return weighted
+    return (old_wt * weighted + alpha * cur) / (old_wt + alpha)
+
+
+@numba.njit(cache=True, nogil=True)
+def _rsi_macd_steps(
+    columns: np.ndarray, rsi_alpha: float, fast_alpha: float, slow_alpha: float, signal_alpha: float, signal_start: int
+) -> np.ndarray:  # pragma: no cover - compiled
+    """RSI's up and down averages, MACD's line and signal line at the newest bar of (bars, rows) closes without NaN,
+    in one pass over the bars: the recursions of ewm_mean and _rsi_directions, step for step, so the values are
+    bit-identical to the general path. Returns (4, rows): up average, down average, line, signal."""
+    steps, rows = columns.shape
+    out = np.empty((4, rows))
+    for r in range(rows):
+        previous = columns[0, r]
+        up_w, down_w = 0.0, -0.0  # the first difference is NaN, which ta turns into 0 (down is -0.0 there)
+        fast_w, slow_w = previous, previous
+        line, signal_w = 0.0, 0.0
+        for i in range(1, steps):
+            cur = columns[i, r]
+            diff = cur - previous
+            previous = cur
+            up_w = _ewm_step(up_w, diff if diff > 0 else 0.0, rsi_alpha)
+            down_w = _ewm_step(down_w, -(diff if diff < 0 else 0.0), rsi_alpha)
+            fast_w = _ewm_step(fast_w, cur, fast_alpha)
+            slow_w = _ewm_step(slow_w, cur, slow_alpha)
+            if i >= signal_start:
+                line = fast_w - slow_w
+                signal_w = line if i == signal_start else _ewm_step(signal_w, line, signal_alpha)
+        out[0, r], out[1, r], out[2, r], out[3, r] = up_w, down_w, line, signal_w
+    return out
+
+
+def _indicators_last_clean(close: np.ndarray) -> dict[str, np.ndarray]:
+    """indicators_last for rows without NaN and at least MACD_SLOW + MACD_SIGNAL - 1 bars."""
+    columns = np.ascontiguousarray(close.T, dtype=np.float64)
+    up, down, line, signal = _rsi_macd_steps(
+        columns,
+        _alpha(_rsi_com(RSI_WINDOW)),
+        _alpha(_span_com(MACD_FAST)),
+        _alpha(_span_com(MACD_SLOW)),
+        _alpha(_span_com(MACD_SIGNAL)),
+        MACD_SLOW - 1,  # the line's first value: the slow average's min_periods
+    )
+    upper, middle, lower = bollinger_last(close)
+    return {
+        "rsi_14": _rsi_from(up, down),
+        "macd": line,
+        "macd_signal": signal,
+        "macd_hist": line - signal,
+        "bb_upper": upper,
+        "bb_middle": middle,
+        "bb_lower": lower,
+    }
+
+
 def indicators_last(close: np.ndarray) -> dict[str, np.ndarray]:
     """Every indicator at the newest bar of each row: `{"rsi_14": array over rows, ...}`."""
+    if close.shape[1] >= MACD_SLOW + MACD_SIGNAL - 1 and close.size and not np.isnan(close).any():
+        return _indicators_last_clean(close)  # the usual shard: one compiled pass
+    return _indicators_last_general(close)
+
+
+def _indicators_last_general(close: np.ndarray) -> dict[str, np.ndarray]:
     # Shared passes: RSI's up and down averages (newest value only), MACD's fast and slow averages (whole series,
     # for the signal line), then the signal line (newest value only).
     n = len(close)

@@ -9,7 +9,7 @@ import ta
 
 from apps.collector.candles import FIELD_INDEX
 from apps.metrics.bars import TIMEFRAMES, bars_shard
-from apps.metrics.indicators import bollinger_last, indicators_last, macd, rsi
+from apps.metrics.indicators import INDICATOR_NAMES, bollinger_last, indicators_last, macd, rsi
 
 from .conftest import SYMBOLS
 from .test_bars import block_ending_at, expected_bars, minute_of, seed_history
@@ -112,3 +112,17 @@ def test_the_compiled_recursion_is_pandas_ewm_to_the_last_bit(frames):
             expected = pd.Series(values).ewm(com=com, min_periods=periods, adjust=False).mean().to_numpy()
             assert np.array_equal(got[row], expected, equal_nan=True), (com, row)
             assert last[row] == expected[-1]
+
+
+@pytest.mark.parametrize("length", [34, 35, 200])
+def test_the_one_pass_kernel_equals_the_general_path_to_the_last_bit(frames, length):
+    """Shards without gaps take a fused compiled pass; it must give exactly what the general passes give."""
+    from apps.metrics.indicators import _indicators_last_clean, _indicators_last_general
+
+    closes = np.stack([frames[symbol]["close"].to_numpy()[-length - 500 : -500] for symbol in SYMBOLS])
+    flat = closes.copy()
+    flat[:, length // 2 :] = flat[:, [length // 2]]  # constant tails: the equal-value rule and RSI's zero averages
+    for values in (closes, flat, np.concatenate([closes, flat])):
+        fused, general = _indicators_last_clean(values), _indicators_last_general(values)
+        for name in INDICATOR_NAMES:
+            assert np.array_equal(fused[name], general[name], equal_nan=True), (length, name)
