@@ -19,12 +19,12 @@ import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 import redis as redis_lib
 from django.conf import settings
 
 from .candles import FIELDS, MINUTE_MS, Candle
+from .compiled import compiled
 
 ROW_DTYPE = np.dtype("<f8")
 ROW_BYTES = len(FIELDS) * ROW_DTYPE.itemsize
@@ -161,7 +161,7 @@ def latest_open_times(client: redis_lib.Redis) -> dict[str, int]:
     return {k.decode(): int(v) for k, v in client.hgetall(key("latest")).items()}
 
 
-@numba.njit(cache=True, nogil=True)
+@compiled
 def _ring_window_copy(out: np.ndarray, i: int, rows: np.ndarray, first: int) -> None:  # pragma: no cover - compiled
     """out[:, i, m] = rows[(first + m) % ring]: one symbol's ring slots turned field-major, oldest minute first, in
     one pass (about twice as fast as a gather then a transposed copy)."""

@@ -9,8 +9,9 @@ that never arrived) is treated as ta treats it.
 
 from __future__ import annotations
 
-import numba
 import numpy as np
+
+from apps.collector.compiled import compiled
 
 RSI_WINDOW = 14
 MACD_FAST, MACD_SLOW, MACD_SIGNAL = 12, 26, 9
@@ -22,7 +23,7 @@ def _first_valid(values: np.ndarray) -> np.ndarray:
     return np.where(valid.any(axis=1), valid.argmax(axis=1), values.shape[1])
 
 
-@numba.njit(cache=True, nogil=True)
+@compiled
 def _ewm_steps(columns: np.ndarray, alpha: np.ndarray, last_only: bool) -> np.ndarray:  # pragma: no cover - compiled
     """The recursion of _ewm_clean, compiled, over a (steps, rows) array: one step of every row at a time.
 
@@ -193,7 +194,7 @@ def _alpha(com: float) -> float:
     return float(1.0 / (1.0 + np.float64(com)))  # as ewm_mean derives it
 
 
-@numba.njit(cache=True, nogil=True)
+@compiled
 def _ewm_step(weighted: float, cur: float, alpha: float) -> float:  # pragma: no cover - compiled
     old_wt = 1.0 * (1.0 - alpha)
     if weighted == cur:  # pandas leaves the average alone when it equals the value
@@ -201,7 +202,7 @@ def _ewm_step(weighted: float, cur: float, alpha: float) -> float:  # pragma: no
     return (old_wt * weighted + alpha * cur) / (old_wt + alpha)
 
 
-@numba.njit(cache=True, nogil=True)
+@compiled
 def _rsi_macd_steps(
     columns: np.ndarray, rsi_alpha: float, fast_alpha: float, slow_alpha: float, signal_alpha: float, signal_start: int
 ) -> np.ndarray:  # pragma: no cover - compiled
