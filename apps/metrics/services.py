@@ -18,7 +18,7 @@ import numpy as np
 import orjson
 import redis as redis_lib
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 
 from apps.collector.bars_store import bars_roll
 from apps.collector.candles import FIELD_INDEX, MINUTE_MS
@@ -157,28 +157,55 @@ def _copy_payload(result: ShardIndicators) -> bytes:
     return _COPY_HEADER + rows.tobytes() + _COPY_TRAILER
 
 
-def metrics_calculated_upsert(*, result: ShardIndicators) -> int:
-    """One row per (symbol, timeframe) at time = minute t, inserted or updated in one statement (NaN -> NULL)."""
-    if not result.symbols:
-        return 0
+def _upsert_sql(*, on_conflict: bool) -> str:
     columns = list(VALUE_COLUMNS)
     # trades is a bigint column fed from float8 sums of whole numbers.
     selected = ", ".join(f"NULLIF(s.{c}, 'NaN')::bigint" if c == "trades" else f"NULLIF(s.{c}, 'NaN')" for c in columns)
-    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns)
     sql = (
         f"INSERT INTO metrics_calculated (time, symbol, timeframe, {', '.join(columns)}) "
         f"SELECT %s, sy.name, tf.name, {selected} FROM metrics_staging s "
         "JOIN unnest(%s::text[]) WITH ORDINALITY AS sy(name, i) ON sy.i = s.symbol + 1 "
-        "JOIN unnest(%s::text[]) WITH ORDINALITY AS tf(name, i) ON tf.i = s.timeframe + 1 "
-        f"ON CONFLICT (time, symbol, timeframe) DO UPDATE SET {updates}"
+        "JOIN unnest(%s::text[]) WITH ORDINALITY AS tf(name, i) ON tf.i = s.timeframe + 1"
     )
+    if on_conflict:
+        sql += " ON CONFLICT (time, symbol, timeframe) DO UPDATE SET " + ", ".join(
+            f"{c} = EXCLUDED.{c}" for c in columns
+        )
+    return sql
+
+
+_INSERT_SQL = _upsert_sql(on_conflict=False)
+_UPSERT_SQL = _upsert_sql(on_conflict=True)
+
+
+def metrics_calculated_upsert(*, result: ShardIndicators) -> int:
+    """One row per (symbol, timeframe) at time = minute t, inserted or replaced (NaN -> NULL); returns the rows.
+
+    The shard's rows of minute t are deleted, then inserted by a plain INSERT: a third cheaper than INSERT ... ON
+    CONFLICT, whose speculative insertion costs more than the (almost always empty) delete. A concurrent writer of
+    the same rows (a duplicated task) makes that insert fail on the key; the statement is then redone as an upsert.
+    """
+    if not result.symbols:
+        return 0
+    try:
+        return _rows_write(result=result, on_conflict=False)
+    except IntegrityError:
+        return _rows_write(result=result, on_conflict=True)
+
+
+def _rows_write(*, result: ShardIndicators, on_conflict: bool) -> int:
+    time_ = minute_time(result.minute_ms)
     with transaction.atomic(), connection.cursor() as cursor:
         # Recomputable rows: no need to wait for the WAL flush (a crash loses at most the last moments' rows).
         cursor.execute("SET LOCAL synchronous_commit TO OFF")
         cursor.execute(_STAGING_DDL)
         cursor.execute("DELETE FROM metrics_staging")  # empty already, unless an outer transaction is still open
         cursor.copy_expert("COPY metrics_staging FROM STDIN WITH (FORMAT binary)", io.BytesIO(_copy_payload(result)))
-        cursor.execute(sql, [minute_time(result.minute_ms), result.symbols, list(TIMEFRAMES)])
+        if not on_conflict:
+            cursor.execute(
+                "DELETE FROM metrics_calculated WHERE time = %s AND symbol = ANY(%s)", [time_, result.symbols]
+            )
+        cursor.execute(_UPSERT_SQL if on_conflict else _INSERT_SQL, [time_, result.symbols, list(TIMEFRAMES)])
         return cursor.rowcount
 
 
