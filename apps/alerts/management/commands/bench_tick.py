@@ -4,13 +4,16 @@ Builds N symbols of 1m windows and bar history in the real Redis (the bundled re
 series shifted in time and scaled in price and volume), under a key prefix of its own that it deletes afterwards,
 then runs the tick's stages as the workers do, shard by shard: load the 1m block, window metrics, the enabled
 rules, bars and indicators, the metrics_calculated upsert, bars rolled forward and the snapshot write. Prints one
-JSON object of milliseconds per stage (the median over --repeat ticks) and "total", as its last line.
+JSON object of milliseconds per stage (the median over --repeat ticks) and "total", as its last line. With
+--workers N, the same ticks also run with the shards spread over N forked processes, and "total_N_workers" is
+their wall clock (next to, not instead of, the single-process figures).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import multiprocessing
 import os
 import statistics
 import time
@@ -50,11 +53,17 @@ class Command(BaseCommand):
         )
         parser.add_argument("--shards", type=int, default=settings.SHARD_COUNT)
         parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+        parser.add_argument(
+            "--workers",
+            type=int,
+            default=1,
+            help="also time the tick with the shards spread over this many worker processes (wall clock)",
+        )
 
     def handle(self, *args, **options):
         count = options["symbols"]
-        if count < 1 or options["repeat"] < 1 or options["shards"] < 1:
-            raise CommandError("--symbols, --repeat and --shards must be at least 1")
+        if count < 1 or options["repeat"] < 1 or options["shards"] < 1 or options["workers"] < 1:
+            raise CommandError("--symbols, --repeat, --shards and --workers must be at least 1")
         files = data_files(options["data"])
         if not files:
             raise CommandError(f"no <SYMBOL>-1m*.csv[.gz] files under {options['data']}")
@@ -75,17 +84,26 @@ class Command(BaseCommand):
                     f"1m ring {ring_bytes}, bar history {bar_bytes}; load average {os.getloadavg()[0]:.2f}"
                 )
             runs = [_tick(client, symbols, minute_ms, options["shards"], rep) for rep in range(options["repeat"])]
+            walls = []
+            if options["workers"] > 1:
+                walls = _ticks_in_workers(symbols, minute_ms, options["shards"], options["workers"], options["repeat"])
         finally:
             _cleanup(client, symbols, minute_ms)
             settings.REDIS_KEY_PREFIX = original_prefix
         stat = statistics.median if options["stat"] == "median" else min
         result = {stage: round(stat(run[stage] for run in runs), 2) for stage in (*STAGES, "total")}
+        wall_key = f"total_{options['workers']}_workers"
+        if walls:
+            result[wall_key] = round(stat(walls), 2)
         if not options["json"]:
-            self.stdout.write(
+            line = (
                 f"{count} symbols, {options['shards']} shard(s), {options['stat']} of {len(runs)} ticks: "
                 f"window metrics + rules {result['window_metrics'] + result['rules']:.2f} ms, "
                 f"whole tick {result['total']:.2f} ms"
             )
+            if walls:
+                line += f", wall clock on {options['workers']} worker processes {result[wall_key]:.2f} ms"
+            self.stdout.write(line)
         self.stdout.write(json.dumps(result))
 
 
@@ -154,7 +172,12 @@ def _build(client, files: dict[str, list[Path]], count: int) -> tuple[list[str],
 
 
 def _tick(client, symbols: list[str], minute_ms: int, shard_count: int, rep: int) -> dict[str, float]:
-    """One minute tick of every shard, one after the other as a single worker would run them.
+    """One minute tick of every shard, one after the other as a single worker would run them."""
+    return _tick_shards(client, shards_split(symbols, shard_count=shard_count), minute_ms, rep)
+
+
+def _tick_shards(client, shards: list[list[str]], minute_ms: int, rep: int) -> dict[str, float]:
+    """The tick of these shards, one after the other.
 
     Each repetition writes its database rows at a minute of its own, so that they are inserts as in a live tick
     (a repeated minute would update its rows instead, which costs more).
@@ -166,7 +189,7 @@ def _tick(client, symbols: list[str], minute_ms: int, shard_count: int, rep: int
         timings[stage] += (now - started) * 1000
         return now
 
-    for shard in shards_split(symbols, shard_count=shard_count):
+    for shard in shards:
         if not shard:
             continue
         t = time.perf_counter()
@@ -186,6 +209,27 @@ def _tick(client, symbols: list[str], minute_ms: int, shard_count: int, rep: int
         timed("snapshot", t)
     timings["total"] = sum(timings[stage] for stage in STAGES)
     return timings
+
+
+def _worker_tick(shards: list[list[str]], minute_ms: int, rep: int) -> None:
+    _tick_shards(redis_client(), shards, minute_ms, rep)
+
+
+def _ticks_in_workers(symbols: list[str], minute_ms: int, shard_count: int, workers: int, repeat: int) -> list[float]:
+    """Wall-clock milliseconds of `repeat` ticks whose shards are spread over `workers` processes, as a deployment
+    with that many worker processes runs them (each shard a task, taken by whichever worker is free)."""
+    shards = [s for s in shards_split(symbols, shard_count=shard_count) if s]
+    share = [shards[i::workers] for i in range(workers)]
+    connection.close()  # each forked worker opens its own database connection
+    walls = []
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        pool.starmap(_worker_tick, [(part, minute_ms, repeat) for part in share])  # warm-up: connections, caches
+        for rep in range(repeat):
+            started = time.perf_counter()
+            # Minutes of their own again, after those of the single-process ticks.
+            pool.starmap(_worker_tick, [(part, minute_ms, repeat + 1 + rep) for part in share])
+            walls.append((time.perf_counter() - started) * 1000)
+    return walls
 
 
 def _cleanup(client, symbols: list[str], minute_ms: int) -> None:
