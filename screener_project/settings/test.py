@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+
 from .base import *  # noqa: F403
 from .base import DATABASES, env
 
@@ -20,6 +22,9 @@ CHANNEL_LAYERS = {
     }
 }
 CELERY_BROKER_URL = env("TEST_CELERY_BROKER_URL", default="redis://127.0.0.1:6379/15")
+# Celery prefers the CELERY_BROKER_URL environment variable to its settings: align it, so a value exported for a
+# running screener never sends test tasks to that screener's broker (child processes inherit it too).
+os.environ["CELERY_BROKER_URL"] = CELERY_BROKER_URL
 CELERY_BROKER_TRANSPORT_OPTIONS = {"global_keyprefix": REDIS_KEY_PREFIX + ":celery:"}
 CELERY_REDBEAT_REDIS_URL = CELERY_BROKER_URL
 CELERY_REDBEAT_KEY_PREFIX = REDIS_KEY_PREFIX + ":redbeat:"
