@@ -16,6 +16,7 @@ import redis as redis_lib
 
 from apps.collector.bars_store import BAR_INTERVALS, bars_matrices
 from apps.collector.candles import FIELD_INDEX, FIELDS, MINUTE_MS
+from apps.collector.compiled import compiled
 
 TIMEFRAMES: dict[str, int] = {"5m": 5, "15m": 15, "1h": 60, "4h": 240, "8h": 480, "1d": 1440}  # minutes
 
@@ -23,6 +24,7 @@ _OPEN, _HIGH, _LOW, _CLOSE = (FIELD_INDEX[f] for f in ("open", "high", "low", "c
 _TIME = FIELD_INDEX["open_time"]
 # The summed fields are the last five columns of FIELDS, so a slice (a view) selects them.
 _SUMS = slice(FIELD_INDEX["volume"], FIELD_INDEX["taker_buy_quote_volume"] + 1)
+_SUMS_START, _SUMS_STOP = _SUMS.start, _SUMS.stop
 assert FIELDS[_SUMS] == ("volume", "quote_volume", "trades", "taker_buy_volume", "taker_buy_quote_volume")
 
 
@@ -63,6 +65,50 @@ def _reduce(groups: np.ndarray) -> np.ndarray:
     return out
 
 
+@compiled
+def _reduce_groups(fine: np.ndarray, ratio: int, out: np.ndarray) -> None:  # pragma: no cover - compiled
+    """_reduce of every group of `ratio` consecutive fine bars (the last group may be shorter) in one pass.
+
+    Same result as _reduce, operation for operation: open of the first and close of the last bar with a close,
+    NaN-skipping max and min, sums left to right with missing bars as 0, a group without any close all NaN. The
+    open_time row is left for the caller.
+    """
+    fields, n, m = fine.shape
+    count = out.shape[2]
+    for s in range(n):
+        for g in range(count):
+            base = g * ratio
+            size = min(ratio, m - base)
+            first, last = -1, -1
+            for j in range(size):
+                if not np.isnan(fine[_CLOSE, s, base + j]):
+                    if first < 0:
+                        first = j
+                    last = j
+            if first < 0:
+                for f in range(fields):
+                    out[f, s, g] = np.nan
+                continue
+            out[_OPEN, s, g] = fine[_OPEN, s, base + first]
+            out[_CLOSE, s, g] = fine[_CLOSE, s, base + last]
+            high, low = fine[_HIGH, s, base], fine[_LOW, s, base]
+            for j in range(1, size):
+                x = fine[_HIGH, s, base + j]
+                if np.isnan(high) or x > high:  # np.fmax: a NaN side gives the other
+                    high = x if not np.isnan(x) else high
+                y = fine[_LOW, s, base + j]
+                if np.isnan(low) or y < low:
+                    low = y if not np.isnan(y) else low
+            out[_HIGH, s, g], out[_LOW, s, g] = high, low
+            for f in range(_SUMS_START, _SUMS_STOP):
+                total = fine[f, s, base]
+                total = 0.0 if np.isnan(total) else total
+                for j in range(1, size):
+                    x = fine[f, s, base + j]
+                    total = total + (0.0 if np.isnan(x) else x)
+                out[f, s, g] = total
+
+
 def _aggregate(fine: np.ndarray, fine_first_ms: int, fine_minutes: int, minutes: int) -> tuple[np.ndarray, int]:
     """Bars of `minutes` from consecutive finer bars (the first opening at fine_first_ms), only those opening in.
 
@@ -74,11 +120,15 @@ def _aggregate(fine: np.ndarray, fine_first_ms: int, fine_minutes: int, minutes:
     fine = fine[:, :, (first_ms - fine_first_ms) // (fine_minutes * MINUTE_MS) :]
     f, n, m = fine.shape
     full = m // ratio
-    # Views, not copies: splitting the minute axis into (bars, ratio) needs no data movement.
-    parts = [_reduce(fine[:, :, : full * ratio].reshape(f, n, full, ratio))]
-    if m % ratio:
-        parts.append(_reduce(fine[:, :, full * ratio :][:, :, None, :]))
-    out = np.concatenate(parts, axis=2) if len(parts) > 1 else parts[0]
+    if fine_minutes == 1:  # the big level (a day of minutes): one compiled pass over the block
+        out = np.empty((f, n, -(-m // ratio)))
+        _reduce_groups(fine, ratio, out)
+    else:
+        # Views, not copies: splitting the minute axis into (bars, ratio) needs no data movement.
+        parts = [_reduce(fine[:, :, : full * ratio].reshape(f, n, full, ratio))]
+        if m % ratio:
+            parts.append(_reduce(fine[:, :, full * ratio :][:, :, None, :]))
+        out = np.concatenate(parts, axis=2) if len(parts) > 1 else parts[0]
     known = ~np.isnan(out[_CLOSE])
     out[_TIME] = np.where(known, first_ms + np.arange(out.shape[2]) * step, np.nan)
     return out, first_ms

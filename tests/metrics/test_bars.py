@@ -216,3 +216,27 @@ def test_long_after_a_bar_closed_only_the_forming_bar_is_written(frames):
     assert set(rolled) == {"15m", "1h", "4h", "8h", "1d"}
     assert rolled["1h"].shape[2] == 1 and rolled["1h"][0, 0, 0] == end_ms - 30 * MINUTE_MS
     assert rolled["15m"].shape[2] == 2  # the 15m bar of :15-:29 closed a minute ago: re-written as well
+
+
+@pytest.mark.parametrize("minutes", [1440, 1437])  # a whole number of 5m bars, and a partial one at the end
+def test_the_compiled_minute_level_equals_the_general_reduction(frames, minutes):
+    """1m -> 5m runs compiled; it must equal _reduce to the last bit, with and without missing minutes."""
+    from apps.metrics.bars import _reduce, _reduce_groups
+
+    block = block_ending_at(frames, minute_of(frames, 9000), minutes)
+    holes = block.copy()
+    rng = np.random.default_rng(7)
+    holes[:, rng.random(holes.shape[1:]) < 0.2] = np.nan  # missing minutes: every field NaN, as the ring gives them
+    holes[:, 1, 5:10] = np.nan  # a whole bar missing
+    for fine in (block, holes):
+        f, n, m = fine.shape
+        full = m // 5
+        parts = [_reduce(fine[:, :, : full * 5].reshape(f, n, full, 5))]
+        if m % 5:
+            parts.append(_reduce(fine[:, :, full * 5 :][:, :, None, :]))
+        expected = np.concatenate(parts, axis=2)
+        got = np.empty((f, n, -(-m // 5)))
+        _reduce_groups(fine, 5, got)
+        time_row = FIELD_INDEX["open_time"]
+        keep = [i for i in range(f) if i != time_row]
+        assert np.array_equal(got[keep], expected[keep], equal_nan=True)
