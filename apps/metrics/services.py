@@ -1,8 +1,10 @@
 """The indicators stage of a minute tick for one shard: bars, indicators, metrics_calculated, the Redis snapshot.
 
-It runs after the shard's alerts, on its own queue, so nothing here delays an alert. Every step is one vectorized
-pass over the shard and one round trip to its store: one Redis read of the 1m block and one of the bar history,
-one INSERT for every (symbol, timeframe) row, one script call that rolls bars forward, one that writes snapshots.
+It runs once the shard's alerts are out, so nothing here delays an alert: inside the shard task on the 1m block the
+alerts were computed from (no second read), or as its own task on the indicators queue (a shard catching up on
+missed minutes, a retry). Every step is one vectorized pass over the shard and one round trip to its store: one
+Redis read of the 1m block (unless given) and one of the bar history, one DELETE and one INSERT for the (symbol,
+timeframe) rows, one script call that rolls bars forward, one that writes snapshots.
 """
 
 from __future__ import annotations
