@@ -146,7 +146,13 @@ def _clear_broker(url: str) -> None:
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "DJANGO_SETTINGS_MODULE": "screener_project.settings.test", "PYTHONPATH": str(REPO_ROOT)}
+    # The processes and health checks run `celery` by name: this interpreter's own comes first, as in the image.
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "screener_project.settings.test",
+        "PYTHONPATH": str(REPO_ROOT),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
 
 
 @pytest.fixture
@@ -169,7 +175,14 @@ def test_beat_health_check_follows_the_real_scheduler(broker, tmp_path: Path):
     check = [sys.executable, str(DOCKER / "healthcheck-beat")]
     assert subprocess.run(check, env=_env(), cwd=REPO_ROOT).returncode == 1  # nothing scheduled yet
     beat = subprocess.Popen(
-        ["celery", "-A", "screener_project", "beat", "-s", str(tmp_path / "beat-schedule")],
+        [
+            str(Path(sys.executable).parent / "celery"),
+            "-A",
+            "screener_project",
+            "beat",
+            "-s",
+            str(tmp_path / "beat-schedule"),
+        ],
         env=_env(),
         cwd=REPO_ROOT,
         stdout=subprocess.DEVNULL,
