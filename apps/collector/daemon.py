@@ -24,7 +24,7 @@ import numpy as np
 import redis as redis_lib
 from django.db import close_old_connections
 
-from .candles import FIELDS, MINUTE_MS, Candle, InvalidCandle, candle_from_kline
+from .candles import MINUTE_MS, Candle, InvalidCandle, candle_from_kline
 from .instruments import (
     CANDLES_STORED,
     CLOSE_LAG,
@@ -40,13 +40,13 @@ from .persister import candles_enqueue, candles_persist_batch
 from .rest import RestClient, RestError
 from .store import (
     ROW_BYTES,
-    ROW_DTYPE,
     StoreResult,
     active_symbols_set,
     candles_store,
     forming_store,
     key,
     latest_open_times,
+    ring_open_times,
 )
 from .streams import StreamConnection
 from .universe import slice_symbols, symbols_upsert, universe_select
@@ -109,10 +109,8 @@ def ring_missing_minutes(raw: bytes | None, *, first_ms: int, last_ms: int, ring
     if last_ms < first_ms:
         return np.empty(0, dtype=np.int64)
     minutes = np.arange(first_ms, last_ms + 1, MINUTE_MS, dtype=np.int64)
-    ring_bytes = ring * ROW_BYTES
-    blob = (raw or b"").ljust(ring_bytes, b"\0")[:ring_bytes]
-    stored = np.frombuffer(blob, dtype=ROW_DTYPE).reshape(ring, len(FIELDS))[:, 0]
-    present = stored[(minutes // MINUTE_MS) % ring] == minutes.astype(np.float64)
+    stored = ring_open_times(raw, ring=ring)
+    present = stored[(minutes // MINUTE_MS) % ring] == minutes
     return minutes[~present]
 
 

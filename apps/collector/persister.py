@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import numpy as np
 import redis as redis_lib
 
 from .candles import FIELDS, Candle
 from .instruments import PERSIST_BACKLOG, PERSISTED
 from .models import Candle1m
-from .store import ROW_DTYPE, key
+from .store import ROW_BYTES, candle_row_bytes, key, rows_decode
 
 
 def _candle_row(symbol: str, raw: bytes) -> Candle1m:
-    values = dict(zip(FIELDS, np.frombuffer(raw, dtype=ROW_DTYPE).tolist(), strict=True))
+    values = dict(zip(FIELDS, rows_decode(raw)[0].tolist(), strict=True))
     return Candle1m(
         time=datetime.fromtimestamp(values["open_time"] / 1000, tz=UTC),
         symbol=symbol,
@@ -44,7 +43,7 @@ def candles_persist_batch(client: redis_lib.Redis, *, limit: int = 2000) -> int:
     rows = []
     for _entry_id, fields in entries:
         symbol, raw = fields.get(b"s"), fields.get(b"r")
-        if symbol and raw and len(raw) == ROW_DTYPE.itemsize * len(FIELDS):
+        if symbol and raw and len(raw) == ROW_BYTES:
             rows.append(_candle_row(symbol.decode(), raw))
     Candle1m.objects.bulk_create(rows, ignore_conflicts=True, batch_size=1000)
     client.xdel(stream, *[entry_id for entry_id, _ in entries])
@@ -59,5 +58,5 @@ def candles_enqueue(client: redis_lib.Redis, candles: list[Candle]) -> None:
         return
     pipe = client.pipeline(transaction=False)
     for candle in candles:
-        pipe.xadd(key("persist"), {"s": candle.symbol, "r": np.asarray(candle.as_row(), dtype=ROW_DTYPE).tobytes()})
+        pipe.xadd(key("persist"), {"s": candle.symbol, "r": candle_row_bytes(candle)})
     pipe.execute()

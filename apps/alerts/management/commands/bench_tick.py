@@ -27,7 +27,7 @@ from django.db import connection
 from apps.alerts.engine import rule_context, rules_evaluate, rules_load
 from apps.collector.bars_store import BAR_INTERVALS, bars_roll
 from apps.collector.candles import FIELD_INDEX, FIELDS, MINUTE_MS, data_files, read_csv_candles
-from apps.collector.store import candles_matrix, key, redis_client, ring_minutes
+from apps.collector.store import ROW_DTYPE, candles_matrix, key, redis_client, ring_minutes, rows_encode
 from apps.metrics.bars import bars_from_block
 from apps.metrics.services import metrics_calculated_upsert, minute_time, shard_indicators_compute, snapshot_write
 from apps.metrics.sharding import shards_split
@@ -147,9 +147,9 @@ def _build(client, files: dict[str, list[Path]], count: int) -> tuple[list[str],
         data[FIELD_INDEX["open_time"]] = minute_ms - MINUTE_MS * np.arange(data.shape[1])[::-1]
         # The 1m ring exactly as apps.collector.store lays it out: row of minute m at slot m % ring.
         last = data[:, -window:]
-        rows = np.zeros((ring, len(FIELDS)))
-        rows[(last[FIELD_INDEX["open_time"]] // MINUTE_MS).astype(np.int64) % ring] = last.T
-        pipe.set(key("c1m", symbol), rows.astype("<f8").tobytes())
+        rows = np.zeros(ring, dtype=ROW_DTYPE)
+        rows[(last[FIELD_INDEX["open_time"]] // MINUTE_MS).astype(np.int64) % ring] = rows_encode(last.T)
+        pipe.set(key("c1m", symbol), rows.tobytes())
         # Bar history: the series' own bars, repeated back in time until K bars of each interval exist.
         from_block = bars_from_block(data[:, None, :], end_minute_ms=minute_ms)
         for interval, minutes in BAR_INTERVALS.items():
