@@ -1,8 +1,8 @@
 """Redis as the hot store of closed 1m candles.
 
 Layout (every key starts with settings.REDIS_KEY_PREFIX, written `P` below):
-- `P:c1m:<SYMBOL>`: a ring of CANDLE_RING_MINUTES rows, one per minute, each row the FIELDS of SPEC §1 as
-  little-endian float64 (80 bytes). The row of open time `t` lives at slot `(t // 60000) % ring`, so writing a
+- `P:c1m:<SYMBOL>`: a ring of CANDLE_RING_MINUTES rows, one per minute, each row one candle (ROW_DTYPE, 72
+  bytes: rows_encode / rows_decode convert). The row of open time `t` lives at slot `(t // 60000) % ring`, so writing a
   candle is one SETRANGE, idempotent by open time, and a late or out-of-order candle lands in its own place.
   A slot whose stored open time differs from the expected one is a missing minute.
 - `P:persist`: a stream of candles waiting to be saved to candles_1m; entries are removed only after the
