@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 
 from apps.collector.bars_store import BAR_INTERVALS, bars_of_symbol, bars_roll, bars_seed, bars_write
-from apps.collector.candles import FIELD_INDEX, FIELDS, MINUTE_MS, Candle
+from apps.collector.candles import FIELD_INDEX, FIELDS, MINUTE_MS
 from apps.metrics.bars import TIMEFRAMES, bars_from_block, bars_shard, bars_to_roll, closes_shard
 
-from .conftest import SYMBOLS
+from .conftest import SYMBOLS, as_candles
 
 COLUMNS = [
     "open",
@@ -66,22 +66,7 @@ def seed_history(client, frames: dict[str, pd.DataFrame], end_ms: int) -> None:
                 client,
                 symbol=symbol,
                 interval=interval,
-                candles=[
-                    Candle(
-                        symbol,
-                        int(r.open_time),
-                        r.open,
-                        r.high,
-                        r.low,
-                        r.close,
-                        r.volume,
-                        r.quote_volume,
-                        int(r.trades),
-                        r.taker_buy_volume,
-                        r.taker_buy_quote_volume,
-                    )
-                    for r in bars.itertuples()
-                ],
+                candles=as_candles(symbol, bars),
             )
 
 

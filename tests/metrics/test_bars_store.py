@@ -16,6 +16,8 @@ from apps.collector.bars_store import (
 )
 from apps.collector.candles import FIELD_INDEX, FIELDS, MINUTE_MS, Candle, data_files, read_csv_candles
 
+from .conftest import as_candles
+
 
 def resampled(frame: pd.DataFrame, minutes: int) -> pd.DataFrame:
     """Clock-aligned bars aggregated with pandas, one row per bar, open_time in ms."""
@@ -39,25 +41,6 @@ def resampled(frame: pd.DataFrame, minutes: int) -> pd.DataFrame:
     )
     agg["open_time"] = agg.index.as_unit("ms").asi8
     return agg.reset_index(drop=True)
-
-
-def as_candles(symbol: str, bars: pd.DataFrame) -> list[Candle]:
-    return [
-        Candle(
-            symbol,
-            int(r.open_time),
-            r.open,
-            r.high,
-            r.low,
-            r.close,
-            r.volume,
-            r.quote_volume,
-            int(r.trades),
-            r.taker_buy_volume,
-            r.taker_buy_quote_volume,
-        )
-        for r in bars.itertuples()
-    ]
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import pytest
 import ta
 
 from apps.collector.bars_store import bars_of_symbol
-from apps.collector.candles import MINUTE_MS, Candle
+from apps.collector.candles import MINUTE_MS
 from apps.collector.store import candles_store
 from apps.metrics.bars import TIMEFRAMES
 from apps.metrics.models import MetricsCalculated
@@ -17,7 +17,7 @@ from apps.metrics.services import minute_time
 from apps.metrics.tasks import shard_indicators
 from apps.metrics.windows import WINDOWS
 
-from .conftest import SYMBOLS
+from .conftest import SYMBOLS, as_candles
 from .test_bars import expected_bars, minute_of, seed_history
 from .test_windows import pandas_window
 
@@ -28,22 +28,7 @@ def load_ring(client, frames: dict[str, pd.DataFrame], row: int) -> None:
     """The collector's work: the last 1440 closed candles of each symbol in the Redis ring."""
     candles = []
     for symbol, frame in frames.items():
-        for r in frame.iloc[row - 1439 : row + 1].itertuples():
-            candles.append(
-                Candle(
-                    symbol,
-                    int(r.open_time),
-                    r.open,
-                    r.high,
-                    r.low,
-                    r.close,
-                    r.volume,
-                    r.quote_volume,
-                    int(r.trades),
-                    r.taker_buy_volume,
-                    r.taker_buy_quote_volume,
-                )
-            )
+        candles += as_candles(symbol, frame.iloc[row - 1439 : row + 1])
     candles_store(client, candles, mark_closed=False)
 
 
