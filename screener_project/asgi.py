@@ -12,6 +12,7 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from apps.api.routing import websocket_urlpatterns  # noqa: E402
+from screener_project.heap import startup_heap_freeze  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
@@ -19,3 +20,7 @@ application = ProtocolTypeRouter(
         "websocket": URLRouter(websocket_urlpatterns),
     }
 )
+
+# Everything loaded so far lives as long as the process: keep it out of full garbage collections, whose pauses
+# otherwise land on alert fan-out (screener_project.heap).
+startup_heap_freeze()

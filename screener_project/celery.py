@@ -6,6 +6,7 @@ from celery import Celery
 from celery.schedules import crontab
 from django.conf import settings as _settings
 
+from screener_project.heap import worker_heap_freeze_connect
 from screener_project.observability import celery_metrics_connect, celery_tick_context_connect
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "screener_project.settings.local")
@@ -17,6 +18,8 @@ app.autodiscover_tasks()
 celery_metrics_connect()
 # Every log line of a tick's tasks carries its tick id (tasks called with a minute_ms keyword).
 celery_tick_context_connect()
+# Start-up objects are exempt from garbage collection, so a full collection never stalls a tick (screener_project.heap).
+worker_heap_freeze_connect()
 # apps.alerts.notifications is a nested app: autodiscover finds its tasks through INSTALLED_APPS as well.
 
 # Every periodic schedule lives here, each with when it runs and why.

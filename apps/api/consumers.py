@@ -3,7 +3,8 @@
 Protocol (client -> server), every frame a JSON object:
 - `{"type": "auth", "token": JWT}`: optional; a signed-in client then receives only its selected_alerts (when it
   has chosen any) until it subscribes with its own alert_types. Answer `{"type": "auth", "success": true, ...}`;
-  a bad token gets `{"type": "error", ...}` and the socket is closed with CLOSE_AUTH_FAILED.
+  a bad token gets `{"type": "error", ...}` and the socket is closed with CLOSE_AUTH_FAILED. Browsers cannot set
+  headers on a WebSocket, so `/ws/alerts?token=JWT` does the same at connect time.
 - `{"type": "subscribe", "channels": ["alerts"], "symbols": [...], "alert_types": [...]}`: filters, each optional
   (absent or empty = all). Answer `{"type": "subscribed", ...}`. `{"type": "unsubscribe"}` pauses delivery.
 - `{"type": "pong"}` answers the server's `{"type": "ping"}` (every WS_PING_INTERVAL_SECONDS); a client that
@@ -17,6 +18,7 @@ import asyncio
 import json
 import logging
 import re
+from urllib.parse import parse_qs
 
 from asgiref.sync import sync_to_async
 from channels.consumer import get_handler_name
@@ -101,6 +103,10 @@ class AlertConsumer(AsyncWebsocketConsumer):
         except Exception:  # the channel layer is unreachable: no alerts could reach this client
             logger.exception("Alert WebSocket could not join the alerts group")
             self._close_soon(1011)
+            return
+        token = parse_qs(self.scope.get("query_string", b"").decode("latin-1")).get("token")
+        if token:
+            await self._on_auth({"token": token[-1]})
 
     async def disconnect(self, code: int) -> None:
         if not hasattr(self, "sender"):
@@ -140,6 +146,12 @@ class AlertConsumer(AsyncWebsocketConsumer):
             return
         self.unanswered_pings += 1
         self.deliver(PING_FRAME)
+
+    def on_user_settings(self, user_id: str, selected_alerts: frozenset[str] | None) -> None:
+        # The user saved a new selection (POST /api/settings): it applies from the next alert, unless the client
+        # subscribed with alert_types of its own, which still take precedence.
+        if user_id == self.user_id:
+            self.selected_alerts = selected_alerts
 
     async def alert_message(self, event: dict) -> None:
         """Handler of a group message sent to this consumer directly (the hub normally delivers)."""

@@ -23,6 +23,10 @@ logger = logging.getLogger(__name__)
 
 ALERTS_GROUP = "alerts"
 ALERT_MESSAGE_TYPE = "alert.message"
+# A user saved new settings: the hubs update that user's open sockets, so a new selection applies without a
+# reconnect. Its own group, so that nothing else subscribed to the alerts group ever sees it.
+USER_SETTINGS_GROUP = "user_settings"
+USER_SETTINGS_MESSAGE_TYPE = "user.settings"
 PING_FRAME = '{"type":"ping"}'
 
 
@@ -32,6 +36,8 @@ class AlertClient(Protocol):
     def deliver(self, frame: str) -> None: ...
 
     def on_ping_tick(self) -> None: ...
+
+    def on_user_settings(self, user_id: str, selected_alerts: frozenset[str] | None) -> None: ...
 
 
 def alert_frame(data: dict) -> str:
@@ -65,6 +71,7 @@ class AlertHub:
         self._layer = get_channel_layer()
         self.channel_name = await self._layer.new_channel(prefix="alerthub.")
         await self._layer.group_add(ALERTS_GROUP, self.channel_name)
+        await self._layer.group_add(USER_SETTINGS_GROUP, self.channel_name)
         self._tasks = [asyncio.create_task(self._receive_loop()), asyncio.create_task(self._ping_loop())]
 
     async def _stop(self) -> None:
@@ -74,6 +81,7 @@ class AlertHub:
         await asyncio.gather(*tasks, return_exceptions=True)
         try:
             await self._layer.group_discard(ALERTS_GROUP, self.channel_name)
+            await self._layer.group_discard(USER_SETTINGS_GROUP, self.channel_name)
         except Exception:  # the process is going away; the subscription dies with its connection
             logger.exception("Leaving the alerts group failed")
         self.channel_name = None
@@ -88,7 +96,21 @@ class AlertHub:
                 logger.exception("Channel layer receive failed; retrying")
                 await asyncio.sleep(1.0)
                 continue
-            self.publish(message)
+            if isinstance(message, dict) and message.get("type") == USER_SETTINGS_MESSAGE_TYPE:
+                self.user_settings_changed(message)
+            else:
+                self.publish(message)
+
+    def user_settings_changed(self, message: dict) -> int:
+        """Hands a user's new alert selection to that user's clients; returns how many there were."""
+        user_id, selected = message.get("user_id"), message.get("selected_alerts")
+        if not isinstance(user_id, str) or not isinstance(selected, list):
+            logger.warning("Ignored a malformed user settings message: %.200r", message)
+            return 0
+        selection = frozenset(str(item) for item in selected) or None
+        for client in tuple(self.clients):
+            client.on_user_settings(user_id, selection)
+        return len(self.clients)
 
     def publish(self, message: dict) -> int:
         """Hands one group message to every interested client; returns how many got it."""
@@ -114,6 +136,16 @@ class AlertHub:
             await asyncio.sleep(settings.WS_PING_INTERVAL_SECONDS)
             for client in tuple(self.clients):
                 client.on_ping_tick()
+
+
+async def user_settings_broadcast(*, user_id: str, selected_alerts: list[str]) -> None:
+    """Tells every web process that a user's alert selection changed."""
+    layer = get_channel_layer()
+    if layer is not None:
+        await layer.group_send(
+            USER_SETTINGS_GROUP,
+            {"type": USER_SETTINGS_MESSAGE_TYPE, "user_id": user_id, "selected_alerts": list(selected_alerts)},
+        )
 
 
 _hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AlertHub] = weakref.WeakKeyDictionary()
