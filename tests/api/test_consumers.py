@@ -6,12 +6,15 @@ import asyncio
 
 import pytest
 import redis.asyncio as aioredis
+from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
+from rest_framework.test import APIClient
 
 from apps.alerts.models import UserSettings
+from apps.alerts.services import rules_builtin_seed
 from apps.api.consumers import CLOSE_AUTH_FAILED, CLOSE_PING_TIMEOUT, CLOSE_TOO_SLOW, WS_EVENTS
 from apps.api.fanout import ALERTS_GROUP, alert_hub
 from apps.api.routing import websocket_urlpatterns
@@ -178,6 +181,58 @@ async def test_authenticated_client_gets_only_selected_alerts():
     await publish(alert(alert_type="pioneer_bull"))
     await expect_alert(client, "BTCUSDT", "pioneer_bull")
     await client.disconnect()
+
+
+async def test_a_saved_selection_applies_to_open_sockets_of_that_user_only():
+    await sync_to_async(rules_builtin_seed)()  # transactional tests start from empty tables
+    await UserSettings.objects.acreate(user_id="user-8", selected_alerts=["bull_whale"])
+    mine, theirs = await connect(), await connect()
+    for client, user in ((mine, "user-8"), (theirs, "user-9")):
+        await client.send_json_to({"type": "auth", "token": make_token(sub=user)})
+        assert (await client.receive_json_from(timeout=3))["success"] is True
+
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {make_token(sub='user-8')}")
+    response = await sync_to_async(api.post)("/api/settings", {"selected_alerts": ["pioneer_bull"]}, format="json")
+    assert response.status_code == 200
+
+    # Frames of one socket arrive in publish order: once the last alert is in, the earlier one was dropped.
+    for _ in range(100):
+        await publish(alert(alert_type="bull_whale", probe=True))
+        await publish(alert(alert_type="pioneer_bull"))
+        frame = await mine.receive_json_from(timeout=3)
+        if frame["data"]["alert_type"] == "pioneer_bull":
+            break
+        await mine.receive_json_from(timeout=3)  # the selection is not applied yet: the pioneer_bull follows
+    else:
+        raise AssertionError("the new selection never reached the open socket")
+    assert await mine.receive_nothing(timeout=0.3)
+    # The other user's socket keeps its own selection (none saved: everything).
+    await publish(alert(alert_type="flat_8h"))
+    while (frame := await theirs.receive_json_from(timeout=3))["data"]["alert_type"] != "flat_8h":
+        pass
+    await mine.disconnect()
+    await theirs.disconnect()
+
+
+async def test_token_in_the_url_authenticates_at_connect():
+    await UserSettings.objects.acreate(user_id="user-10", selected_alerts=["flat_1m"])
+    client = await connect(f"/ws/alerts?token={make_token(sub='user-10')}")
+    reply = await client.receive_json_from(timeout=3)
+    assert reply == {"type": "auth", "success": True, "user_id": "user-10", "selected_alerts": ["flat_1m"]}
+    await publish(alert(alert_type="pioneer_bull"))
+    await publish(alert(alert_type="flat_1m"))
+    await expect_alert(client, "BTCUSDT", "flat_1m")
+    await client.disconnect()
+
+
+async def test_bad_token_in_the_url_is_refused():
+    communicator = WebsocketCommunicator(application, f"/ws/alerts?token={make_token(expires_in=-120)}")
+    connected, _ = await communicator.connect()
+    assert connected
+    reply = await communicator.receive_json_from(timeout=3)
+    assert reply["type"] == "error" and "expired" in reply["message"]
+    assert (await communicator.receive_output(timeout=3)) == {"type": "websocket.close", "code": CLOSE_AUTH_FAILED}
 
 
 async def test_authenticated_client_without_saved_selection_gets_everything():
