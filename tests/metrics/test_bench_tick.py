@@ -46,3 +46,41 @@ def test_bench_tick_with_workers_adds_the_wall_clock_and_cleans_up(redis_client,
     assert "wall clock on 2 worker processes" in lines[-2]
     assert list(redis_client.scan_iter(match=settings.REDIS_KEY_PREFIX + ":*")) == []
     assert MetricsCalculated.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_the_symbol_by_symbol_baseline_does_the_same_work(redis_client, settings):
+    """The pandas-and-ta baseline computes the values the vectorized tick computes, so its time is comparable."""
+    from apps.alerts.management.commands import bench_tick
+    from apps.collector.candles import data_files
+    from apps.metrics.services import TIMEFRAMES, shard_indicators_compute
+
+    symbols, minute_ms = bench_tick._build(redis_client, data_files(bench_tick.DEFAULT_DATA), 20)
+    try:
+        tick = shard_indicators_compute(redis_client, minute_ms=minute_ms, symbols=symbols)
+        for row, symbol in enumerate(symbols):
+            baseline = bench_tick._symbol_by_symbol(redis_client, symbol, minute_ms)
+            for name, column in [
+                ("change", "change_pct"),
+                ("vol", "volume"),
+                ("vcp", "vcp"),
+                ("fib_r2", "fib_r2"),
+                ("rsi_14", "rsi_14"),
+                ("macd", "macd"),
+                ("bb_upper", "bb_upper"),
+            ]:
+                for index, timeframe in enumerate(TIMEFRAMES):
+                    assert baseline[f"{name}_{timeframe}"] == pytest.approx(
+                        tick.values[column][index, row], rel=1e-9, nan_ok=True
+                    ), (symbol, name, timeframe)
+    finally:
+        bench_tick._cleanup(redis_client, symbols, minute_ms)
+
+
+@pytest.mark.django_db
+def test_bench_tick_baseline_figure_is_printed():
+    out = io.StringIO()
+    call_command("bench_tick", symbols=16, repeat=1, baseline=4, stdout=out)
+    lines = out.getvalue().strip().splitlines()
+    assert json.loads(lines[-1])["baseline_pandas_ta_ms"] > 0
+    assert "symbol by symbol with pandas and ta" in lines[-2]

@@ -20,18 +20,28 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+import ta
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
 from apps.alerts.engine import rule_context, rules_evaluate, rules_load
-from apps.collector.bars_store import BAR_INTERVALS, bars_roll
+from apps.collector.bars_store import BAR_INTERVALS, bars_matrices, bars_roll
 from apps.collector.candles import FIELD_INDEX, FIELDS, MINUTE_MS, data_files, read_csv_candles
-from apps.collector.store import ROW_DTYPE, candles_matrix, key, redis_client, ring_minutes, rows_encode
-from apps.metrics.bars import bars_from_block
+from apps.collector.store import (
+    ROW_DTYPE,
+    candles_matrix,
+    key,
+    redis_client,
+    ring_minutes,
+    rows_decode,
+    rows_encode,
+)
+from apps.metrics.bars import TIMEFRAMES, bars_from_block
 from apps.metrics.services import metrics_calculated_upsert, minute_time, shard_indicators_compute, snapshot_write
 from apps.metrics.sharding import shards_split
-from apps.metrics.windows import LONGEST_WINDOW, window_metrics
+from apps.metrics.windows import LONGEST_WINDOW, WINDOWS, window_metrics
 
 DEFAULT_DATA = Path(settings.BASE_DIR) / "data" / "binance-um-1m"
 PRICE_FACTORS = (1.0, 2.0, 5.0, 0.5, 10.0, 0.2, 20.0, 0.1)  # keep prices on a decimal grid, as the exchange's are
@@ -53,6 +63,14 @@ class Command(BaseCommand):
         )
         parser.add_argument("--shards", type=int, default=settings.SHARD_COUNT)
         parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+        parser.add_argument(
+            "--baseline",
+            type=int,
+            default=0,
+            metavar="M",
+            help="also time the same work done symbol by symbol with pandas and `ta` on M of the symbols, "
+            "extrapolated to all of them (baseline_pandas_ta_ms)",
+        )
         parser.add_argument(
             "--workers",
             type=int,
@@ -84,6 +102,13 @@ class Command(BaseCommand):
                     f"1m ring {ring_bytes}, bar history {bar_bytes}; load average {os.getloadavg()[0]:.2f}"
                 )
             runs = [_tick(client, symbols, minute_ms, options["shards"], rep) for rep in range(options["repeat"])]
+            baseline_ms = None
+            if options["baseline"] > 0:
+                sample = symbols[: options["baseline"]]
+                started = time.perf_counter()
+                for symbol in sample:
+                    _symbol_by_symbol(client, symbol, minute_ms)
+                baseline_ms = (time.perf_counter() - started) * 1000 * len(symbols) / len(sample)
             walls = []
             if options["workers"] > 1:
                 walls = _ticks_in_workers(symbols, minute_ms, options["shards"], options["workers"], options["repeat"])
@@ -95,6 +120,8 @@ class Command(BaseCommand):
         wall_key = f"total_{options['workers']}_workers"
         if walls:
             result[wall_key] = round(stat(walls), 2)
+        if baseline_ms is not None:
+            result["baseline_pandas_ta_ms"] = round(baseline_ms, 1)
         if not options["json"]:
             line = (
                 f"{count} symbols, {options['shards']} shard(s), {options['stat']} of {len(runs)} ticks: "
@@ -103,6 +130,8 @@ class Command(BaseCommand):
             )
             if walls:
                 line += f", wall clock on {options['workers']} worker processes {result[wall_key]:.2f} ms"
+            if baseline_ms is not None:
+                line += f"; symbol by symbol with pandas and ta {baseline_ms:.0f} ms"
             self.stdout.write(line)
         self.stdout.write(json.dumps(result))
 
@@ -209,6 +238,54 @@ def _tick_shards(client, shards: list[list[str]], minute_ms: int, rep: int) -> d
         timed("snapshot", t)
     timings["total"] = sum(timings[stage] for stage in STAGES)
     return timings
+
+
+def _symbol_by_symbol(client, symbol: str, minute_ms: int) -> dict[str, float]:
+    """One symbol's windows and indicators the straightforward way, for comparison: its ring read into a pandas
+    frame, each window aggregated with pandas, bars resampled with pandas and joined to the stored history, and
+    RSI, MACD and Bollinger from `ta` per timeframe. (The rules and the writes are left out: this is a floor.)"""
+    ring = pd.DataFrame(rows_decode(client.get(key("c1m", symbol))), columns=FIELDS)
+    ring = ring[ring["open_time"] > 0].sort_values("open_time")
+    frame = ring[ring["open_time"] > minute_ms - LONGEST_WINDOW * MINUTE_MS].set_index(
+        pd.to_datetime(ring["open_time"], unit="ms")
+    )
+    out: dict[str, float] = {}
+    for window, n in WINDOWS.items():
+        part = frame.tail(n)
+        high, low, close = part["high"].max(), part["low"].min(), part["close"].iloc[-1]
+        open_, vol, base = part["open"].iloc[0], part["quote_volume"].sum(), part["volume"].sum()
+        vwap = vol / base
+        spread = high - low
+        out[f"change_{window}"] = (close - open_) / open_ * 100
+        out[f"vol_{window}"] = vol
+        out[f"vwap_{window}"] = vwap
+        out[f"vcp_{window}"] = (close / vwap) * ((close - low) - (high - close)) / spread if spread else 0.0
+        out[f"trades_{window}"] = part["trades"].sum()
+        out[f"taker_buy_ratio_{window}"] = part["taker_buy_quote_volume"].sum() / vol
+        pivot = (high + low + close) / 3
+        for level, ratio in (("1", 0.382), ("2", 0.618), ("3", 1.0)):
+            out[f"fib_r{level}_{window}"] = pivot + ratio * spread
+            out[f"fib_s{level}_{window}"] = pivot - ratio * spread
+    k = settings.INDICATOR_BARS
+    for interval, minutes in TIMEFRAMES.items():
+        recent = frame["close"].resample(f"{minutes}min", origin="epoch").last().dropna().to_numpy()
+        if len(recent) < k and interval in BAR_INTERVALS:  # bars older than the 1m window: the bar store
+            first_ms = (
+                minute_ms // (minutes * MINUTE_MS) * (minutes * MINUTE_MS) - (len(recent) - 1) * minutes * MINUTE_MS
+            )
+            older = bars_matrices(
+                client, [symbol], last_open_ms={interval: first_ms - minutes * MINUTE_MS}, count=k, close_only=True
+            )[interval][0]
+            recent = np.concatenate([older, recent])
+        closes = pd.Series(recent[-k:])
+        macd = ta.trend.MACD(closes)
+        bands = ta.volatility.BollingerBands(closes)
+        out[f"rsi_14_{interval}"] = ta.momentum.RSIIndicator(closes).rsi().iloc[-1]
+        out[f"macd_{interval}"] = macd.macd().iloc[-1]
+        out[f"macd_signal_{interval}"] = macd.macd_signal().iloc[-1]
+        out[f"bb_upper_{interval}"] = bands.bollinger_hband().iloc[-1]
+        out[f"bb_lower_{interval}"] = bands.bollinger_lband().iloc[-1]
+    return out
 
 
 def _worker_tick(shards: list[list[str]], minute_ms: int, rep: int) -> None:
