@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 
@@ -38,12 +39,16 @@ def daphne_running(
         **(env or {}),
     }
     command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), application]
-    process = subprocess.Popen(command, env=child_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # Its log goes to a file, not a pipe: nobody reads a pipe during the run, and once its 64 KB buffer is full
+    # (a minute of access and 404 log lines) daphne blocks on the write and every request hangs.
+    log = tempfile.TemporaryFile()
+    process = subprocess.Popen(command, env=child_env, stdout=subprocess.DEVNULL, stderr=log)
     try:
         deadline = time.monotonic() + timeout
         while not port_open("127.0.0.1", port):
             if process.poll() is not None:
-                raise RuntimeError(f"daphne exited: {process.stderr.read().decode(errors='replace')[-2000:]}")
+                log.seek(0)
+                raise RuntimeError(f"daphne exited: {log.read().decode(errors='replace')[-2000:]}")
             if time.monotonic() > deadline:
                 raise RuntimeError("daphne did not start listening in time")
             time.sleep(0.1)
@@ -55,6 +60,7 @@ def daphne_running(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        log.close()
 
 
 def percentiles_ms(values_s: Sequence[float], *, points: Sequence[int] = (50, 95, 99)) -> dict[str, float | None]:

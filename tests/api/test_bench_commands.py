@@ -5,10 +5,12 @@ from __future__ import annotations
 import io
 import json
 
+import httpx
 import pytest
 from django.core.management import call_command
 from django.db import connection
 
+from apps.api.bench import daphne_running
 from apps.collector.models import Symbol
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -50,3 +52,13 @@ def test_bench_api_reports_percentiles_without_errors(child_uses_test_database):
     assert figures["statuses"] == {"200": 20}
     assert figures["p95_ms"] >= figures["p50_ms"] > 0
     assert {"alerts", "metrics", "candles_1m", "candles_1h"} <= set(figures["by_endpoint"])
+
+
+def test_the_daphne_a_benchmark_starts_keeps_serving_however_much_it_logs(child_uses_test_database):
+    """Every 404 logs two lines; a minute of them once filled an unread stderr pipe and hung every request."""
+    with (
+        daphne_running(port=18443, env={"ANON_RATE_LIMIT": "1000000/minute"}) as address,
+        httpx.Client(base_url=f"http://{address}", timeout=5) as client,
+    ):
+        statuses = {client.get(f"/api/metrics/NOSUCH{n}USDT").status_code for n in range(400)}
+    assert statuses == {404}
