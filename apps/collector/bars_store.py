@@ -229,12 +229,22 @@ def bars_matrices(
     """
     k = bar_count()
     n = len(symbols)
+    sections = sorted({list(BAR_INTERVALS).index(interval) for interval in last_open_ms})
+    runs = _section_runs(sections)
+    # Only the sections asked for, a GETRANGE per run of adjacent ones (all five: the whole key, as a GET would),
+    # so a caller that needs one interval, and later the others, reads each section once.
     pipe = client.pipeline(transaction=False)
     for symbol in symbols:
-        pipe.get(bars_key(symbol))
-    size = len(BAR_INTERVALS) * k * ROW_BYTES
-    blob = b"".join((raw or b"").ljust(size, b"\0")[:size] for raw in pipe.execute()) if n else b""
-    rings = np.frombuffer(blob, dtype=ROW_DTYPE).reshape(n, len(BAR_INTERVALS), k)
+        for first, last in runs:
+            pipe.getrange(bars_key(symbol), first * k * ROW_BYTES, (last + 1) * k * ROW_BYTES - 1)
+    replies = pipe.execute() if n and runs else []
+    section_rings: dict[int, np.ndarray] = {}
+    for r, (first, last) in enumerate(runs):
+        size = (last - first + 1) * k * ROW_BYTES
+        blob = b"".join((raw or b"").ljust(size, b"\0")[:size] for raw in replies[r :: len(runs)]) if n else b""
+        rings = np.frombuffer(blob, dtype=ROW_DTYPE).reshape(n, last - first + 1, k)
+        for section in range(first, last + 1):
+            section_rings[section] = rings[:, section - first, :]
     out = {}
     for interval, last_open in last_open_ms.items():
         section = list(BAR_INTERVALS).index(interval)
@@ -243,10 +253,21 @@ def bars_matrices(
         minutes = last_open // MINUTE_MS + step * (np.arange(bars) - bars + 1)
         slots = (minutes // step) % k
         if close_only:
-            out[interval] = _decode_close(rings[:, section, :], slots, minutes)
+            out[interval] = _decode_close(section_rings[section], slots, minutes)
         else:
-            out[interval] = _decode_fields(rings[:, section, :], slots, minutes)
+            out[interval] = _decode_fields(section_rings[section], slots, minutes)
     return out
+
+
+def _section_runs(sections: list[int]) -> list[tuple[int, int]]:
+    """Sorted section indexes -> (first, last) of each run of adjacent ones: [0, 2, 3, 4] -> [(0, 0), (2, 4)]."""
+    runs: list[tuple[int, int]] = []
+    for section in sections:
+        if runs and runs[-1][1] == section - 1:
+            runs[-1] = (runs[-1][0], section)
+        else:
+            runs.append((section, section))
+    return runs
 
 
 def bars_of_symbol(client: redis_lib.Redis, *, symbol: str, interval: str) -> np.ndarray:

@@ -204,19 +204,29 @@ def _ewm_step(weighted: float, cur: float, alpha: float) -> float:  # pragma: no
 
 @compiled
 def _rsi_macd_steps(
-    columns: np.ndarray, rsi_alpha: float, fast_alpha: float, slow_alpha: float, signal_alpha: float, signal_start: int
+    columns: np.ndarray,
+    starts: np.ndarray,
+    rsi_alpha: float,
+    fast_alpha: float,
+    slow_alpha: float,
+    signal_alpha: float,
+    signal_start: int,
 ) -> np.ndarray:  # pragma: no cover - compiled
-    """RSI's up and down averages, MACD's line and signal line at the newest bar of (bars, rows) closes without NaN,
-    in one pass over the bars: the recursions of ewm_mean and _rsi_directions, step for step, so the values are
-    bit-identical to the general path. Returns (4, rows): up average, down average, line, signal."""
+    """RSI's up and down averages, MACD's line and signal line at the newest bar of (bars, rows) closes, each row
+    without NaN from its bar `starts[r]` on (before it, no bar at all), in one pass over the bars: the recursions of
+    ewm_mean and _rsi_directions, step for step, so the values are bit-identical to the general path. Returns
+    (4, rows): up average, down average, line, signal; the caller blanks what is too short to have a value."""
     steps, rows = columns.shape
-    out = np.empty((4, rows))
+    out = np.full((4, rows), np.nan)
     for r in range(rows):
-        previous = columns[0, r]
+        start = starts[r]
+        if start >= steps:
+            continue
+        previous = columns[start, r]
         up_w, down_w = 0.0, -0.0  # the first difference is NaN, which ta turns into 0 (down is -0.0 there)
         fast_w, slow_w = previous, previous
         line, signal_w = 0.0, 0.0
-        for i in range(1, steps):
+        for i in range(start + 1, steps):
             cur = columns[i, r]
             diff = cur - previous
             previous = cur
@@ -224,27 +234,36 @@ def _rsi_macd_steps(
             down_w = _ewm_step(down_w, -(diff if diff < 0 else 0.0), rsi_alpha)
             fast_w = _ewm_step(fast_w, cur, fast_alpha)
             slow_w = _ewm_step(slow_w, cur, slow_alpha)
-            if i >= signal_start:
+            if i - start >= signal_start:
                 line = fast_w - slow_w
-                signal_w = line if i == signal_start else _ewm_step(signal_w, line, signal_alpha)
+                signal_w = line if i - start == signal_start else _ewm_step(signal_w, line, signal_alpha)
         out[0, r], out[1, r], out[2, r], out[3, r] = up_w, down_w, line, signal_w
     return out
 
 
-def _indicators_last_clean(close: np.ndarray) -> dict[str, np.ndarray]:
-    """indicators_last for rows without NaN and at least MACD_SLOW + MACD_SIGNAL - 1 bars."""
+def _indicators_last_clean(close: np.ndarray, starts: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """indicators_last for rows without NaN from their first bar `starts[r]` on (all from 0 when not given)."""
+    rows, bars = close.shape
+    starts = np.zeros(rows, dtype=np.int64) if starts is None else starts.astype(np.int64)
     columns = np.ascontiguousarray(close.T, dtype=np.float64)
     up, down, line, signal = _rsi_macd_steps(
         columns,
+        starts,
         _alpha(_rsi_com(RSI_WINDOW)),
         _alpha(_span_com(MACD_FAST)),
         _alpha(_span_com(MACD_SLOW)),
         _alpha(_span_com(MACD_SIGNAL)),
         MACD_SLOW - 1,  # the line's first value: the slow average's min_periods
     )
+    # The min_periods of ewm_mean, counted in bars from each row's first: RSI 14, the slow average 26, the signal
+    # line 9 values of the line after that.
+    length = bars - starts
+    rsi_value = np.where(length >= RSI_WINDOW, _rsi_from(up, down), np.nan)
+    line = np.where(length >= MACD_SLOW, line, np.nan)
+    signal = np.where(length >= MACD_SLOW + MACD_SIGNAL - 1, signal, np.nan)
     upper, middle, lower = bollinger_last(close)
     return {
-        "rsi_14": _rsi_from(up, down),
+        "rsi_14": rsi_value,
         "macd": line,
         "macd_signal": signal,
         "macd_hist": line - signal,
@@ -255,10 +274,31 @@ def _indicators_last_clean(close: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def indicators_last(close: np.ndarray) -> dict[str, np.ndarray]:
-    """Every indicator at the newest bar of each row: `{"rsi_14": array over rows, ...}`."""
-    if close.shape[1] >= MACD_SLOW + MACD_SIGNAL - 1 and close.size and not np.isnan(close).any():
+    """Every indicator at the newest bar of each row: `{"rsi_14": array over rows, ...}`.
+
+    Rows whose only NaN are leading (a symbol, or a timeframe, with fewer than K bars of history) take the compiled
+    pass from their first bar; only rows with a missing bar after their first go through the general passes.
+    """
+    if not close.size:
+        return _indicators_last_general(close)
+    missing = np.isnan(close)
+    if not missing.any():
         return _indicators_last_clean(close)  # the usual shard: one compiled pass
-    return _indicators_last_general(close)
+    first = _first_valid(close)
+    gappy = (missing & (np.arange(close.shape[1])[None, :] >= first[:, None])).any(axis=1)
+    if not gappy.any():
+        return _indicators_last_clean(close, first)
+    if gappy.all():
+        return _indicators_last_general(close)
+    clean = _indicators_last_clean(close[~gappy], first[~gappy])
+    general = _indicators_last_general(close[gappy])
+    out = {}
+    for name in INDICATOR_NAMES:
+        values = np.empty(len(close))
+        values[~gappy] = clean[name]
+        values[gappy] = general[name]
+        out[name] = values
+    return out
 
 
 def _indicators_last_general(close: np.ndarray) -> dict[str, np.ndarray]:

@@ -116,3 +116,26 @@ def test_full_history_of_a_symbol_stays_compact(redis_client, btc, settings):
     used = bars_bytes(redis_client, symbol="BTCUSDT")
     print(f"bar history bytes per symbol: {used}")
     assert used < 42_000
+
+
+@pytest.mark.parametrize(
+    "wanted", [("1h",), ("15m", "4h", "1d"), ("4h", "8h"), ("1d",), ("15m", "1h", "4h", "8h", "1d")]
+)
+def test_any_subset_of_intervals_reads_what_reading_them_all_gives(redis_client, btc, wanted):
+    """Reading some intervals (the rules' timeframes, then the rest) fetches only their sections, same values."""
+    last_open = {}
+    for interval, minutes in BAR_INTERVALS.items():
+        bars = resampled(btc, minutes)
+        bars_seed(redis_client, symbol="BTCUSDT", interval=interval, candles=as_candles("BTCUSDT", bars))
+        last_open[interval] = int(bars["open_time"].iloc[-2])
+    symbols = ["BTCUSDT", "NONEUSDT"]
+    everything = bars_matrices(redis_client, symbols, last_open_ms=last_open, count=8)
+    subset = bars_matrices(redis_client, symbols, last_open_ms={i: last_open[i] for i in wanted}, count=8)
+    closes = bars_matrices(
+        redis_client, symbols, last_open_ms={i: last_open[i] for i in wanted}, count=8, close_only=True
+    )
+    assert set(subset) == set(closes) == set(wanted)
+    for interval in wanted:
+        assert np.array_equal(subset[interval], everything[interval], equal_nan=True), interval
+        assert np.array_equal(closes[interval], everything[interval][FIELD_INDEX["close"]], equal_nan=True)
+        assert not np.isnan(closes[interval][0]).any() and np.isnan(closes[interval][1]).all()

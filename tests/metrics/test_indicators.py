@@ -114,7 +114,7 @@ def test_the_compiled_recursion_is_pandas_ewm_to_the_last_bit(frames):
             assert last[row] == expected[-1]
 
 
-@pytest.mark.parametrize("length", [34, 35, 200])
+@pytest.mark.parametrize("length", [14, 20, 26, 33, 34, 35, 200])
 def test_the_one_pass_kernel_equals_the_general_path_to_the_last_bit(frames, length):
     """Shards without gaps take a fused compiled pass; it must give exactly what the general passes give."""
     from apps.metrics.indicators import _indicators_last_clean, _indicators_last_general
@@ -126,3 +126,40 @@ def test_the_one_pass_kernel_equals_the_general_path_to_the_last_bit(frames, len
         fused, general = _indicators_last_clean(values), _indicators_last_general(values)
         for name in INDICATOR_NAMES:
             assert np.array_equal(fused[name], general[name], equal_nan=True), (length, name)
+
+
+def test_rows_with_a_short_history_take_the_one_pass_kernel_bit_for_bit(frames):
+    """Leading NaN (fewer than K bars) and rows shorter than the signal line's 34 bars: the compiled pass from each
+    row's first bar gives exactly the general passes' values, and ta's."""
+    from apps.metrics.indicators import _indicators_last_general
+
+    base = np.stack([frames[symbol]["close"].to_numpy()[-700:-500] for symbol in SYMBOLS])
+    rows = []
+    for leading in (0, 1, 150, 165, 166, 167, 174, 175, 176, 180, 186, 187, 190, 199, 200):
+        for row in base:
+            shortened = row.copy()
+            shortened[:leading] = np.nan
+            rows.append(shortened)
+    closes = np.stack(rows)
+    got, general = indicators_last(closes), _indicators_last_general(closes)
+    for name in INDICATOR_NAMES:
+        assert np.array_equal(got[name], general[name], equal_nan=True), name
+    for r in range(0, len(closes), 3):
+        if np.isnan(closes[r]).all():
+            assert all(np.isnan(got[name][r]) for name in INDICATOR_NAMES)
+            continue
+        reference = ta_reference(closes[r])
+        for name in INDICATOR_NAMES:
+            assert_close(got[name][r : r + 1], reference[name][-1:], f"{name} row {r}")
+
+
+def test_a_row_with_a_gap_does_not_change_the_other_rows(frames):
+    """A shard mixing full rows, short rows and a row with a missing bar: each row's values are those it has alone."""
+    closes = np.stack([frames[symbol]["close"].to_numpy()[-260:-60] for symbol in SYMBOLS])
+    closes[1, :120] = np.nan
+    closes[2, 77] = np.nan
+    together = indicators_last(closes)
+    for r in range(len(closes)):
+        alone = indicators_last(closes[r : r + 1].copy())
+        for name in INDICATOR_NAMES:
+            assert np.array_equal(together[name][r : r + 1], alone[name], equal_nan=True), (name, r)
