@@ -10,6 +10,8 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from apps.metrics.indicators import INDICATOR_NAMES
+
 from .builtin_rules import BUILTIN_RULES
 from .conditions import CANDLE_FIELDS, FUNCTIONS, SERIES
 from .engine import TIMEFRAMES, RuleError, rule_compile
@@ -20,7 +22,10 @@ MAX_COOLDOWN_MINUTES = 1440
 CONDITIONS_HELP = (
     "One condition per line, all must hold. A condition compares arithmetic expressions (+ - * /, parentheses) "
     "with <, <=, >, >=. Names: this rule's parameters, window metrics such as change_1h, vol_8h, high_1h, vcp_15m "
-    "(windows 5m 15m 1h 4h 8h 1d), the newest candle's "
+    "(windows 5m 15m 1h 4h 8h 1d), indicators on that timeframe's bars such as rsi_14_1h, macd_hist_15m, "
+    "bb_lower_4h ("
+    + ", ".join(INDICATOR_NAMES)
+    + "), the newest candle's "
     + ", ".join(CANDLE_FIELDS)
     + ", and "
     + " / ".join(f"{f}(series, n)" for f in FUNCTIONS)

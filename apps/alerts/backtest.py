@@ -4,7 +4,9 @@ Every minute t of a symbol becomes a row of a (fields, rows, LONGEST_WINDOW) blo
 tick's candles_matrix block (missing minutes NaN, minute t last), built from numpy sliding windows made
 C-contiguous, a chunk of rows at a time. The block goes through the same window_metrics, rule_context and
 rules_evaluate as the live tick, and fired rows through the same cooldown rule, so replaying a data set through the
-live pipeline yields the alert set this module computes for it.
+live pipeline yields the alert set this module computes for it. When a rule names an indicator, each row also gets
+the K bar closes the live tick would read at its minute (apps.metrics.history_closes), through the same
+indicators_last; rules that name none cost what they did before.
 """
 
 from __future__ import annotations
@@ -16,12 +18,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from django.conf import settings
 from tqdm import tqdm
 
 from apps.collector.candles import FIELDS, MINUTE_MS, data_files, read_csv_candles, symbol_from_filename
+from apps.metrics.history_closes import HistoryCloses
+from apps.metrics.shard_bars import indicator_metrics, indicators_by_timeframe
 from apps.metrics.windows import LONGEST_WINDOW, window_metrics
 
-from .engine import CompiledRule, cooldown_suppresses, rule_context, rules_evaluate
+from .engine import CompiledRule, cooldown_suppresses, rule_context, rules_evaluate, rules_indicator_timeframes
 
 # Rows per block. Small blocks (128 windows x 1440 minutes x 10 fields = 15 MB) in one reused buffer measured
 # up to twice as fast as freshly allocated 512-row blocks: the copy out of the sliding windows dominated there.
@@ -164,6 +169,7 @@ def backtest_run(
     start_ms serve as history only. `cooldown_minutes` overrides every rule's own cooldown.
     """
     rules = list(rules)
+    timeframes = rules_indicator_timeframes(rules)
     metric_columns: list[str] = []
     for rule in rules:
         metric_columns += [label for label in rule.inputs if label not in metric_columns]
@@ -191,12 +197,26 @@ def backtest_run(
         starts = np.sort((evaluated_times(frame) - first) // MINUTE_MS)  # window index of each evaluated minute
         windows = np.lib.stride_tricks.sliding_window_view(grid, LONGEST_WINDOW, axis=1)
         closes = grid[FIELDS.index("close")]
+        history = (
+            HistoryCloses(
+                grid,
+                grid_start_ms=first - (LONGEST_WINDOW - 1) * MINUTE_MS,
+                timeframes=timeframes,
+                count=settings.INDICATOR_BARS,
+            )
+            if timeframes
+            else None
+        )
         fired_parts: dict[str, list[dict[str, np.ndarray]]] = {rule.rule_type: [] for rule in rules}
         for chunk_start in range(0, len(starts), chunk_rows):
             began = time.perf_counter()
             rows = starts[chunk_start : chunk_start + chunk_rows]
             block = _block(windows, rows, buffer)
-            context = rule_context(candles=block, metrics=window_metrics(block))
+            indicators = None
+            if history is not None:  # window `i` ends at grid column i + LONGEST_WINDOW - 1, its minute t
+                bar_closes = history.closes(rows + LONGEST_WINDOW - 1)
+                indicators = indicator_metrics(indicators_by_timeframe(bar_closes), timeframes)
+            context = rule_context(candles=block, metrics=window_metrics(block), indicators=indicators)
             fired = rules_evaluate(rules, context)
             price = context.value("close")
             for rule in rules:

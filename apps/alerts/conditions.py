@@ -7,7 +7,9 @@ chained allowed), + - * /, unary minus, parentheses, numbers, names and the call
 
 1. the rule's own parameters (numbers, substituted when the rule is compiled);
 2. window metrics of SPEC §2 (`change_1h`, `vol_8h`, ... see apps.metrics.windows.window_metric_names());
-3. the newest candle's own fields (`open`, `high`, `low`, `close`, `volume`, `quote_volume`, `trades`).
+3. indicators of SPEC §3 at minute t, `<indicator>_<timeframe>` (`rsi_14_1h`, `macd_hist_15m`, `bb_lower_4h`, ...
+   see INDICATOR_METRICS), on the timeframe's clock-aligned bars, the newest being the forming bar;
+4. the newest candle's own fields (`open`, `high`, `low`, `close`, `volume`, `quote_volume`, `trades`).
 
 The first argument of min_n/max_n names a per-candle series (SERIES below); `n` is an expression of numbers and
 parameters only, an integer from 1 to LONGEST_WINDOW. Compiled conditions evaluate to a boolean array over the
@@ -19,13 +21,15 @@ from __future__ import annotations
 import ast
 import math
 import operator
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Protocol
 
 import numpy as np
 
+from apps.metrics.indicators import INDICATOR_NAMES
+from apps.metrics.shard_bars import INDICATOR_METRICS, INDICATOR_TIMEFRAMES
 from apps.metrics.windows import LONGEST_WINDOW, window_metric_names
 
 MAX_CONDITION_LENGTH = 500
@@ -80,7 +84,17 @@ def metric_names() -> frozenset[str]:
 def reserved_names() -> frozenset[str]:
     """Names a parameter may not take, since a parameter would hide them (series names are only read inside
     min_n/max_n, so a parameter may share one, as flat_8h's `range_pct` does)."""
-    return metric_names() | frozenset(CANDLE_FIELDS) | frozenset(FUNCTIONS)
+    return metric_names() | frozenset(INDICATOR_METRICS) | frozenset(CANDLE_FIELDS) | frozenset(FUNCTIONS)
+
+
+def _unknown_name_hint(name: str) -> str:
+    """A pointer to the indicator names when an unknown name looks like one (`rsi_14_2h`, `rsi_15_1h`)."""
+    if name.split("_", 1)[0] not in {indicator.split("_", 1)[0] for indicator in INDICATOR_NAMES}:
+        return ""
+    return (
+        f" (indicators are <indicator>_<timeframe> with indicator in {', '.join(INDICATOR_NAMES)}"
+        f" and timeframe in {', '.join(INDICATOR_TIMEFRAMES)})"
+    )
 
 
 # --- compiled form ------------------------------------------------------------------------------------------------
@@ -101,7 +115,7 @@ class Number(Node):
 
 @dataclass(frozen=True, slots=True)
 class Metric(Node):
-    """A window metric or a field of the newest candle: one value per row."""
+    """A window metric, an indicator or a field of the newest candle: one value per row."""
 
     name: str
 
@@ -156,6 +170,8 @@ class Condition:
     inputs: tuple[str, ...]
     # Longest run of candles the condition reads (0 when it reads window metrics only).
     lookback: int
+    # Timeframes of the indicators the condition reads, in the order of INDICATOR_TIMEFRAMES (empty: none).
+    indicator_timeframes: tuple[str, ...] = ()
 
     def evaluate(self, context: Context) -> np.ndarray:
         with np.errstate(all="ignore"):
@@ -181,6 +197,7 @@ class _Compiler:
         self.parameters = parameters
         self.inputs: list[str] = []
         self.lookback = 0
+        self.indicator_timeframes: set[str] = set()
 
     def fail(self, message: str, node: ast.AST | None = None, token: str = "") -> ConditionError:
         token = token or (_token(node, self.text) if node is not None else "")
@@ -231,9 +248,13 @@ class _Compiler:
         if name in metric_names() or name in CANDLE_FIELDS:
             self.note(name)
             return Metric(name)
+        if name in INDICATOR_METRICS:
+            self.note(name)
+            self.indicator_timeframes.add(INDICATOR_METRICS[name][1])
+            return Metric(name)
         if name in FUNCTIONS:
             raise self.fail(f"{name} must be called as {name}(series, n)", node, token=name)
-        raise self.fail(f"unknown name {name!r}", node, token=name)
+        raise self.fail(f"unknown name {name!r}{_unknown_name_hint(name)}", node, token=name)
 
     def call(self, node: ast.Call, depth: int) -> Node:
         if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS:
@@ -320,7 +341,14 @@ def condition_compile(text: str, *, parameters: Mapping[str, float] | None = Non
         comparisons=tuple(comparisons),
         inputs=tuple(compiler.inputs),
         lookback=compiler.lookback,
+        indicator_timeframes=indicator_timeframes_ordered(compiler.indicator_timeframes),
     )
+
+
+def indicator_timeframes_ordered(timeframes: Iterable[str]) -> tuple[str, ...]:
+    """Indicator timeframes in their canonical order (5m first), without repeats."""
+    wanted = set(timeframes)
+    return tuple(tf for tf in INDICATOR_TIMEFRAMES if tf in wanted)
 
 
 def parameters_validate(parameters: object) -> dict[str, float]:

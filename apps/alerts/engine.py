@@ -17,7 +17,13 @@ from prometheus_client import Counter
 from apps.collector.candles import FIELD_INDEX, MINUTE_MS
 from apps.metrics.windows import WINDOWS
 
-from .conditions import Condition, ConditionError, condition_compile, parameters_validate
+from .conditions import (
+    Condition,
+    ConditionError,
+    condition_compile,
+    indicator_timeframes_ordered,
+    parameters_validate,
+)
 from .models import AlertRule
 
 logger = logging.getLogger(__name__)
@@ -40,6 +46,8 @@ class CompiledRule:
     inputs: tuple[str, ...]
     # Longest run of 1m candles a condition reads directly (window metrics aside).
     lookback: int
+    # Timeframes of the indicators the conditions name: the evaluation must supply those (empty: none).
+    indicator_timeframes: tuple[str, ...] = ()
 
 
 class RuleError(ValueError):
@@ -89,7 +97,13 @@ def rule_compile(
         conditions=tuple(compiled),
         inputs=tuple(inputs),
         lookback=max(c.lookback for c in compiled),
+        indicator_timeframes=indicator_timeframes_ordered(tf for c in compiled for tf in c.indicator_timeframes),
     )
+
+
+def rules_indicator_timeframes(rules: Iterable[CompiledRule]) -> tuple[str, ...]:
+    """The indicator timeframes any of the rules needs; empty when none names an indicator (the usual case)."""
+    return indicator_timeframes_ordered(tf for rule in rules for tf in rule.indicator_timeframes)
 
 
 # Compiled rules by their full content, so a tick re-parses only rules that changed. Keyed by content rather than
@@ -139,10 +153,12 @@ def rules_load() -> list[CompiledRule]:
 
 @dataclass(eq=False)
 class RuleContext:
-    """The inputs of one evaluation: a (fields, rows, minutes) candle block and its window metrics."""
+    """The inputs of one evaluation: a (fields, rows, minutes) candle block, its window metrics, and the
+    indicators (`rsi_14_1h`, ...) the rules name, when any does."""
 
     candles: np.ndarray
     metrics: Mapping[str, np.ndarray]
+    indicators: Mapping[str, np.ndarray] = field(default_factory=dict)
     _cache: dict[object, np.ndarray] = field(default_factory=dict, repr=False)
 
     @property
@@ -150,13 +166,17 @@ class RuleContext:
         return self.candles.shape[1]
 
     def value(self, name: str) -> np.ndarray:
-        """A window metric, or a field of the newest candle (minute t)."""
+        """A window metric, an indicator, or a field of the newest candle (minute t)."""
         found = self.metrics.get(name)
         if found is not None:
             return found
         if name in FIELD_INDEX:
             return self.candles[FIELD_INDEX[name], :, -1]
-        # A window longer than the block has no value: NaN, so nothing that needs it fires.
+        found = self.indicators.get(name)
+        if found is not None:
+            return found
+        # A window longer than the block, or an indicator nobody supplied, has no value: NaN, so nothing that
+        # needs it fires.
         return np.full(self.rows, np.nan)
 
     def series(self, name: str, n: int) -> np.ndarray:
@@ -207,11 +227,21 @@ def cooldown_suppresses(*, previous_ms: int | None, minute_ms: int, cooldown_min
     return minute_ms - cooldown_minutes * MINUTE_MS < previous_ms < minute_ms
 
 
-def rule_context(*, candles: np.ndarray, metrics: dict[str, np.ndarray]) -> RuleContext:
-    """Wrap a candles_matrix block and its window_metrics for rules_evaluate."""
+def rule_context(
+    *, candles: np.ndarray, metrics: dict[str, np.ndarray], indicators: Mapping[str, np.ndarray] | None = None
+) -> RuleContext:
+    """Wrap a candles_matrix block, its window_metrics and the indicators the rules need for rules_evaluate.
+
+    A row without a candle at minute t gets no indicator value: its forming bar may still have a close (an earlier
+    minute's), but a symbol that did not trade at t is not evaluated at t (the backtest has no row for it).
+    """
     if candles.ndim != 3 or candles.shape[0] != len(FIELD_INDEX):
         raise ValueError(f"candles must be a (fields, rows, minutes) block, got shape {candles.shape}")
-    return RuleContext(candles=candles, metrics=metrics)
+    if not indicators:
+        return RuleContext(candles=candles, metrics=metrics)
+    traded = ~np.isnan(candles[FIELD_INDEX["close"], :, -1])
+    masked = {name: np.where(traded, values, np.nan) for name, values in indicators.items()}
+    return RuleContext(candles=candles, metrics=metrics, indicators=masked)
 
 
 def rules_evaluate(rules: Iterable[CompiledRule], context: RuleContext) -> dict[str, np.ndarray]:

@@ -6,6 +6,7 @@ import numpy as np
 from celery import shared_task
 
 from apps.collector.store import redis_client
+from apps.metrics.shard_bars import ShardBars
 from apps.metrics.tasks import indicators_on_block
 
 from . import tick
@@ -21,9 +22,16 @@ def _enqueue_indicators(minute_ms: int, symbols: list[str]) -> None:
     shard_tick.app.send_task("metrics.shard_indicators", kwargs={"minute_ms": minute_ms, "symbols": symbols})
 
 
-def _indicators(minute_ms: int, symbols: list[str], block: np.ndarray, metrics: dict[str, np.ndarray]) -> None:
-    # The indicators of the tick's own minute, on the block the shard task already read (no second load).
-    indicators_on_block(minute_ms=minute_ms, symbols=symbols, block=block, metrics=metrics)
+def _indicators(
+    minute_ms: int,
+    symbols: list[str],
+    block: np.ndarray,
+    metrics: dict[str, np.ndarray],
+    bars: ShardBars | None = None,
+) -> None:
+    # The indicators of the tick's own minute, on the block the shard task already read (no second load), completing
+    # the bars and indicators its rules already computed, if any.
+    indicators_on_block(minute_ms=minute_ms, symbols=symbols, block=block, metrics=metrics, bars=bars)
 
 
 @shared_task(name="alerts.tick", ignore_result=True)

@@ -19,7 +19,6 @@ from datetime import UTC, datetime
 import numpy as np
 import orjson
 import redis as redis_lib
-from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 
 from apps.collector.bars_store import bars_roll
@@ -27,9 +26,10 @@ from apps.collector.candles import FIELD_INDEX, MINUTE_MS
 from apps.collector.store import candles_matrix, key
 from apps.metrics.windows import LONGEST_WINDOW, WINDOWS, window_metrics
 
-from .bars import TIMEFRAMES, bars_from_block, bars_to_roll, closes_shard
-from .indicators import INDICATOR_NAMES, indicators_last
+from .bars import TIMEFRAMES, bars_to_roll
+from .indicators import INDICATOR_NAMES
 from .selectors import SNAPSHOT_FIELDS, snapshot_read  # noqa: F401 - the API reads snapshots through here too
+from .shard_bars import ShardBars, shard_bars
 
 # metrics_calculated column -> window metric (SPEC §2 names, suffixed by the window).
 WINDOW_COLUMNS: dict[str, str] = {
@@ -80,18 +80,15 @@ def shard_values(
     *,
     block: np.ndarray,
     metrics: dict[str, np.ndarray],
-    closes: dict[str, np.ndarray],
+    indicators: dict[str, dict[str, np.ndarray]],
 ) -> dict[str, np.ndarray]:
     """Window metrics and indicators of every timeframe, as `{column: (len(TIMEFRAMES), symbols)}`.
 
-    `closes[tf]` is the (symbols, K) closes of the timeframe's bars, oldest first."""
-    n = block.shape[1]
-    stacked = np.concatenate([closes[tf] for tf in TIMEFRAMES])  # (timeframes * n, K): one pass for all
-    indicators = indicators_last(stacked)
+    `indicators[tf][name]` is the (symbols,) value of an indicator at the timeframe's newest bar."""
     values = {
         column: np.stack([metrics[f"{metric}_{tf}"] for tf in TIMEFRAMES]) for column, metric in WINDOW_COLUMNS.items()
     }
-    values.update({name: indicators[name].reshape(len(TIMEFRAMES), n) for name in INDICATOR_NAMES})
+    values.update({name: np.stack([indicators[tf][name] for tf in TIMEFRAMES]) for name in INDICATOR_NAMES})
     return values
 
 
@@ -102,8 +99,13 @@ def shard_indicators_compute(
     symbols: Sequence[str],
     block: np.ndarray | None = None,
     metrics: dict[str, np.ndarray] | None = None,
+    bars: ShardBars | None = None,
 ) -> ShardIndicators:
-    """Load the shard's 1m block (unless given), its window metrics, bars and indicators at minute t."""
+    """Load the shard's 1m block (unless given), its window metrics, bars and indicators at minute t.
+
+    `bars`, from the shard tick's rules that named indicators, are completed rather than built again: the
+    timeframes they already hold are neither loaded nor computed a second time.
+    """
     symbols = list(symbols)
     timings: dict[str, float] = {}
     if block is None:
@@ -115,15 +117,18 @@ def shard_indicators_compute(
         block = block[:, known]
         symbols = [symbol for symbol, keep in zip(symbols, known.tolist(), strict=True) if keep]
         metrics = {name: values[known] for name, values in metrics.items()} if metrics is not None else None
+        bars = bars.rows(known) if bars is not None else None
     if metrics is None:
         with _stage("window_metrics", timings):
             metrics = window_metrics(block)
     with _stage("bars", timings):
-        from_block = bars_from_block(block, end_minute_ms=minute_ms)
-        closes = closes_shard(client, symbols, from_block=from_block, count=settings.INDICATOR_BARS)
+        if bars is None or bars.minute_ms != minute_ms or bars.symbols != symbols:
+            bars = shard_bars(minute_ms=minute_ms, symbols=symbols, block=block)
+        bars.closes_load(client, TIMEFRAMES)
     with _stage("indicators", timings):
-        values = shard_values(block=block, metrics=metrics, closes=closes)
-    return ShardIndicators(minute_ms, symbols, values, bars_to_roll(from_block, end_minute_ms=minute_ms), timings)
+        bars.indicators_compute(TIMEFRAMES)
+        values = shard_values(block=block, metrics=metrics, indicators=bars.indicators)
+    return ShardIndicators(minute_ms, symbols, values, bars_to_roll(bars.from_block, end_minute_ms=minute_ms), timings)
 
 
 def minute_time(minute_ms: int) -> datetime:
@@ -284,13 +289,17 @@ def shard_indicators_run(
     symbols: Sequence[str],
     block: np.ndarray | None = None,
     metrics: dict[str, np.ndarray] | None = None,
+    bars: ShardBars | None = None,
     observe: Callable[[str, float], None] | None = None,
 ) -> dict[str, float]:
     """The whole indicators stage of one shard at minute t; returns milliseconds per stage.
 
-    The shard tick passes the 1m block and window metrics it already has, which saves reading the block again.
+    The shard tick passes the 1m block and window metrics it already has, which saves reading the block again, and
+    the bars its rules computed indicators from, if any.
     """
-    result = shard_indicators_compute(client, minute_ms=minute_ms, symbols=symbols, block=block, metrics=metrics)
+    result = shard_indicators_compute(
+        client, minute_ms=minute_ms, symbols=symbols, block=block, metrics=metrics, bars=bars
+    )
     timings = result.timings
     # The snapshot first: the API reads it, and it is the cheapest write; the database row is the record.
     with _stage("snapshot", timings):

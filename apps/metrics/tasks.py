@@ -15,6 +15,7 @@ from apps.collector.store import redis_client
 from screener_project.observability import TICK_STAGE_SECONDS
 
 from . import services
+from .shard_bars import ShardBars
 
 logger = logging.getLogger(__name__)
 
@@ -57,11 +58,23 @@ def shard_indicators(minute_ms: int, symbols: list[str]) -> dict[str, float]:
 
 
 def indicators_on_block(
-    *, minute_ms: int, symbols: list[str], block: np.ndarray, metrics: dict[str, np.ndarray]
+    *,
+    minute_ms: int,
+    symbols: list[str],
+    block: np.ndarray,
+    metrics: dict[str, np.ndarray],
+    bars: ShardBars | None = None,
 ) -> dict[str, float]:
-    """The indicators stage inside the shard tick, on the 1m block and window metrics it already has."""
+    """The indicators stage inside the shard tick, on the 1m block and window metrics it already has (and the bars
+    and indicators its rules computed, when a rule names an indicator)."""
     timings = services.shard_indicators_run(
-        redis_client(), minute_ms=minute_ms, symbols=symbols, block=block, metrics=metrics, observe=_observe
+        redis_client(),
+        minute_ms=minute_ms,
+        symbols=symbols,
+        block=block,
+        metrics=metrics,
+        bars=bars,
+        observe=_observe,
     )
     logger.info(
         "indicators minute %d: %d symbols, %s", minute_ms, len(symbols), {k: round(v, 2) for k, v in timings.items()}

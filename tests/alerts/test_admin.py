@@ -84,6 +84,9 @@ def test_condition_edit_changes_the_next_evaluation(admin_client):
         ({"conditions": "__import__('os').system('x') > 1"}, "conditions", "unknown function"),
         ({"conditions": "change_1h == 1"}, "conditions", "'=='"),
         ({"conditions": "max_n(range_pct, minutes) < 1"}, "conditions", "unknown name 'minutes'"),
+        ({"conditions": "change_1h > 1\nrsi_14_2h < 30"}, "conditions", "unknown name 'rsi_14_2h'"),
+        ({"conditions": "rsi_15_1h < 30"}, "conditions", "unknown name 'rsi_15_1h'"),
+        ({"parameters": '{"rsi_14_1h": 30}'}, "parameters", "would hide the metric"),
         ({"conditions": "min_n(body, 2000) > 0"}, "conditions", "from 1 to 1440"),
         ({"conditions": "  \n "}, "conditions", "at least one condition"),
         ({"parameters": '{"change_1h_min": "high"}'}, "parameters", "parameter 'change_1h_min' must be a finite"),
@@ -130,6 +133,26 @@ def test_compose_a_new_rule_without_code(admin_client):
     block = block_of([climb, flat])
     fired = rules_evaluate(rules_load(), rule_context(candles=block, metrics=window_metrics(block)))
     assert fired["quiet_climb"].tolist() == [True, False]
+
+
+def test_a_rule_naming_indicators_is_accepted_and_knows_its_timeframes(admin_client):
+    response = admin_client.post(
+        reverse("admin:alerts_alertrule_add"),
+        {
+            "rule_type": "oversold_bounce",
+            "name": "Oversold Bounce",
+            "category": "bull",
+            "timeframe": "1h",
+            "enabled": "on",
+            "cooldown_minutes": 30,
+            "parameters": '{"oversold": 30}',
+            "conditions": "rsi_14_1h < oversold\nmacd_hist_15m > 0\nclose < bb_lower_4h",
+        },
+    )
+    assert response.status_code == 302
+    (rule,) = [r for r in rules_load() if r.rule_type == "oversold_bounce"]
+    assert rule.indicator_timeframes == ("15m", "1h", "4h")
+    assert rule.inputs == ("rsi_14_1h", "macd_hist_15m", "close", "bb_lower_4h")
 
 
 def test_builtin_rule_type_is_read_only_and_not_deletable(admin_client):

@@ -11,14 +11,21 @@ import pandas as pd
 import pytest
 from django.core.management import CommandError, call_command
 
-from apps.alerts.backtest import _cooldown_keep, backtest_run, frames_from_database, frames_from_files
-from apps.alerts.engine import rule_context, rules_evaluate, rules_load
+from apps.alerts.backtest import _cooldown_keep, _grid, backtest_run, frames_from_database, frames_from_files
+from apps.alerts.engine import rule_compile, rule_context, rules_evaluate, rules_load
 from apps.alerts.models import AlertHistory
 from apps.alerts.services import alerts_fire
+from apps.alerts.tick import rule_indicators_load
 from apps.collector.candles import FIELDS, MINUTE_MS, Candle
 from apps.collector.models import Candle1m
 from apps.collector.store import active_symbols_set, candles_matrix, candles_store
+from apps.metrics.bars import TIMEFRAMES
+from apps.metrics.history_closes import HistoryCloses
+from apps.metrics.indicators import INDICATOR_NAMES
+from apps.metrics.services import shard_indicators_run
+from apps.metrics.shard_bars import indicators_by_timeframe, shard_bars
 from apps.metrics.windows import LONGEST_WINDOW, window_metrics
+from tests.metrics.test_bars import seed_history
 
 pytestmark = pytest.mark.django_db
 
@@ -91,6 +98,137 @@ def test_live_path_over_redis_yields_the_backtest_alert_set(frames, redis_client
         alert = stored[(row.symbol, row.alert_type, row.candle_open_time)]
         assert alert.price == row.price
         assert alert.change_pct == row.change_pct or (alert.change_pct is None and np.isnan(row.change_pct))
+
+
+# Rules over indicators of every family and of timeframes served by the block alone (5m), by the block and the bar
+# store (15m, 1h, 4h) and by the bar store only (8h).
+INDICATOR_RULES = [
+    ("rsi_hot_5m", ["rsi_14_5m > 63"]),
+    ("dip_in_uptrend", ["rsi_14_15m < 46", "macd_1h > macd_signal_1h"]),
+    ("under_the_band", ["close < bb_lower_15m", "bb_middle_4h > 0"]),
+    ("slow_turn", ["macd_hist_4h > 0", "macd_hist_15m < 0", "rsi_14_8h > 45"]),
+]
+
+
+def replay_live(client, data: dict[str, pd.DataFrame], rules, first_ms: int, last_ms: int, *, on_minute=None) -> None:
+    """Minute by minute as the live system: the warm-up (1m ring and the bar history the exchange's klines give),
+    then per minute the shard tick (rules, with the indicators they name, and alerts) and its indicators stage,
+    which rolls the bars forward."""
+    symbols = sorted(data)
+    active_symbols_set(client, symbols)
+    history = [
+        candle
+        for symbol, frame in data.items()
+        for candle in frame_candles(
+            symbol, frame[frame["open_time"].between(first_ms - LONGEST_WINDOW * MINUTE_MS, last_ms)]
+        )
+    ]
+    candles_store(client, [c for c in history if c.open_time < first_ms], mark_closed=False)
+    seed_history(client, data, first_ms - MINUTE_MS)  # complete bars before the first live minute
+    by_minute: dict[int, list[Candle]] = {}
+    for candle in history:
+        if candle.open_time >= first_ms:
+            by_minute.setdefault(candle.open_time, []).append(candle)
+    for minute in range(first_ms, last_ms + MINUTE_MS, MINUTE_MS):
+        candles_store(client, by_minute.get(minute, []), mark_closed=False)
+        block = candles_matrix(client, symbols, end_minute_ms=minute, length=LONGEST_WINDOW)
+        metrics = window_metrics(block)
+        indicators, bars = rule_indicators_load(client, rules=rules, minute_ms=minute, symbols=symbols, block=block)
+        context = rule_context(candles=block, metrics=metrics, indicators=indicators)
+        fired = rules_evaluate(rules, context)
+        stamps = {"candle_close_ms": minute + MINUTE_MS, "received_ms": 0, "evaluated_ms": 0}
+        alerts_fire(minute_ms=minute, symbols=symbols, fired=fired, context=context, rules=rules, timestamps=stamps)
+        shard_indicators_run(client, minute_ms=minute, symbols=symbols, block=block, metrics=metrics, bars=bars)
+        if on_minute is not None:
+            on_minute(minute, bars)
+
+
+@pytest.mark.django_db(transaction=True)  # the indicators stage commits its rows as in production
+def test_live_path_with_indicator_rules_yields_the_backtest_alerts_and_values(frames, redis_client):
+    symbols = sorted(frames)
+    first_ms = int(frames[symbols[0]]["open_time"].iloc[0]) + 6 * 1440 * MINUTE_MS + 600 * MINUTE_MS
+    last_ms = first_ms + 179 * MINUTE_MS
+    data = with_gaps(frames, first_ms)
+    rules = [rule_compile(rule_type=name, conditions=conditions, parameters={}) for name, conditions in INDICATOR_RULES]
+    expected = backtest_run(frames=data, rules=rules, start_ms=first_ms, end_ms=last_ms)
+    counts = expected.alerts["alert_type"].value_counts()
+    assert len(counts) == len(INDICATOR_RULES) and counts.min() >= 3, counts  # each rule has something to agree on
+
+    # At some minutes, the closes each timeframe's indicators read, live (the shard's bars, which the indicators
+    # stage completed) against the backtest's history of each symbol.
+    grids = {symbol: _grid(frame) for symbol, frame in data.items()}
+    checked = []
+
+    def compare(minute: int, bars) -> None:
+        if (minute - first_ms) // MINUTE_MS % 45 != 17:
+            return
+        live = bars.closes
+        for s, symbol in enumerate(symbols):
+            grid, first = grids[symbol]
+            start = first - (LONGEST_WINDOW - 1) * MINUTE_MS
+            history = HistoryCloses(grid, grid_start_ms=start, timeframes=list(TIMEFRAMES), count=live["5m"].shape[1])
+            column = np.array([(minute - start) // MINUTE_MS])
+            backtest_closes = history.closes(column)
+            backtest_values = indicators_by_timeframe(backtest_closes)
+            for tf in TIMEFRAMES:
+                assert np.array_equal(backtest_closes[tf][0], live[tf][s], equal_nan=True), (symbol, tf, minute)
+                for name in INDICATOR_NAMES:
+                    got, want = backtest_values[tf][name][0], bars.indicators[tf][name][s]
+                    assert got == want or (np.isnan(got) and np.isnan(want)), (symbol, tf, name, minute)
+        checked.append(minute)
+
+    replay_live(redis_client, data, rules, first_ms, last_ms, on_minute=compare)
+    assert len(checked) == 4
+
+    live = {
+        (a.symbol, a.alert_type, int(a.triggered_at.timestamp() * 1000) - MINUTE_MS): a
+        for a in AlertHistory.objects.all()
+    }
+    assert set(live) == expected.keys()
+    # The indicator values in each alert's metadata are the backtest's, to the last bit.
+    for row in expected.alerts.itertuples(index=False):
+        alert = live[(row.symbol, row.alert_type, row.candle_open_time)]
+        rule = next(r for r in rules if r.rule_type == row.alert_type)
+        for label in rule.inputs:
+            assert alert.metadata["metrics"][label] == getattr(row, label), (row.symbol, row.alert_type, label)
+
+
+@pytest.mark.parametrize("bars_kept", [200, 300])  # 300: more 5m bars than the 1m block holds, NaN before it
+@pytest.mark.parametrize("day_minute", [0, 7, 1439])
+def test_backtest_closes_are_the_live_tick_closes(frames, redis_client, settings, bars_kept, day_minute):
+    """At minutes around a UTC day boundary, with missing candles before and at the forming bars."""
+    settings.INDICATOR_BARS = bars_kept
+    symbols = sorted(frames)
+    origin = int(frames[symbols[0]]["open_time"].iloc[0])
+    minute = (origin // (1440 * MINUTE_MS) + 5) * 1440 * MINUTE_MS + day_minute * MINUTE_MS
+    data = with_gaps(frames, minute - 20 * MINUTE_MS)
+    seed_history(redis_client, data, minute - 45 * MINUTE_MS)  # the warm-up was 45 minutes ago
+    history = [
+        candle
+        for symbol, frame in data.items()
+        for candle in frame_candles(symbol, frame[frame["open_time"].between(minute - 1439 * MINUTE_MS, minute)])
+    ]
+    candles_store(redis_client, history, mark_closed=False)
+    block = candles_matrix(redis_client, symbols, end_minute_ms=minute, length=LONGEST_WINDOW)
+    # The ticks of the last 45 minutes rolled their forming bars into the store.
+    from apps.collector.bars_store import bars_roll
+    from apps.metrics.bars import bars_to_roll
+
+    for earlier in range(minute - 44 * MINUTE_MS, minute, MINUTE_MS):
+        old = candles_matrix(redis_client, symbols, end_minute_ms=earlier, length=LONGEST_WINDOW)
+        bars = shard_bars(minute_ms=earlier, symbols=symbols, block=old)
+        bars_roll(redis_client, symbols=symbols, bars=bars_to_roll(bars.from_block, end_minute_ms=earlier))
+    live = shard_bars(minute_ms=minute, symbols=symbols, block=block)
+    live.closes_load(redis_client, TIMEFRAMES)
+    for s, symbol in enumerate(symbols):
+        grid, first = _grid(data[symbol])
+        start = first - (LONGEST_WINDOW - 1) * MINUTE_MS
+        history_closes = HistoryCloses(grid, grid_start_ms=start, timeframes=list(TIMEFRAMES), count=bars_kept)
+        got = history_closes.closes(np.array([(minute - start) // MINUTE_MS]))
+        for tf in TIMEFRAMES:
+            assert np.array_equal(got[tf][0], live.closes[tf][s], equal_nan=True), (symbol, tf)
+    if bars_kept > 288:
+        assert np.isnan(live.closes["5m"][:, 0]).all()  # older than the block: the live tick has no 5m bar there
 
 
 def test_cooldown_keeps_the_first_of_each_cooldown_span():

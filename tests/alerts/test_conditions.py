@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from apps.alerts.builtin_rules import BUILTIN_RULES
@@ -101,3 +102,67 @@ def test_division_by_a_zero_metric_never_fires(context):
     assert condition.evaluate(context).tolist() == [False, False]
     condition = condition_compile("change_5m / (vol_5m - vol_5m) < 0", parameters={})
     assert condition.evaluate(context).tolist() == [False, False]
+
+
+INDICATORS = ("rsi_14", "macd", "macd_signal", "macd_hist", "bb_upper", "bb_middle", "bb_lower")
+INDICATOR_TIMEFRAMES = ("5m", "15m", "1h", "4h", "8h", "1d")
+
+
+@pytest.mark.parametrize("timeframe", INDICATOR_TIMEFRAMES)
+@pytest.mark.parametrize("indicator", INDICATORS)
+def test_every_indicator_of_every_timeframe_is_a_name(indicator, timeframe):
+    name = f"{indicator}_{timeframe}"
+    condition = condition_compile(f"{name} > close * 0.5", parameters={})
+    assert condition.inputs == (name, "close")
+    assert condition.indicator_timeframes == (timeframe,)
+    rule = rule_compile(rule_type="x", conditions=[f"{name} > 0", "change_1h > 0"], parameters={})
+    assert rule.indicator_timeframes == (timeframe,)
+
+
+def test_a_rule_knows_every_indicator_timeframe_it_needs_in_order():
+    rule = rule_compile(
+        rule_type="x",
+        conditions=["rsi_14_1d < 30", "macd_hist_5m > macd_hist_1h", "change_15m > 0", "bb_lower_1h < close"],
+        parameters={},
+    )
+    assert rule.indicator_timeframes == ("5m", "1h", "1d")
+    assert rule.inputs == ("rsi_14_1d", "macd_hist_5m", "macd_hist_1h", "change_15m", "bb_lower_1h", "close")
+    plain = rule_compile(rule_type="y", conditions=["change_15m > 0", "min_n(body, 3) > 0"], parameters={})
+    assert plain.indicator_timeframes == ()
+
+
+@pytest.mark.parametrize(
+    ("text", "token"),
+    [
+        ("rsi_14_2h < 30", "rsi_14_2h"),
+        ("rsi_15_1h < 30", "rsi_15_1h"),
+        ("change_1h > 0 < macd_1w", "macd_1w"),
+        ("bb_upper < close", "bb_upper"),
+        ("rsi_14 < 30", "rsi_14"),
+        ("max_n(rsi_14_1h, 3) > 1", "rsi_14_1h"),  # an indicator is one value per row, not a candle series
+    ],
+)
+def test_a_misspelt_indicator_is_refused_naming_it(text, token):
+    with pytest.raises(ConditionError) as raised:
+        condition_compile(text, parameters={})
+    assert raised.value.token == token
+    assert token in str(raised.value)
+
+
+def test_a_parameter_may_not_hide_an_indicator():
+    with pytest.raises(ConditionError) as raised:
+        parameters_validate({"rsi_14_1h": 30})
+    assert raised.value.token == "rsi_14_1h"
+
+
+def test_indicator_conditions_read_the_context_and_never_fire_without_a_value():
+    up = candles_from_segments([Segment(15, 1.5, 1000)])
+    block = block_of([up, up, up])
+    block[:, 2, -1] = float("nan")  # no candle at minute t: no indicator value, as the backtest has no such row
+    indicators = {"rsi_14_1h": np.array([25.0, 35.0, 25.0]), "macd_hist_5m": np.array([0.1, -0.1, 0.1])}
+    context = rule_context(candles=block, metrics=window_metrics(block), indicators=indicators)
+    assert condition_compile("rsi_14_1h < 30", parameters={}).evaluate(context).tolist() == [True, False, False]
+    assert condition_compile("macd_hist_5m > 0", parameters={}).evaluate(context).tolist() == [True, False, False]
+    without = rule_context(candles=block, metrics=window_metrics(block))
+    assert condition_compile("rsi_14_1h < 30", parameters={}).evaluate(without).tolist() == [False] * 3
+    assert condition_compile("rsi_14_1h > 30", parameters={}).evaluate(without).tolist() == [False] * 3

@@ -1,11 +1,14 @@
-"""An independent, per-symbol pandas reading of SPEC §2 and §4: which alerts a data set should produce.
+"""An independent, per-symbol pandas reading of SPEC §2, §3 and §4: which alerts a data set should produce.
 
-Written straight from the specification with pandas rolling windows, sharing no code with the engine.
+Written straight from the specification with pandas rolling windows, pandas bars and the `ta` library, sharing no
+code with the engine.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
+import ta
 
 WINDOWS = {"5m": 5, "15m": 15, "1h": 60, "8h": 480, "1d": 1440}
 
@@ -97,6 +100,66 @@ def predicted_alerts(
                     continue
                 alerts.add((symbol, rule_type, int(minute)))
                 last_fired = minute
+    return alerts
+
+
+# Custom rules naming indicators (SPEC §3), as stored, and the same conditions read directly below.
+INDICATOR_RULES: dict[str, list[str]] = {
+    "hot_momentum": ["rsi_14_5m > 78", "macd_hist_15m > 0"],
+    "band_breakout": ["close > bb_upper_15m", "rsi_14_1h > 70"],
+}
+BAR_MINUTES = {"5m": 5, "15m": 15, "1h": 60}
+
+
+def bar_closes(candles: pd.DataFrame, minute_ms: int, minutes: int, count: int) -> np.ndarray:
+    """Closes of the last `count` clock-aligned bars at minute t, the newest being the forming bar of the candles so
+    far: each bar's close is its newest candle's, NaN where a bar has no candle or lies before the data."""
+    so_far = candles[candles["open_time"] <= minute_ms]
+    step = minutes * 60_000
+    last_close = so_far.groupby(so_far["open_time"] // step * step)["close"].last()
+    opens = minute_ms // step * step - step * np.arange(count)[::-1]
+    return last_close.reindex(opens).to_numpy(dtype=float)
+
+
+def ta_at(closes: np.ndarray) -> dict[str, float]:
+    """ta 0.11 on the closes from the first known bar, at the newest bar."""
+    series = pd.Series(closes[int(np.argmax(~np.isnan(closes))) :])
+    return {
+        "rsi_14": ta.momentum.RSIIndicator(series).rsi().iloc[-1],
+        "macd_hist": ta.trend.MACD(series).macd_diff().iloc[-1],
+        "bb_upper": ta.volatility.BollingerBands(series).bollinger_hband().iloc[-1],
+    }
+
+
+def predicted_indicator_alerts(
+    frames: dict[str, pd.DataFrame],
+    *,
+    first_minute_ms: int,
+    last_minute_ms: int,
+    count: int,
+    cooldown_minutes: int = 5,
+) -> dict[tuple[str, str, int], dict[str, float]]:
+    """(symbol, rule_type, minute open ms) -> the indicator values read, for every INDICATOR_RULES alert in range."""
+    alerts: dict[tuple[str, str, int], dict[str, float]] = {}
+    for symbol, candles in frames.items():
+        last_fired: dict[str, int] = {}
+        minutes = candles["open_time"][candles["open_time"].between(first_minute_ms, last_minute_ms)]
+        for minute in minutes.astype(int):
+            at = {tf: ta_at(bar_closes(candles, minute, n, count)) for tf, n in BAR_MINUTES.items()}
+            close = float(candles.loc[candles["open_time"] == minute, "close"].iloc[0])
+            holds = {
+                "hot_momentum": at["5m"]["rsi_14"] > 78 and at["15m"]["macd_hist"] > 0,
+                "band_breakout": close > at["15m"]["bb_upper"] and at["1h"]["rsi_14"] > 70,
+            }
+            values = {
+                "hot_momentum": {"rsi_14_5m": at["5m"]["rsi_14"], "macd_hist_15m": at["15m"]["macd_hist"]},
+                "band_breakout": {"bb_upper_15m": at["15m"]["bb_upper"], "rsi_14_1h": at["1h"]["rsi_14"]},
+            }
+            for rule_type, fires in holds.items():
+                previous = last_fired.get(rule_type)
+                if fires and (previous is None or minute - previous >= cooldown_minutes * 60_000):
+                    alerts[(symbol, rule_type, minute)] = values[rule_type]
+                    last_fired[rule_type] = minute
     return alerts
 
 

@@ -28,7 +28,7 @@ from apps.alerts.models import AlertHistory, AlertRule
 from apps.collector.candles import MINUTE_MS, data_files, read_csv_candles
 from apps.collector.models import Candle1m
 
-from .oracle import alert_counts, predicted_alerts
+from .oracle import INDICATOR_RULES, alert_counts, predicted_alerts, predicted_indicator_alerts
 from .processes import BIN, ProcessGroup, free_port, http_ok, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -98,6 +98,12 @@ def test_replayed_candles_reach_the_database_once_and_predicted_alerts_reach_web
     for rule in BUILTIN_RULES:
         AlertRule.objects.update_or_create(
             rule_type=rule["rule_type"], defaults={**rule, "is_builtin": True, "cooldown_minutes": 5, "enabled": True}
+        )
+    # Custom rules naming indicators: their bars come from the 1m ring and the bar history the collector seeds from
+    # the simulator's klines at warm-up.
+    for rule_type, conditions in INDICATOR_RULES.items():
+        AlertRule.objects.create(
+            rule_type=rule_type, name=rule_type, conditions=conditions, parameters={}, cooldown_minutes=5, enabled=True
         )
     first_open = int(min(frame["open_time"].iloc[0] for frame in replay_frames.values()))
     start_ms = first_open + REPLAY_START_HOURS * 60 * MINUTE_MS
@@ -213,14 +219,25 @@ def test_replayed_candles_reach_the_database_once_and_predicted_alerts_reach_web
         for column in ("open", "high", "low", "close", "volume", "quote_volume"):
             assert mine[column].to_list() == expected[column].to_list(), (symbol, column)
 
-    # alert_history holds exactly the predicted alerts.
+    # alert_history holds exactly the predicted alerts, those of the indicator rules with the indicators' values.
     predicted = predicted_alerts(replay_frames, first_minute_ms=ticked[0], last_minute_ms=last_minute)
-    fired = {
-        (a.symbol, a.alert_type, int(a.triggered_at.timestamp() * 1000) - MINUTE_MS) for a in AlertHistory.objects.all()
+    by_indicators = predicted_indicator_alerts(
+        replay_frames, first_minute_ms=ticked[0], last_minute_ms=last_minute, count=settings.INDICATOR_BARS
+    )
+    assert by_indicators, "the replayed stretch should produce indicator alerts"
+    predicted |= set(by_indicators)
+    stored = {
+        (a.symbol, a.alert_type, int(a.triggered_at.timestamp() * 1000) - MINUTE_MS): a
+        for a in AlertHistory.objects.all()
     }
+    fired = set(stored)
     print(f"ticked minutes: {len(ticked)}; alerts: {len(fired)} {alert_counts(fired)}")
     assert predicted, "the replayed stretch should produce alerts"
     assert fired == predicted, (sorted(fired - predicted), sorted(predicted - fired), ticked[0])
+    for alert_key, values in by_indicators.items():
+        metrics = stored[alert_key].metadata["metrics"]
+        for label, value in values.items():
+            assert metrics[label] == pytest.approx(value, rel=1e-9), (alert_key, label)
 
     # The backtest, run over the same data and minutes with the rules as stored, prints the same alert set.
     backtest = backtest_run(frames=replay_frames, rules=rules_load(), start_ms=ticked[0], end_ms=last_minute)

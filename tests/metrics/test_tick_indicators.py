@@ -58,7 +58,7 @@ def test_a_catch_up_sends_older_minutes_and_a_failure_to_the_queue(redis_client,
         symbols=SYMBOLS,
         received_ms=end_ms + MINUTE_MS,
         enqueue_indicators=lambda minute, symbols: enqueued.append(minute),
-        indicators=lambda minute, symbols, block, metrics: ran.append((minute, block.shape, len(metrics))),
+        indicators=lambda minute, symbols, block, metrics, bars: ran.append((minute, block.shape, len(metrics))),
     )
     assert enqueued == [end_ms - 2 * MINUTE_MS, end_ms - MINUTE_MS]
     assert [minute for minute, _, _ in ran] == [end_ms]
