@@ -161,6 +161,26 @@ def test_rules_without_indicators_compute_no_bars_before_their_alerts(redis_clie
     assert before_alerts == [] and stages == [None]
 
 
+def test_a_symbol_without_a_candle_at_t_fires_no_indicator_rule(redis_client, frames, monkeypatch):
+    """Its forming bar still has a close (an earlier minute's), but like the backtest, which has no row for it, the
+    tick does not evaluate it; a symbol the ring never saw is dropped from the indicators stage, nothing breaks."""
+    symbols = sorted(frames)
+    end_ms = int(frames[symbols[0]]["open_time"].iloc[ROW])
+    quiet = symbols[3]
+    candles = []
+    for symbol, frame in frames.items():
+        candles += as_candles(symbol, frame.iloc[ROW - 1439 : ROW + (0 if symbol == quiet else 1)])
+    candles_store(redis_client, candles, mark_closed=False)
+    seed_history(redis_client, frames, end_ms)
+    add_rule("any_rsi_1h", ["rsi_14_1h > 0"], {})
+    monkeypatch.setattr(alert_tasks, "_enqueue_indicators", lambda *args: pytest.fail("handed to the queue"))
+    redis_client.set(key("shard", 0, "last_minute"), end_ms - MINUTE_MS)
+    shard = [*symbols, "GHOSTUSDT"]
+    alert_tasks.shard_tick(minute_ms=end_ms, shard=0, symbols=shard, received_ms=end_ms + MINUTE_MS)
+    assert set(fired_by("any_rsi_1h")) == set(symbols) - {quiet}
+    assert {symbol for symbol, _ in stored_rows(end_ms)} == set(symbols)  # the quiet one has earlier candles
+
+
 @override_settings(ALERTS_NEAR_REAL_TIME=True, SHARD_COUNT=1)
 def test_the_forming_minute_sees_indicators_of_its_forming_bars(redis_client, frames, settings):
     symbols = sorted(frames)
