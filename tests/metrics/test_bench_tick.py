@@ -6,7 +6,7 @@ import io
 import json
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 from apps.alerts.management.commands.bench_tick import STAGES
 from apps.metrics.models import MetricsCalculated
@@ -84,3 +84,16 @@ def test_bench_tick_baseline_figure_is_printed():
     lines = out.getvalue().strip().splitlines()
     assert json.loads(lines[-1])["baseline_pandas_ta_ms"] > 0
     assert "symbol by symbol with pandas and ta" in lines[-2]
+
+
+@pytest.mark.django_db
+def test_bench_tick_times_a_rule_naming_indicators_before_the_alerts():
+    out = io.StringIO()
+    call_command("bench_tick", symbols=16, repeat=1, json=True, condition=["rsi_14_1h < 30"], stdout=out)
+    assert json.loads(out.getvalue().strip().splitlines()[-1])["rules"] > 0
+
+
+@pytest.mark.django_db
+def test_bench_tick_refuses_a_bad_condition_naming_the_token():
+    with pytest.raises(CommandError, match="rsi_14_2h"):
+        call_command("bench_tick", symbols=16, repeat=1, condition=["rsi_14_2h < 30"], stdout=io.StringIO())

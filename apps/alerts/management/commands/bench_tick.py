@@ -26,7 +26,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
-from apps.alerts.engine import rule_context, rules_evaluate, rules_load
+from apps.alerts.engine import CompiledRule, RuleError, rule_compile, rule_context, rules_evaluate, rules_load
+from apps.alerts.tick import rule_indicators_load
 from apps.collector.bars_store import BAR_INTERVALS, bars_matrices, bars_roll
 from apps.collector.candles import FIELD_INDEX, FIELDS, MINUTE_MS, data_files, read_csv_candles
 from apps.collector.store import (
@@ -64,6 +65,14 @@ class Command(BaseCommand):
         parser.add_argument("--shards", type=int, default=settings.SHARD_COUNT)
         parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
         parser.add_argument(
+            "--condition",
+            action="append",
+            default=[],
+            metavar="TEXT",
+            help="evaluate one more rule made of these conditions (repeatable), e.g. 'rsi_14_1h < 30': a rule naming "
+            "indicators puts their timeframes before the alerts, timed within rules",
+        )
+        parser.add_argument(
             "--baseline",
             type=int,
             default=0,
@@ -85,6 +94,14 @@ class Command(BaseCommand):
         files = data_files(options["data"])
         if not files:
             raise CommandError(f"no <SYMBOL>-1m*.csv[.gz] files under {options['data']}")
+        extra_rules = []
+        if options["condition"]:
+            try:
+                extra_rules = [
+                    rule_compile(rule_type="bench_condition", conditions=options["condition"], parameters={})
+                ]
+            except RuleError as error:
+                raise CommandError(f"--condition: {error}") from None
         original_prefix = settings.REDIS_KEY_PREFIX
         # Every key of the run lives under this prefix (key() reads the setting), so a live screener is untouched.
         settings.REDIS_KEY_PREFIX = f"{original_prefix}:bench:{os.getpid()}"
@@ -101,7 +118,10 @@ class Command(BaseCommand):
                     f"built {count} symbols in {time.perf_counter() - started:.1f} s; Redis bytes per symbol: "
                     f"1m ring {ring_bytes}, bar history {bar_bytes}; load average {os.getloadavg()[0]:.2f}"
                 )
-            runs = [_tick(client, symbols, minute_ms, options["shards"], rep) for rep in range(options["repeat"])]
+            runs = [
+                _tick(client, symbols, minute_ms, options["shards"], rep, extra_rules)
+                for rep in range(options["repeat"])
+            ]
             baseline_ms = None
             if options["baseline"] > 0:
                 sample = symbols[: options["baseline"]]
@@ -111,7 +131,9 @@ class Command(BaseCommand):
                 baseline_ms = (time.perf_counter() - started) * 1000 * len(symbols) / len(sample)
             walls = []
             if options["workers"] > 1:
-                walls = _ticks_in_workers(symbols, minute_ms, options["shards"], options["workers"], options["repeat"])
+                walls = _ticks_in_workers(
+                    symbols, minute_ms, options["shards"], options["workers"], options["repeat"], extra_rules
+                )
         finally:
             _cleanup(client, symbols, minute_ms)
             settings.REDIS_KEY_PREFIX = original_prefix
@@ -200,12 +222,16 @@ def _build(client, files: dict[str, list[Path]], count: int) -> tuple[list[str],
     return symbols, minute_ms
 
 
-def _tick(client, symbols: list[str], minute_ms: int, shard_count: int, rep: int) -> dict[str, float]:
+def _tick(
+    client, symbols: list[str], minute_ms: int, shard_count: int, rep: int, extra_rules: list[CompiledRule]
+) -> dict[str, float]:
     """One minute tick of every shard, one after the other as a single worker would run them."""
-    return _tick_shards(client, shards_split(symbols, shard_count=shard_count), minute_ms, rep)
+    return _tick_shards(client, shards_split(symbols, shard_count=shard_count), minute_ms, rep, extra_rules)
 
 
-def _tick_shards(client, shards: list[list[str]], minute_ms: int, rep: int) -> dict[str, float]:
+def _tick_shards(
+    client, shards: list[list[str]], minute_ms: int, rep: int, extra_rules: list[CompiledRule]
+) -> dict[str, float]:
     """The tick of these shards, one after the other.
 
     Each repetition writes its database rows at a minute of its own, so that they are inserts as in a live tick
@@ -226,9 +252,13 @@ def _tick_shards(client, shards: list[list[str]], minute_ms: int, rep: int) -> d
         t = timed("load", t)
         metrics = window_metrics(block)
         t = timed("window_metrics", t)
-        rules_evaluate(rules_load(), rule_context(candles=block, metrics=metrics))
+        rules = [*rules_load(), *extra_rules]
+        named, bars = rule_indicators_load(client, rules=rules, minute_ms=minute_ms, symbols=shard, block=block)
+        rules_evaluate(rules, rule_context(candles=block, metrics=metrics, indicators=named))
         t = timed("rules", t)
-        result = shard_indicators_compute(client, minute_ms=minute_ms, symbols=shard, block=block, metrics=metrics)
+        result = shard_indicators_compute(
+            client, minute_ms=minute_ms, symbols=shard, block=block, metrics=metrics, bars=bars
+        )
         t = timed("indicators", t)
         metrics_calculated_upsert(result=dataclasses.replace(result, minute_ms=minute_ms - rep * MINUTE_MS))
         t = timed("database", t)
@@ -288,11 +318,13 @@ def _symbol_by_symbol(client, symbol: str, minute_ms: int) -> dict[str, float]:
     return out
 
 
-def _worker_tick(shards: list[list[str]], minute_ms: int, rep: int) -> None:
-    _tick_shards(redis_client(), shards, minute_ms, rep)
+def _worker_tick(shards: list[list[str]], minute_ms: int, rep: int, extra_rules: list[CompiledRule]) -> None:
+    _tick_shards(redis_client(), shards, minute_ms, rep, extra_rules)
 
 
-def _ticks_in_workers(symbols: list[str], minute_ms: int, shard_count: int, workers: int, repeat: int) -> list[float]:
+def _ticks_in_workers(
+    symbols: list[str], minute_ms: int, shard_count: int, workers: int, repeat: int, extra_rules: list[CompiledRule]
+) -> list[float]:
     """Wall-clock milliseconds of `repeat` ticks whose shards are spread over `workers` processes, as a deployment
     with that many worker processes runs them (each shard a task, taken by whichever worker is free)."""
     shards = [s for s in shards_split(symbols, shard_count=shard_count) if s]
@@ -300,11 +332,12 @@ def _ticks_in_workers(symbols: list[str], minute_ms: int, shard_count: int, work
     connection.close()  # each forked worker opens its own database connection
     walls = []
     with multiprocessing.get_context("fork").Pool(workers) as pool:
-        pool.starmap(_worker_tick, [(part, minute_ms, repeat) for part in share])  # warm-up: connections, caches
+        # Warm-up: connections, caches.
+        pool.starmap(_worker_tick, [(part, minute_ms, repeat, extra_rules) for part in share])
         for rep in range(repeat):
             started = time.perf_counter()
             # Minutes of their own again, after those of the single-process ticks.
-            pool.starmap(_worker_tick, [(part, minute_ms, repeat + 1 + rep) for part in share])
+            pool.starmap(_worker_tick, [(part, minute_ms, repeat + 1 + rep, extra_rules) for part in share])
             walls.append((time.perf_counter() - started) * 1000)
     return walls
 
