@@ -4,7 +4,8 @@ It runs once the shard's alerts are out, so nothing here delays an alert: inside
 alerts were computed from (no second read), or as its own task on the indicators queue (a shard catching up on
 missed minutes, a retry). Every step is one vectorized pass over the shard and one round trip to its store: one
 Redis read of the 1m block (unless given) and one of the bar history, one DELETE and one INSERT for the (symbol,
-timeframe) rows, one script call that rolls bars forward, one that writes snapshots.
+timeframe) rows, one script call that rolls bars forward (plus the bars of any symbol whose previous stage is
+more than a few minutes old: apps.metrics.bars_repair), one that writes snapshots.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from apps.collector.store import candles_matrix, key
 from apps.metrics.windows import LONGEST_WINDOW, WINDOWS, window_metrics
 
 from .bars import TIMEFRAMES, bars_to_roll
+from .bars_repair import bars_missed_roll
 from .indicators import INDICATOR_NAMES
 from .selectors import SNAPSHOT_FIELDS, snapshot_read  # noqa: F401 - the API reads snapshots through here too
 from .shard_bars import ShardBars, shard_bars
@@ -65,6 +67,9 @@ class ShardIndicators:
     values: dict[str, np.ndarray]
     rolled: dict[str, np.ndarray]
     timings: dict[str, float] = field(default_factory=dict)
+    # Every bar opening inside the 1m block, `{tf: (bars, open ms of the first)}`: what a repair after missed ticks
+    # writes from.
+    from_block: dict[str, tuple[np.ndarray, int]] = field(default_factory=dict)
 
 
 @contextmanager
@@ -128,7 +133,8 @@ def shard_indicators_compute(
     with _stage("indicators", timings):
         bars.indicators_compute(TIMEFRAMES)
         values = shard_values(block=block, metrics=metrics, indicators=bars.indicators)
-    return ShardIndicators(minute_ms, symbols, values, bars_to_roll(bars.from_block, end_minute_ms=minute_ms), timings)
+    rolled = bars_to_roll(bars.from_block, end_minute_ms=minute_ms)
+    return ShardIndicators(minute_ms, symbols, values, rolled, timings, from_block=bars.from_block)
 
 
 def minute_time(minute_ms: int) -> datetime:
@@ -306,6 +312,7 @@ def shard_indicators_run(
         snapshot_write(client, result=result)
     with _stage("bars_roll", timings):
         bars_roll(client, symbols=result.symbols, bars=result.rolled)
+        bars_missed_roll(client, symbols=result.symbols, from_block=result.from_block, minute_ms=minute_ms)
     with _stage("database", timings):
         metrics_calculated_upsert(result=result)
     client.set(key("indicators", "last"), orjson.dumps({"minute_ms": minute_ms, "finished_ms": now_ms()}))

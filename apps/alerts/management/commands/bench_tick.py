@@ -40,6 +40,7 @@ from apps.collector.store import (
     rows_encode,
 )
 from apps.metrics.bars import TIMEFRAMES, bars_from_block
+from apps.metrics.bars_repair import bars_missed_roll
 from apps.metrics.services import metrics_calculated_upsert, minute_time, shard_indicators_compute, snapshot_write
 from apps.metrics.sharding import shards_split
 from apps.metrics.windows import LONGEST_WINDOW, WINDOWS, window_metrics
@@ -263,6 +264,7 @@ def _tick_shards(
         metrics_calculated_upsert(result=dataclasses.replace(result, minute_ms=minute_ms - rep * MINUTE_MS))
         t = timed("database", t)
         bars_roll(client, symbols=result.symbols, bars=result.rolled)
+        bars_missed_roll(client, symbols=result.symbols, from_block=result.from_block, minute_ms=minute_ms)
         t = timed("bars_roll", t)
         snapshot_write(client, result=result)
         timed("snapshot", t)
