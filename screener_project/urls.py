@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
@@ -10,3 +11,5 @@ urlpatterns = [
     path("api/", include("apps.api.urls")),
     path("metrics", metrics, name="metrics"),
 ]
+if settings.COMPAT_PREFIX:  # SPEC §5b: the existing web client's contract, under its own prefix
+    urlpatterns.append(path(f"{settings.COMPAT_PREFIX}/", include("apps.api.compat.urls")))

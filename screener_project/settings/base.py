@@ -33,6 +33,7 @@ INSTALLED_APPS = [
     "apps.alerts",
     "apps.alerts.notifications",
     "apps.api",
+    "apps.api.compat",
 ]
 
 MIDDLEWARE = [
@@ -210,6 +211,15 @@ SUPABASE_JWKS_CACHE_SECONDS = env.int("SUPABASE_JWKS_CACHE_SECONDS", default=600
 # Persistent threads (each with its own reused database connection) that run the REST views under ASGI; 0 = Django's
 # default of a fresh thread, and so a fresh database connection, per request.
 API_VIEW_THREADS = env.int("API_VIEW_THREADS", default=8)
+
+# --- API: compatibility surface for the existing web client (SPEC §5b) -----------------------------
+# Mounted at /<COMPAT_PREFIX>/api/... and /<COMPAT_PREFIX>/ws/alerts; empty turns it off.
+COMPAT_PREFIX = env("COMPAT_PREFIX", default="compat/pulsaryx").strip("/")
+# Signs the tokens its login issues (HS256); separate from Supabase's, so neither surface accepts the other's.
+COMPAT_JWT_SECRET = env("COMPAT_JWT_SECRET", default=SECRET_KEY)
+COMPAT_TOKEN_TTL_SECONDS = env.int("COMPAT_TOKEN_TTL_SECONDS", default=7 * 24 * 3600)
+# The client polls about 75 requests a minute per tab: its signed-in users get a limit well above ANON_RATE_LIMIT.
+COMPAT_USER_RATE_LIMIT = env("COMPAT_USER_RATE_LIMIT", default="1200/minute")
 
 # --- Operations ----------------------------------------------------------------------------------
 # Structured logs: one JSON object per line (LOG_FORMAT=console for a readable terminal). Django hands LOGGING to
