@@ -2,4 +2,11 @@
 
 from __future__ import annotations
 
-urlpatterns: list = []
+from django.urls import include, path
+
+urlpatterns = [
+    # Market data, alerts, health: what the client polls.
+    path("", include("apps.api.compat.market_urls")),
+    # Login, the user, watchlist, rule switches, webhooks.
+    path("", include("apps.api.compat.account_urls")),
+]
