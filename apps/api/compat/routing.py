@@ -1,5 +1,21 @@
-"""WebSocket routes of the compatibility surface, under settings.COMPAT_PREFIX (SPEC §5b)."""
+"""WebSocket routes of the compatibility surface, under settings.COMPAT_PREFIX (SPEC §5b), behind the origin check."""
 
 from __future__ import annotations
 
-websocket_urlpatterns: list = []
+from django.conf import settings
+from django.urls import path
+
+from apps.api.ws_origin import SettingsOriginValidator
+
+from .consumers import CompatAlertConsumer
+
+alerts_app = SettingsOriginValidator(CompatAlertConsumer.as_asgi())
+
+websocket_urlpatterns: list = (
+    [
+        path(f"{settings.COMPAT_PREFIX}/ws/alerts", alerts_app),
+        path(f"{settings.COMPAT_PREFIX}/ws/alerts/", alerts_app),
+    ]
+    if settings.COMPAT_PREFIX
+    else []
+)
