@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from django.http import HttpResponse
+from django.utils.cache import patch_vary_headers
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers, status
@@ -23,9 +24,19 @@ MAX_KLINES = 1500
 _rule_type_format = serializers.RegexField(RULE_TYPE_PATTERN)
 
 
-def _json(body: bytes) -> HttpResponse:
-    # Prebuilt JSON (cached per symbol): no DRF rendering of a half-megabyte list on every poll.
-    return HttpResponse(body, content_type="application/json")
+def _accepts_gzip(request) -> bool:
+    return "gzip" in request.META.get("HTTP_ACCEPT_ENCODING", "").lower()
+
+
+def _snapshot_response(request, build) -> HttpResponse:
+    """A prebuilt JSON body (cached per symbol), gzipped when the client accepts it: no DRF rendering of a
+    megabyte-sized list on every 2-second poll."""
+    gzipped = _accepts_gzip(request)
+    response = HttpResponse(build(gzipped=gzipped), content_type="application/json")
+    if gzipped:
+        response["Content-Encoding"] = "gzip"
+    patch_vary_headers(response, ["Accept-Encoding"])
+    return response
 
 
 @extend_schema_field(OpenApiTypes.STR)
@@ -93,7 +104,7 @@ class MetricsListApi(CompatApi):
         ),
     )
     def get(self, request):
-        return _json(market_selectors.metrics_all_json())
+        return _snapshot_response(request, market_selectors.metrics_all_json)
 
 
 class TickerListApi(CompatApi):
@@ -120,7 +131,7 @@ class TickerListApi(CompatApi):
         ),
     )
     def get(self, request):
-        return _json(market_selectors.tickers_all_json())
+        return _snapshot_response(request, market_selectors.tickers_all_json)
 
 
 class AlertListApi(CompatApi):

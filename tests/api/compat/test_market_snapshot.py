@@ -216,3 +216,20 @@ def test_tickers_come_from_the_real_snapshot_writer(api, redis_client):
     assert float(ticker["quoteVolume"]) == pytest.approx(result.values["volume"][d, 0], abs=1e-8)
     assert float(ticker["weightedAvgPrice"]) == pytest.approx(result.values["vwap"][d, 0], abs=1e-8)
     assert all(isinstance(ticker[name], str) for name in ("lastPrice", "highPrice", "lowPrice", "quoteVolume"))
+
+
+def test_metrics_and_tickers_are_gzipped_for_clients_that_accept_it(api, redis_client):
+    import gzip
+    import json
+
+    snapshot_write(redis_client, result=shard(["BTCUSDT", "ETHUSDT"]))
+    for path in ("/api/metrics/", "/api/tickers"):
+        plain = api.get(f"{P}{path}")
+        packed = api.get(f"{P}{path}", HTTP_ACCEPT_ENCODING="gzip, deflate, br")
+        assert packed["Content-Encoding"] == "gzip" and "Accept-Encoding" in packed["Vary"]
+        assert "Content-Encoding" not in plain
+        assert json.loads(gzip.decompress(packed.content)) == plain.json() != []
+    # A newer snapshot shows in the compressed body too: nothing stale is reused.
+    snapshot_write(redis_client, result=shard(["BTCUSDT", "ETHUSDT"], minute_ms=MINUTE_MS + 60_000, seed=9))
+    packed = api.get(f"{P}/api/metrics/", HTTP_ACCEPT_ENCODING="gzip")
+    assert json.loads(gzip.decompress(packed.content))[0]["timeframes"]["5m"]["time"] == "2026-11-20T10:29:00Z"
