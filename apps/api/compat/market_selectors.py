@@ -358,7 +358,7 @@ def klines_list(*, symbol: str, interval: str, limit: int) -> list[list]:
     """
     step_ms = int(KLINE_INTERVALS[interval].total_seconds() * 1000)
     rows = {row[0]: tuple(row[1:]) for row in _candle_rows(symbol=symbol, interval=interval, limit=limit)}
-    if interval in BAR_INTERVALS and rows and len(rows) <= limit:
+    if interval in BAR_INTERVALS and rows:
         newest, oldest = max(rows), min(rows)
         ring = _ring_rows(symbol=symbol, interval=interval, newest_open_ms=newest, count=limit)
         for open_ms, bar in ring.items():
