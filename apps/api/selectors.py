@@ -66,7 +66,8 @@ def metrics_latest(*, symbol: str) -> dict:
         return {"symbol": symbol, "timestamp": None, "timeframes": {}}
     rows = MetricsCalculated.objects.filter(symbol=symbol, time=newest).values("timeframe", *SNAPSHOT_FIELDS)
     timeframes = {row.pop("timeframe"): row for row in rows}
-    return {"symbol": symbol, "timestamp": iso_utc(newest), "timeframes": timeframes}
+    # Rows are keyed by minute t's open; the snapshot's timestamp is its close (when the values became known).
+    return {"symbol": symbol, "timestamp": iso_utc(newest + timedelta(minutes=1)), "timeframes": timeframes}
 
 
 _CANDLES_1M_SQL = """
@@ -86,13 +87,19 @@ GROUP BY bucket ORDER BY bucket DESC LIMIT %(limit)s
 """
 
 
-def candles_list(*, symbol: str, interval: str, limit: int) -> list[dict]:
-    """The newest `limit` candles of `interval` (from candles_1m; the newest bar may still be forming), oldest first."""
-    step = INTERVALS[interval]
-    sql = _CANDLES_1M_SQL if interval == "1m" else _CANDLES_AGG_SQL
+def candle_rows(*, symbol: str, step: timedelta, limit: int) -> list[tuple]:
+    """The newest `limit` candles of `step` (one minute: candles_1m as stored; longer: aggregated on UTC boundaries,
+    the newest bar possibly still forming), newest first: (open time, open, high, low, close, volume, quote volume,
+    trades, taker buy volume, taker buy quote volume)."""
+    sql = _CANDLES_1M_SQL if step == timedelta(minutes=1) else _CANDLES_AGG_SQL
     with connection.cursor() as cursor:
         cursor.execute(sql, {"symbol": symbol, "limit": limit, "step": step})
-        rows = cursor.fetchall()
+        return cursor.fetchall()
+
+
+def candles_list(*, symbol: str, interval: str, limit: int) -> list[dict]:
+    """The newest `limit` candles of `interval` (from candles_1m; the newest bar may still be forming), oldest first."""
+    rows = candle_rows(symbol=symbol, step=INTERVALS[interval], limit=limit)
     return [
         {"time": iso_utc(row[0]), **dict(zip(CANDLE_FIELDS, row[1:], strict=True))} | {"trades": int(row[7] or 0)}
         for row in reversed(rows)

@@ -133,7 +133,8 @@ def test_metrics_fall_back_to_metrics_calculated(api):
         MetricsCalculated.objects.create(time=T0 - timedelta(minutes=1), symbol="ETHUSDT", timeframe=timeframe, close=1)
         MetricsCalculated.objects.create(time=T0, symbol="ETHUSDT", timeframe=timeframe, close=close, rsi_14=40.0)
     body = api.get("/api/metrics/ETHUSDT").json()
-    assert body["symbol"] == "ETHUSDT" and body["timestamp"] == "2026-11-20T10:00:00Z"
+    # The values of minute T0 are known at its close, as the live snapshot says.
+    assert body["symbol"] == "ETHUSDT" and body["timestamp"] == "2026-11-20T10:01:00Z"
     assert body["timeframes"]["5m"]["close"] == 10.0 and body["timeframes"]["1h"]["close"] == 11.0
     assert body["timeframes"]["1h"]["rsi_14"] == 40.0 and body["timeframes"]["1h"]["macd"] is None
 

@@ -16,11 +16,10 @@ from decimal import Decimal
 
 import numpy as np
 import orjson
-from django.db import connection
 
 from apps.alerts.models import AlertRule
 from apps.alerts.selectors import alert_payload, alerts_list, iso_utc
-from apps.api.selectors import _CANDLES_1M_SQL, _CANDLES_AGG_SQL
+from apps.api.selectors import candle_rows
 from apps.collector.bars_store import BAR_INTERVALS, bar_count, bars_matrices
 from apps.collector.candles import FIELD_INDEX, MINUTE_MS
 from apps.collector.store import key, redis_client
@@ -323,11 +322,7 @@ def _kline(open_ms: int, step_ms: int, values: Iterable[float]) -> list:
 
 def _candle_rows(*, symbol: str, interval: str, limit: int) -> list[tuple]:
     """(open ms, open, high, low, close, volume, quote volume, trades, taker base, taker quote), newest first."""
-    step = KLINE_INTERVALS[interval]
-    sql = _CANDLES_1M_SQL if interval == "1m" else _CANDLES_AGG_SQL
-    with connection.cursor() as cursor:
-        cursor.execute(sql, {"symbol": symbol, "limit": limit, "step": step})
-        rows = cursor.fetchall()
+    rows = candle_rows(symbol=symbol, step=KLINE_INTERVALS[interval], limit=limit)
     return [(int(row[0].timestamp() * 1000), *row[1:]) for row in rows]
 
 
