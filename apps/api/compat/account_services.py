@@ -45,19 +45,15 @@ class WatchlistError(ValueError):
 
 
 def account_profile_get(*, user) -> AccountProfile:
-    """The user's profile, created with the defaults the first time it is asked for."""
-    profile = getattr(user, "_compat_profile_cache", None)
-    if profile is None:
-        profile, _ = AccountProfile.objects.get_or_create(user=user)
-        user._compat_profile_cache = profile
+    """The user's profile as stored now (never cached on the user object, which may live as long as a socket),
+    created with the defaults the first time it is asked for."""
+    profile, _ = AccountProfile.objects.get_or_create(user=user)
     return profile
 
 
 def _profile_for_update(*, user) -> AccountProfile:
     AccountProfile.objects.get_or_create(user=user)
-    profile = AccountProfile.objects.select_for_update().get(user=user)
-    user._compat_profile_cache = profile
-    return profile
+    return AccountProfile.objects.select_for_update().get(user=user)
 
 
 # --- Rule switches ---------------------------------------------------------------------------------
@@ -244,7 +240,6 @@ def compat_destinations_sync(*, user) -> None:
     A change of URL, bot token or chat id lifts a pause (the old address was what failed).
     """
     profile = account_profile_get(user=user)
-    profile.refresh_from_db(fields=["disabled_rule_types", "watchlist"])
     webhooks = list(UserWebhook.objects.filter(user=user).select_related("destination"))
     # A destination no webhook points at any more (its webhook was deleted in the admin) must stop receiving.
     Destination.objects.filter(owner=user).exclude(

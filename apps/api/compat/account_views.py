@@ -107,6 +107,10 @@ class LoginApi(CompatApi):
         email = serializers.CharField(max_length=254, trim_whitespace=True)
         password = serializers.CharField(max_length=1024, trim_whitespace=False)
 
+    def get_authenticate_header(self, request) -> str:
+        # A refused login is 401 (with no authenticator DRF would make it 403): the client's "not signed in".
+        return "Bearer"
+
     @extend_schema(summary="Sign in with email and password", request=InputSerializer, responses=SessionSerializer)
     def post(self, request):
         body = self.InputSerializer(data=request.data)
