@@ -26,7 +26,17 @@ class PausedFilter(admin.SimpleListFilter):
 
 @admin.register(Destination)
 class DestinationAdmin(admin.ModelAdmin):
-    list_display = ["name", "kind", "enabled", "state", "paused_reason", "consecutive_failures", "pending", "user_id", "owner"]
+    list_display = [
+        "name",
+        "kind",
+        "enabled",
+        "state",
+        "paused_reason",
+        "consecutive_failures",
+        "pending",
+        "user_id",
+        "owner",
+    ]
     list_filter = [PausedFilter, "kind", "enabled"]
     search_fields = ["name", "url", "telegram_chat_id", "user_id"]
     readonly_fields = [

@@ -183,7 +183,9 @@ class AlertRuleDetailApi(CompatApi):
 
         enabled = serializers.BooleanField()
 
-    @extend_schema(summary="Switch a rule on or off for this user only", request=InputSerializer, responses=RuleSerializer)
+    @extend_schema(
+        summary="Switch a rule on or off for this user only", request=InputSerializer, responses=RuleSerializer
+    )
     def put(self, request, rule_type: str):
         plain = rule_type_of(rule_type)
         if not services.known_rule_type(plain):
@@ -247,15 +249,21 @@ class WatchlistApi(CompatApi):
     def get(self, request):
         return Response(selectors.watchlist_payload(services.account_profile_get(user=request.user)))
 
-    @extend_schema(summary="Add a symbol (404 when the screener does not know it)", request=SymbolSerializer,
-                   responses=WatchlistSerializer)
+    @extend_schema(
+        summary="Add a symbol (404 when the screener does not know it)",
+        request=SymbolSerializer,
+        responses=WatchlistSerializer,
+    )
     def post(self, request):
         body = self.SymbolSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         return _watchlist_call(services.watchlist_add, user=request.user, symbol=body.validated_data["symbol"])
 
-    @extend_schema(summary="Remove a symbol (`{symbol}` in the body or `?symbol=`)", request=SymbolSerializer,
-                   responses=WatchlistSerializer)
+    @extend_schema(
+        summary="Remove a symbol (`{symbol}` in the body or `?symbol=`)",
+        request=SymbolSerializer,
+        responses=WatchlistSerializer,
+    )
     def delete(self, request):
         data = request.data if isinstance(request.data, dict) and request.data else request.query_params
         body = self.SymbolSerializer(data=data)
@@ -272,7 +280,12 @@ class WatchlistApi(CompatApi):
 class WatchlistSymbolApi(CompatApi):
     permission_classes = [IsAuthenticated]
 
-    @extend_schema(summary="Remove a symbol named in the path", request=None, responses=WatchlistSerializer)
+    @extend_schema(
+        summary="Remove a symbol named in the path",
+        operation_id="compat_pulsaryx_api_watchlist_symbol_destroy",
+        request=None,
+        responses=WatchlistSerializer,
+    )
     def delete(self, request, symbol: str):
         body = WatchlistApi.SymbolSerializer(data={"symbol": symbol})
         body.is_valid(raise_exception=True)

@@ -1,5 +1,7 @@
 """Sign-in of the compatibility surface (SPEC §5b): login, refresh, me, and what makes the client log out (401)."""
 
+# Fixtures come from account_fixtures by import (this package keeps no conftest of its own), hence F401/F811.
+# ruff: noqa: F401, F811
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
@@ -11,7 +13,7 @@ from rest_framework.test import APIClient
 from apps.api.compat.models import AccountProfile
 from apps.api.compat.tokens import compat_token_issue, compat_token_user
 
-from .account_fixtures import PASSWORD, anon, client_of, make_user, prefix, signed_in, user  # noqa: F401
+from .account_fixtures import PASSWORD, anon, client_of, make_user, prefix, signed_in, user
 
 pytestmark = pytest.mark.django_db
 
@@ -152,9 +154,7 @@ def test_no_token_is_401(anon, path):
     assert response.status_code == 401
 
 
-@pytest.mark.parametrize(
-    "header", ["Bearer not-a-jwt", "Bearer a b", "Basic dXNlcjpwdw=="]
-)
+@pytest.mark.parametrize("header", ["Bearer not-a-jwt", "Bearer a b", "Basic dXNlcjpwdw=="])
 def test_a_bad_token_is_401(anon, header):
     anon.credentials(HTTP_AUTHORIZATION=header)
     assert anon.get(prefix() + "/api/me").status_code == 401

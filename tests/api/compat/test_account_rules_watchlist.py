@@ -1,5 +1,7 @@
 """Per-user rule switches and the watchlist of the compatibility surface (SPEC §5b)."""
 
+# Fixtures come from account_fixtures by import (this package keeps no conftest of its own), hence F401/F811.
+# ruff: noqa: F401, F811
 from __future__ import annotations
 
 import pytest
@@ -10,7 +12,7 @@ from apps.api.compat.account_services import WATCHLIST_MAX
 from apps.api.compat.base import rule_id
 from apps.collector.models import Symbol
 
-from .account_fixtures import anon, client_of, make_user, prefix, signed_in, user  # noqa: F401
+from .account_fixtures import anon, client_of, make_user, prefix, signed_in, user
 
 pytestmark = pytest.mark.django_db
 
@@ -48,11 +50,16 @@ def test_a_users_switch_does_not_affect_another_user(make_user, signed_in):
 
 
 def test_a_switch_accepts_the_plain_rule_type_and_can_be_turned_back_on(client_of, user):
-    assert client_of.put(prefix() + "/api/alert-rules/pioneer_bull", {"enabled": False}, format="json").status_code == 200
+    assert (
+        client_of.put(prefix() + "/api/alert-rules/pioneer_bull", {"enabled": False}, format="json").status_code == 200
+    )
     assert compat_user_alert_types(user) == frozenset(
         AlertRule.objects.exclude(rule_type="pioneer_bull").values_list("rule_type", flat=True)
     )
-    assert client_of.put(prefix() + "/api/alert-rules/futures_pioneer_bull", {"enabled": True}, format="json").status_code == 200
+    assert (
+        client_of.put(prefix() + "/api/alert-rules/futures_pioneer_bull", {"enabled": True}, format="json").status_code
+        == 200
+    )
     assert rules_of(client_of)["futures_pioneer_bull"]["enabled"] is True
     assert compat_user_alert_types(user) is None
 
@@ -64,7 +71,9 @@ def test_switching_on_a_globally_disabled_rule_leaves_it_disabled(client_of):
 
 
 def test_an_unknown_rule_is_404(client_of):
-    assert client_of.put(prefix() + "/api/alert-rules/futures_nope", {"enabled": False}, format="json").status_code == 404
+    assert (
+        client_of.put(prefix() + "/api/alert-rules/futures_nope", {"enabled": False}, format="json").status_code == 404
+    )
 
 
 @pytest.mark.parametrize("body", [{}, {"enabled": "maybe"}, {"enabled": None}])

@@ -1,6 +1,8 @@
 """Users' webhooks of the compatibility surface (SPEC §5b): CRUD, ownership, validation, and real delivery of alerts
 through the notifications pipeline to a local HTTP receiver."""
 
+# Fixtures come from account_fixtures by import (this package keeps no conftest of its own), hence F401/F811.
+# ruff: noqa: F401, F811
 from __future__ import annotations
 
 import hashlib
@@ -14,7 +16,7 @@ from apps.alerts.notifications.transports import transport_for
 from apps.api.compat.models import UserWebhook
 from tests.notifications.receiver import Reply
 
-from .account_fixtures import (  # noqa: F401
+from .account_fixtures import (
     anon,
     client_of,
     drain,
@@ -86,7 +88,11 @@ def test_list_get_update_and_delete(client_of, user):
     assert response.status_code == 200
     assert (response.json()["name"], response.json()["scope"]) == ("renamed", "watchlist")
     assert response.json()["webhook_url"] == "https://discord.com/api/webhooks/1/x"
-    response = client_of.put(url(second["id"]), {"webhook_type": "slack", "webhook_url": "https://hooks.slack.com/services/T/B/x"}, format="json")
+    response = client_of.put(
+        url(second["id"]),
+        {"webhook_type": "slack", "webhook_url": "https://hooks.slack.com/services/T/B/x"},
+        format="json",
+    )
     assert response.status_code == 200 and response.json()["webhook_type"] == "slack"
     assert UserWebhook.objects.get(pk=second["id"]).destination.kind == "slack"
 
@@ -201,7 +207,11 @@ def test_a_telegram_webhook_is_mirrored_with_its_chat(client_of):
     body = create(client_of, webhook_type="telegram", webhook_url="", config={"bot_token": "123:AB", "chat_id": -100})
     assert body.status_code == 201 and body.json()["config"] == {"bot_token": "123:AB", "chat_id": "-100"}
     destination = Destination.objects.get()
-    assert (destination.kind, destination.telegram_bot_token, destination.telegram_chat_id) == ("telegram", "123:AB", "-100")
+    assert (destination.kind, destination.telegram_bot_token, destination.telegram_chat_id) == (
+        "telegram",
+        "123:AB",
+        "-100",
+    )
 
 
 def test_an_update_is_validated_against_the_stored_fields(client_of):
@@ -220,7 +230,9 @@ def received_symbols(receiver) -> list[str]:
     return [a["symbol"] for r in receiver.requests for a in r.json()["alerts"]]
 
 
-def test_a_fired_alert_reaches_the_users_http_webhook_signed(fast_notifications, receiver, client_of, make_alert, drain):
+def test_a_fired_alert_reaches_the_users_http_webhook_signed(
+    fast_notifications, receiver, client_of, make_alert, drain
+):
     body = create(client_of, webhook_url=receiver.url + "/hook", max_alerts_per_minute=60).json()
     destination = UserWebhook.objects.get(pk=body["id"]).destination
     alert = make_alert(symbol="ETHUSDT")
