@@ -228,7 +228,8 @@ def _destination_fields(*, webhook: UserWebhook, profile: AccountProfile, user) 
         "excluded_rule_types": list(profile.disabled_rule_types),
         "symbols": list(profile.watchlist) if watch_only else [],
         # A watchlist-scoped webhook with an empty watchlist wants nothing (an empty symbol filter would mean all).
-        "enabled": webhook.is_enabled and not (watch_only and not profile.watchlist),
+        # A deactivated account's webhooks stop too (the admin's save of the user runs this sync).
+        "enabled": webhook.is_enabled and user.is_active and not (watch_only and not profile.watchlist),
         "min_interval_seconds": 60.0 / max(1, webhook.max_alerts_per_minute),
     }
 

@@ -5,9 +5,7 @@ One class per resource, each with its input serializer; the logic is in account_
 
 from __future__ import annotations
 
-import ipaddress
 import json
-import re
 
 from django.conf import settings
 from django.contrib.auth import authenticate, get_user_model
@@ -20,16 +18,14 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.throttling import SimpleRateThrottle
 
-from apps.alerts.notifications.safety import UnsafeDestination, address_allowed, url_check_syntax
-
 from . import account_selectors as selectors
 from . import account_services as services
+from .account_checks import UnsafeDestination, telegram_config_errors, webhook_url_check
 from .base import CompatApi, rule_type_of
 from .models import UserWebhook
 from .tokens import compat_token_issue
 
 symbol_validator = RegexValidator(r"^[A-Z0-9]{2,32}$", "Must be a symbol of 2-32 letters and digits, e.g. BTCUSDT.")
-TELEGRAM_CHAT_ID = re.compile(r"^(-?\d{1,20}|@[A-Za-z][A-Za-z0-9_]{3,64})$")
 CONFIG_MAX_CHARS = 2000
 
 
@@ -323,7 +319,7 @@ class WebhookSerializer(serializers.Serializer):
             "config": attrs.get("config", instance.config if instance else {}) or {},
         }
         if merged["webhook_type"] == UserWebhook.Type.TELEGRAM:
-            errors = _telegram_config_errors(merged["config"])
+            errors = telegram_config_errors(merged["config"])
             if errors:
                 raise ValidationError({"config": errors})
             if merged["webhook_url"]:
@@ -344,32 +340,10 @@ class WebhookSerializer(serializers.Serializer):
 
 
 def _check_url(url: str) -> None:
-    """The notifications' SSRF syntax check, plus: a host written as an IP address must be public."""
     try:
-        _, host, _ = url_check_syntax(url)
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
-            return  # a name: resolved and checked when sending
-        if not address_allowed(address):
-            raise UnsafeDestination(f"{host} is not a public address.")
+        webhook_url_check(url)
     except UnsafeDestination as exc:
         raise ValidationError({"webhook_url": [str(exc)]}) from None
-
-
-def _telegram_config_errors(config: dict) -> dict[str, list[str]]:
-    errors: dict[str, list[str]] = {}
-    token = config.get("bot_token")
-    if not isinstance(token, str) or not token.strip():
-        errors["bot_token"] = ["A Telegram webhook needs config.bot_token (from @BotFather)."]
-    elif ":" not in token or "/" in token or len(token) > 100:
-        errors["bot_token"] = ["A bot token looks like 123456:ABC-DEF..."]
-    chat_id = config.get("chat_id")
-    if isinstance(chat_id, bool) or not isinstance(chat_id, str | int) or str(chat_id).strip() == "":
-        errors["chat_id"] = ["A Telegram webhook needs config.chat_id."]
-    elif not TELEGRAM_CHAT_ID.match(str(chat_id).strip()):
-        errors["chat_id"] = ["A chat id is a number (negative for groups) or @channelname."]
-    return errors
 
 
 class WebhookPayloadSerializer(serializers.Serializer):

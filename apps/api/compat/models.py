@@ -7,6 +7,7 @@ mirrors it (apps.api.compat.account_services.compat_destinations_sync keeps the 
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 
 
@@ -83,3 +84,24 @@ class UserWebhook(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.webhook_type}) of {self.user}"
+
+    def clean(self) -> None:
+        """The API's checks, for edits in the admin."""
+        from .account_checks import UnsafeDestination, telegram_config_errors, webhook_url_check
+
+        errors: dict[str, str] = {}
+        if not isinstance(self.config, dict):
+            errors["config"] = "A JSON object."
+        elif self.webhook_type == self.Type.TELEGRAM:
+            missing = telegram_config_errors(self.config)
+            if missing:
+                errors["config"] = " ".join(m for messages in missing.values() for m in messages)
+        if self.webhook_url or self.webhook_type != self.Type.TELEGRAM:
+            try:
+                webhook_url_check(self.webhook_url)
+            except UnsafeDestination as exc:
+                errors["webhook_url"] = str(exc)
+        if not 1 <= (self.max_alerts_per_minute or 0) <= 600:
+            errors["max_alerts_per_minute"] = "Between 1 and 600."
+        if errors:
+            raise ValidationError(errors)
