@@ -68,7 +68,8 @@ def user_rules(*, user) -> list[dict[str, Any]]:
 
 
 def compat_user_alert_types(user) -> frozenset[str] | None:
-    """The rule types this user receives: None when they switched none off (every rule), else the enabled ones."""
+    """The rule types this user receives: None when they switched none off (every rule), else every rule type but
+    the ones they switched off (a rule disabled for everyone fires for no one, so it needs no filtering here)."""
     disabled = set(account_profile_get(user=user).disabled_rule_types)
     if not disabled:
         return None

@@ -10,7 +10,7 @@ from . import account_views as views
 
 
 def route(pattern: str, view, name: str):
-    return re_path(rf"^{pattern}/?$", pooled_view(view.as_view()), name=name)
+    return re_path(rf"^{pattern}(?:/)?$", pooled_view(view.as_view()), name=name)
 
 
 urlpatterns = [
