@@ -26,10 +26,29 @@ class PausedFilter(admin.SimpleListFilter):
 
 @admin.register(Destination)
 class DestinationAdmin(admin.ModelAdmin):
-    list_display = ["name", "kind", "enabled", "state", "paused_reason", "consecutive_failures", "pending", "user_id"]
+    list_display = [
+        "name",
+        "kind",
+        "enabled",
+        "state",
+        "paused_reason",
+        "consecutive_failures",
+        "pending",
+        "user_id",
+        "owner",
+    ]
     list_filter = [PausedFilter, "kind", "enabled"]
     search_fields = ["name", "url", "telegram_chat_id", "user_id"]
-    readonly_fields = ["paused_at", "paused_reason", "consecutive_failures", "user_id", "created_at", "updated_at"]
+    readonly_fields = [
+        "paused_at",
+        "paused_reason",
+        "consecutive_failures",
+        "user_id",
+        "owner",
+        "created_at",
+        "updated_at",
+    ]
+    list_select_related = ["owner"]
     actions = ["resume", "pause"]
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     fieldsets = [
@@ -42,10 +61,27 @@ class DestinationAdmin(admin.ModelAdmin):
                 "Generic webhooks are signed with the secret (HMAC-SHA256).",
             },
         ),
-        ("Filters", {"fields": ["rule_types", "symbols"], "description": "JSON lists; empty means all."}),
+        (
+            "Filters",
+            {
+                "fields": ["rule_types", "symbols", "excluded_rule_types", "min_interval_seconds"],
+                "description": "JSON lists; empty rule types or symbols mean all, excluded rule types are never sent. "
+                "A destination with an owner mirrors that user's webhook and is rewritten when the user changes it.",
+            },
+        ),
         (
             "Health",
-            {"fields": ["paused_at", "paused_reason", "consecutive_failures", "user_id", "created_at", "updated_at"]},
+            {
+                "fields": [
+                    "paused_at",
+                    "paused_reason",
+                    "consecutive_failures",
+                    "user_id",
+                    "owner",
+                    "created_at",
+                    "updated_at",
+                ]
+            },
         ),
     ]
 

@@ -32,10 +32,13 @@ DEFAULTS: dict[str, Any] = {
     "NOTIFICATIONS_INTERVAL_TELEGRAM_GROUP": _env.float("NOTIFICATIONS_INTERVAL_TELEGRAM_GROUP", default=3.0),
     "NOTIFICATIONS_INTERVAL_DISCORD": _env.float("NOTIFICATIONS_INTERVAL_DISCORD", default=2.0),
     "NOTIFICATIONS_INTERVAL_WEBHOOK": _env.float("NOTIFICATIONS_INTERVAL_WEBHOOK", default=0.2),
+    # Slack incoming webhooks: about one message a second.
+    "NOTIFICATIONS_INTERVAL_SLACK": _env.float("NOTIFICATIONS_INTERVAL_SLACK", default=1.0),
     # Alerts per message: Discord allows 10 embeds; Telegram is cut by its 4096-character limit too.
     "NOTIFICATIONS_BATCH_DISCORD": 10,
     "NOTIFICATIONS_BATCH_TELEGRAM": _env.int("NOTIFICATIONS_BATCH_TELEGRAM", default=25),
     "NOTIFICATIONS_BATCH_WEBHOOK": _env.int("NOTIFICATIONS_BATCH_WEBHOOK", default=50),
+    "NOTIFICATIONS_BATCH_SLACK": _env.int("NOTIFICATIONS_BATCH_SLACK", default=20),
 }
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import secrets
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 
@@ -17,12 +18,14 @@ def _new_secret() -> str:
 
 
 class Destination(models.Model):
-    """An operator-defined channel, or the mirror of one user's webhook from UserSettings (`user_id` set)."""
+    """An operator-defined channel, the mirror of one user's webhook from UserSettings (`user_id` set), or the
+    mirror of a webhook a signed-in user of the compatibility surface created (`owner` set, apps.api.compat)."""
 
     class Kind(models.TextChoices):
         DISCORD = "discord", "Discord webhook"
         TELEGRAM = "telegram", "Telegram chat"
         WEBHOOK = "webhook", "Generic JSON webhook"
+        SLACK = "slack", "Slack incoming webhook"
 
     name = models.CharField(max_length=100)
     kind = models.CharField(max_length=16, choices=Kind.choices)
@@ -35,13 +38,26 @@ class Destination(models.Model):
     # Empty list = every rule type / every symbol.
     rule_types = models.JSONField(default=list, blank=True)
     symbols = models.JSONField(default=list, blank=True)
+    # Rule types never sent here, whatever `rule_types` says: the rules the owner switched off.
+    excluded_rule_types = models.JSONField(default=list, blank=True)
     enabled = models.BooleanField(default=True)
+    # At least this many seconds between two messages when longer than the channel's own interval (a user's
+    # "max alerts per minute"); null = the channel's interval only.
+    min_interval_seconds = models.FloatField(null=True, blank=True)
     # Set by delivery when the destination keeps failing; deliveries wait (pending) until an operator resumes it.
     paused_at = models.DateTimeField(null=True, blank=True)
     paused_reason = models.CharField(max_length=300, blank=True, default="")
     consecutive_failures = models.PositiveIntegerField(default=0)
     # The Supabase user id whose UserSettings this row mirrors; null for operator destinations.
     user_id = models.CharField(max_length=64, null=True, blank=True, unique=True)
+    # The Django user whose compatibility-surface webhook this row mirrors; null for the others.
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="notification_destinations",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -57,13 +73,17 @@ class Destination(models.Model):
         return self.paused_at is not None
 
     def matches(self, *, alert_type: str, symbol: str) -> bool:
-        return (not self.rule_types or alert_type in self.rule_types) and (not self.symbols or symbol in self.symbols)
+        return (
+            (not self.rule_types or alert_type in self.rule_types)
+            and alert_type not in (self.excluded_rule_types or ())
+            and (not self.symbols or symbol in self.symbols)
+        )
 
     def clean(self) -> None:
         from .safety import UnsafeDestination, url_check_syntax
 
         errors: dict[str, str] = {}
-        if self.kind in (self.Kind.DISCORD, self.Kind.WEBHOOK):
+        if self.kind in (self.Kind.DISCORD, self.Kind.WEBHOOK, self.Kind.SLACK):
             if not self.url:
                 errors["url"] = f"A {self.get_kind_display()} needs a URL."
             else:
@@ -78,7 +98,9 @@ class Destination(models.Model):
                 errors["telegram_bot_token"] = "A bot token looks like 123456:ABC-DEF..."
             if not self.telegram_chat_id:
                 errors["telegram_chat_id"] = "A Telegram destination needs the chat id."
-        for field in ("rule_types", "symbols"):
+        if self.min_interval_seconds is not None and not 0 <= self.min_interval_seconds <= 3600:
+            errors["min_interval_seconds"] = "Between 0 and 3600 seconds."
+        for field in ("rule_types", "symbols", "excluded_rule_types"):
             value = getattr(self, field)
             if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
                 errors[field] = "A list of strings (empty means all)."

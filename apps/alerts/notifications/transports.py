@@ -25,6 +25,8 @@ from .safety import UnsafeDestination, url_resolve_safe
 
 USER_AGENT = "screener-notifications/1"
 TELEGRAM_TEXT_LIMIT = 4096
+# Slack truncates a message's text beyond 40,000 characters and advises staying under 4,000.
+SLACK_TEXT_LIMIT = 4000
 # HTTP statuses meaning the destination itself is wrong (gone, forbidden): pause it at once.
 DESTINATION_BROKEN_STATUSES = {401, 403, 404, 410}
 
@@ -162,7 +164,12 @@ class Transport:
         return min(len(messages), conf(f"NOTIFICATIONS_BATCH_{self.kind.upper()}"))
 
     def interval(self) -> float:
-        """Minimum seconds between two requests to this destination."""
+        """Minimum seconds between two requests to this destination: the channel's, or the destination's own when
+        longer."""
+        return max(self.channel_interval(), self.destination.min_interval_seconds or 0.0)
+
+    def channel_interval(self) -> float:
+        """Minimum seconds between two requests the channel itself allows."""
         return float(conf(f"NOTIFICATIONS_INTERVAL_{self.kind.upper()}"))
 
     def send(self, messages: list[AlertMessage]) -> SendResult:
@@ -210,7 +217,7 @@ def discord_embed(message: AlertMessage) -> dict[str, Any]:
 class TelegramTransport(Transport):
     kind = "telegram"
 
-    def interval(self) -> float:
+    def channel_interval(self) -> float:
         # Group and channel chat ids are negative; Telegram allows them about 20 messages a minute.
         if self.destination.telegram_chat_id.startswith("-"):
             return float(conf("NOTIFICATIONS_INTERVAL_TELEGRAM_GROUP"))
@@ -282,7 +289,47 @@ def webhook_signature(secret: str, timestamp: str, body: bytes) -> str:
     return hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
 
 
-TRANSPORTS: dict[str, type[Transport]] = {t.kind: t for t in (DiscordTransport, TelegramTransport, WebhookTransport)}
+class SlackTransport(Transport):
+    """Slack incoming webhook: `{"text": ...}` in Slack's mrkdwn, alerts batched into one message."""
+
+    kind = "slack"
+
+    def batch_size(self, messages: list[AlertMessage]) -> int:
+        limit = super().batch_size(messages)
+        length = 0
+        for count, message in enumerate(messages[:limit]):
+            length += len(slack_block(message)) + 2
+            if length > SLACK_TEXT_LIMIT - 100:
+                return max(1, count)
+        return limit
+
+    def send(self, messages: list[AlertMessage]) -> SendResult:
+        body = json.dumps({"text": slack_text(messages)}).encode()
+        response = http_post(self.destination.url, body=body, headers={}, secrets=(self.destination.url,))
+        return SendResult(response.status_code)
+
+
+def slack_block(message: AlertMessage) -> str:
+    payload = message.payload
+    mark = {"bull": ":large_green_circle:", "bear": ":red_circle:"}.get(message.category, ":white_circle:")
+    return (
+        f"{mark} *{message.title}* · *{payload['symbol']}*\n"
+        f"Price {fmt_price(payload.get('price'))} · Change {fmt_change(payload.get('change_pct'))} · "
+        f"Volume {fmt_volume(payload.get('volume'))} · VCP {fmt_vcp(vcp_of(payload))} · {payload.get('timeframe')}\n"
+        f"{payload['triggered_at']}"
+    )
+
+
+def slack_text(messages: list[AlertMessage]) -> str:
+    blocks = [slack_block(m) for m in messages]
+    if len(blocks) > 1:
+        blocks.insert(0, f"{len(blocks)} alerts")
+    return "\n\n".join(blocks)[:SLACK_TEXT_LIMIT]
+
+
+TRANSPORTS: dict[str, type[Transport]] = {
+    t.kind: t for t in (DiscordTransport, TelegramTransport, WebhookTransport, SlackTransport)
+}
 
 
 def transport_for(destination: Destination) -> Transport:

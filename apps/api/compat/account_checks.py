@@ -1,0 +1,43 @@
+"""Checks of a user's webhook shared by the API and the admin (UserWebhook.clean)."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+from apps.alerts.notifications.safety import UnsafeDestination, address_allowed, url_check_syntax
+
+__all__ = ["UnsafeDestination", "telegram_config_errors", "webhook_url_check"]
+
+TELEGRAM_CHAT_ID = re.compile(r"^(-?\d{1,20}|@[A-Za-z][A-Za-z0-9_]{3,64})$")
+
+
+def webhook_url_check(url: str) -> None:
+    """The notifications' SSRF syntax check, plus: a host written as an IP address must be public.
+
+    A host name is resolved and checked again at every send (apps.alerts.notifications.safety), so a name that
+    later points inside the network is refused then.
+    """
+    _, host, _ = url_check_syntax(url)
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return
+    if not address_allowed(address):
+        raise UnsafeDestination(f"{host} is not a public address.")
+
+
+def telegram_config_errors(config: dict) -> dict[str, list[str]]:
+    """What a Telegram webhook's config lacks, by key (empty when it is complete)."""
+    errors: dict[str, list[str]] = {}
+    token = config.get("bot_token")
+    if not isinstance(token, str) or not token.strip():
+        errors["bot_token"] = ["A Telegram webhook needs config.bot_token (from @BotFather)."]
+    elif ":" not in token or "/" in token or len(token) > 100:
+        errors["bot_token"] = ["A bot token looks like 123456:ABC-DEF..."]
+    chat_id = config.get("chat_id")
+    if isinstance(chat_id, bool) or not isinstance(chat_id, str | int) or str(chat_id).strip() == "":
+        errors["chat_id"] = ["A Telegram webhook needs config.chat_id."]
+    elif not TELEGRAM_CHAT_ID.match(str(chat_id).strip()):
+        errors["chat_id"] = ["A chat id is a number (negative for groups) or @channelname."]
+    return errors

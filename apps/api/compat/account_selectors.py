@@ -1,0 +1,111 @@
+"""Reads of the client's accounts: the user object, the per-user rule list, the watchlist, the webhooks.
+
+`compat_user_alert_types` and `compat_user_watchlist` are what other parts of the compatibility surface (the alert
+WebSocket) use to filter a user's alerts the way their webhooks are filtered.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from apps.alerts.models import AlertRule
+from apps.alerts.selectors import iso_utc
+
+from .account_services import account_profile_get
+from .base import rule_id
+from .models import AccountProfile, UserWebhook
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return iso_utc(moment) if moment else None
+
+
+def account_status(profile: AccountProfile, *, now: datetime | None = None) -> str:
+    """The stored status, except that a trial or plan past its end date reads as "expired"."""
+    now = now or timezone.now()
+    if profile.status == AccountProfile.Status.TRIAL and profile.trial_ends_at and profile.trial_ends_at <= now:
+        return AccountProfile.Status.EXPIRED
+    if profile.status == AccountProfile.Status.ACTIVE and profile.plan_expires_at and profile.plan_expires_at <= now:
+        return AccountProfile.Status.EXPIRED
+    return profile.status
+
+
+def user_payload(*, user) -> dict[str, Any]:
+    """SPEC §5b user object."""
+    profile = account_profile_get(user=user)
+    return {
+        "id": user.pk,
+        "email": user.email or user.get_username(),
+        "role": "admin" if user.is_staff else "user",
+        "status": account_status(profile),
+        "trial_ends_at": _iso(profile.trial_ends_at),
+        "plan": profile.plan or None,
+        "plan_activated_at": _iso(profile.plan_activated_at),
+        "plan_expires_at": _iso(profile.plan_expires_at),
+        "tv_addon_active": profile.tv_addon_active,
+        "created_at": _iso(user.date_joined),
+        "last_login_at": _iso(user.last_login),
+    }
+
+
+def rule_payload(rule: AlertRule, *, disabled: set[str] | frozenset[str]) -> dict[str, Any]:
+    return {
+        "rule_type": rule_id(rule.rule_type),
+        "description": rule.description or rule.name,
+        "enabled": rule.enabled and rule.rule_type not in disabled,
+        "category": rule.category,
+    }
+
+
+def user_rules(*, user) -> list[dict[str, Any]]:
+    """Every rule, `enabled` when it is on for everyone and this user has not switched it off."""
+    disabled = set(account_profile_get(user=user).disabled_rule_types)
+    return [rule_payload(rule, disabled=disabled) for rule in AlertRule.objects.order_by("id")]
+
+
+def compat_user_alert_types(user) -> frozenset[str] | None:
+    """The rule types this user receives: None when they switched none off (every rule), else every rule type but
+    the ones they switched off (a rule disabled for everyone fires for no one, so it needs no filtering here)."""
+    disabled = set(account_profile_get(user=user).disabled_rule_types)
+    if not disabled:
+        return None
+    return frozenset(AlertRule.objects.exclude(rule_type__in=disabled).values_list("rule_type", flat=True))
+
+
+def compat_user_watchlist(user) -> list[str]:
+    """The user's watchlist symbols, in their order."""
+    return list(account_profile_get(user=user).watchlist)
+
+
+def watchlist_payload(profile: AccountProfile) -> dict[str, Any]:
+    return {"symbols": list(profile.watchlist), "count": len(profile.watchlist)}
+
+
+def user_webhooks(*, user) -> QuerySet[UserWebhook]:
+    return UserWebhook.objects.filter(user=user).order_by("id")
+
+
+def user_webhook_get(*, user, webhook_id: int) -> UserWebhook | None:
+    """One of the user's webhooks; None for another user's (which the caller reports as not found)."""
+    return UserWebhook.objects.filter(user=user, pk=webhook_id).select_related("destination", "user").first()
+
+
+def webhook_payload(webhook: UserWebhook) -> dict[str, Any]:
+    """SPEC §5b webhook object."""
+    return {
+        "id": webhook.pk,
+        "user_id": webhook.user_id,
+        "name": webhook.name,
+        "webhook_type": webhook.webhook_type,
+        "webhook_url": webhook.webhook_url,
+        "scope": webhook.scope,
+        "is_enabled": webhook.is_enabled,
+        "max_alerts_per_minute": webhook.max_alerts_per_minute,
+        "config": webhook.config or {},
+        "created_at": iso_utc(webhook.created_at),
+        "updated_at": iso_utc(webhook.updated_at),
+    }
