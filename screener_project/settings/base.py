@@ -220,6 +220,9 @@ COMPAT_JWT_SECRET = env("COMPAT_JWT_SECRET", default=SECRET_KEY)
 COMPAT_TOKEN_TTL_SECONDS = env.int("COMPAT_TOKEN_TTL_SECONDS", default=7 * 24 * 3600)
 # The client polls about 75 requests a minute per tab: its signed-in users get a limit well above ANON_RATE_LIMIT.
 COMPAT_USER_RATE_LIMIT = env("COMPAT_USER_RATE_LIMIT", default="1200/minute")
+# Login attempts per IP and per email (brute force), and webhook test sends per user.
+COMPAT_LOGIN_RATE_LIMIT = env("COMPAT_LOGIN_RATE_LIMIT", default="10/minute")
+COMPAT_WEBHOOK_TEST_RATE_LIMIT = env("COMPAT_WEBHOOK_TEST_RATE_LIMIT", default="6/minute")
 
 # --- Operations ----------------------------------------------------------------------------------
 # Structured logs: one JSON object per line (LOG_FORMAT=console for a readable terminal). Django hands LOGGING to

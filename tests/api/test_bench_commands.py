@@ -57,7 +57,7 @@ def test_bench_api_reports_percentiles_without_errors(child_uses_test_database):
 def test_the_daphne_a_benchmark_starts_keeps_serving_however_much_it_logs(child_uses_test_database):
     """Every 404 logs two lines; a minute of them once filled an unread stderr pipe and hung every request."""
     with (
-        daphne_running(port=18443, env={"ANON_RATE_LIMIT": "1000000/minute"}) as address,
+        daphne_running(port=18445, env={"ANON_RATE_LIMIT": "1000000/minute"}) as address,
         httpx.Client(base_url=f"http://{address}", timeout=5) as client,
     ):
         statuses = {client.get(f"/api/metrics/NOSUCH{n}USDT").status_code for n in range(400)}

@@ -36,7 +36,7 @@ class _LoginThrottle(SimpleRateThrottle):
     """COMPAT_LOGIN_RATE_LIMIT (default 10/minute) login attempts per key, counted in the shared cache."""
 
     def get_rate(self) -> str:
-        return getattr(settings, "COMPAT_LOGIN_RATE_LIMIT", "10/minute")
+        return settings.COMPAT_LOGIN_RATE_LIMIT
 
 
 class LoginIpThrottle(_LoginThrottle):
@@ -449,7 +449,7 @@ class WebhookTestThrottle(SimpleRateThrottle):
     scope = "compat_webhook_test"
 
     def get_rate(self) -> str:
-        return getattr(settings, "COMPAT_WEBHOOK_TEST_RATE_LIMIT", "6/minute")
+        return settings.COMPAT_WEBHOOK_TEST_RATE_LIMIT
 
     def get_cache_key(self, request, view) -> str | None:
         if not (request.user and request.user.is_authenticated):
