@@ -153,6 +153,9 @@ class AlertConsumer(AsyncWebsocketConsumer):
         if user_id == self.user_id:
             self.selected_alerts = selected_alerts
 
+    def on_user_rules(self, user_key: str, disabled: frozenset[str]) -> None:
+        """Rule switches of the compatibility surface's users do not apply to §5 clients."""
+
     async def alert_message(self, event: dict) -> None:
         """Handler of a group message sent to this consumer directly (the hub normally delivers)."""
         data = event.get("data")

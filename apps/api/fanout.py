@@ -27,6 +27,9 @@ ALERT_MESSAGE_TYPE = "alert.message"
 # reconnect. Its own group, so that nothing else subscribed to the alerts group ever sees it.
 USER_SETTINGS_GROUP = "user_settings"
 USER_SETTINGS_MESSAGE_TYPE = "user.settings"
+# A user of the compatibility surface switched rules off or on (apps.api.compat): same group, its own type, since it
+# names the rules to leave out rather than the ones to keep.
+USER_RULES_MESSAGE_TYPE = "user.rules"
 PING_FRAME = '{"type":"ping"}'
 
 
@@ -38,6 +41,8 @@ class AlertClient(Protocol):
     def on_ping_tick(self) -> None: ...
 
     def on_user_settings(self, user_id: str, selected_alerts: frozenset[str] | None) -> None: ...
+
+    def on_user_rules(self, user_key: str, disabled: frozenset[str]) -> None: ...
 
 
 def alert_frame(data: dict) -> str:
@@ -96,8 +101,11 @@ class AlertHub:
                 logger.exception("Channel layer receive failed; retrying")
                 await asyncio.sleep(1.0)
                 continue
-            if isinstance(message, dict) and message.get("type") == USER_SETTINGS_MESSAGE_TYPE:
+            kind = message.get("type") if isinstance(message, dict) else None
+            if kind == USER_SETTINGS_MESSAGE_TYPE:
                 self.user_settings_changed(message)
+            elif kind == USER_RULES_MESSAGE_TYPE:
+                self.user_rules_changed(message)
             else:
                 self.publish(message)
 
@@ -110,6 +118,17 @@ class AlertHub:
         selection = frozenset(str(item) for item in selected) or None
         for client in tuple(self.clients):
             client.on_user_settings(user_id, selection)
+        return len(self.clients)
+
+    def user_rules_changed(self, message: dict) -> int:
+        """Hands a user's switched-off rules to that user's clients; returns how many clients were told."""
+        user_key, disabled = message.get("user_key"), message.get("disabled")
+        if not isinstance(user_key, str) or not isinstance(disabled, list):
+            logger.warning("Ignored a malformed user rules message: %.200r", message)
+            return 0
+        switched_off = frozenset(str(item) for item in disabled)
+        for client in tuple(self.clients):
+            client.on_user_rules(user_key, switched_off)
         return len(self.clients)
 
     def publish(self, message: dict) -> int:
@@ -145,6 +164,15 @@ async def user_settings_broadcast(*, user_id: str, selected_alerts: list[str]) -
         await layer.group_send(
             USER_SETTINGS_GROUP,
             {"type": USER_SETTINGS_MESSAGE_TYPE, "user_id": user_id, "selected_alerts": list(selected_alerts)},
+        )
+
+
+async def user_rules_broadcast(*, user_key: str, disabled: list[str]) -> None:
+    """Tells every web process which rules a user of the compatibility surface switched off."""
+    layer = get_channel_layer()
+    if layer is not None:
+        await layer.group_send(
+            USER_SETTINGS_GROUP, {"type": USER_RULES_MESSAGE_TYPE, "user_key": user_key, "disabled": list(disabled)}
         )
 
 

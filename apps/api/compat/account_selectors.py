@@ -76,6 +76,11 @@ def compat_user_alert_types(user) -> frozenset[str] | None:
     return frozenset(AlertRule.objects.exclude(rule_type__in=disabled).values_list("rule_type", flat=True))
 
 
+def compat_user_disabled_rules(user) -> frozenset[str]:
+    """The rule types this user switched off."""
+    return frozenset(account_profile_get(user=user).disabled_rule_types)
+
+
 def compat_user_watchlist(user) -> list[str]:
     """The user's watchlist symbols, in their order."""
     return list(account_profile_get(user=user).watchlist)

@@ -7,10 +7,12 @@ the notifications pipeline then filters, rate-limits and sends as it does for ev
 
 from __future__ import annotations
 
+import logging
 import secrets
 import uuid
 from typing import Any
 
+from asgiref.sync import async_to_sync
 from django.db import transaction
 from django.utils import timezone
 
@@ -20,9 +22,12 @@ from apps.alerts.notifications.models import Destination
 from apps.alerts.notifications.services import destination_resume
 from apps.alerts.notifications.transports import TransportError, transport_for
 from apps.alerts.selectors import iso_utc
+from apps.api.fanout import user_rules_broadcast
 from apps.collector.models import Symbol
 
 from .models import AccountProfile, UserWebhook
+
+logger = logging.getLogger(__name__)
 
 WATCHLIST_MAX = 500
 
@@ -59,6 +64,11 @@ def _profile_for_update(*, user) -> AccountProfile:
 # --- Rule switches ---------------------------------------------------------------------------------
 
 
+def compat_user_key(user) -> str:
+    """How live updates name a user of this surface (distinct from §5's Supabase ids)."""
+    return f"compat:{user.pk}"
+
+
 def rule_switch_set(*, user, rule_type: str, enabled: bool) -> AccountProfile:
     """Switch one rule on or off for this user only."""
     with transaction.atomic():
@@ -66,10 +76,16 @@ def rule_switch_set(*, user, rule_type: str, enabled: bool) -> AccountProfile:
         disabled = [t for t in profile.disabled_rule_types if t != rule_type]
         if not enabled:
             disabled.append(rule_type)
-        if disabled != profile.disabled_rule_types:
+        changed = disabled != profile.disabled_rule_types
+        if changed:
             profile.disabled_rule_types = sorted(disabled)
             profile.save(update_fields=["disabled_rule_types", "updated_at"])
             compat_destinations_sync(user=user)
+    if changed:
+        try:  # the user's open alert sockets follow at once
+            async_to_sync(user_rules_broadcast)(user_key=compat_user_key(user), disabled=profile.disabled_rule_types)
+        except Exception:  # saved all the same; sockets pick the switches up when they reconnect
+            logger.exception("Could not tell the web processes about user %s's rule switches", user.pk)
     return profile
 
 

@@ -29,6 +29,8 @@ from apps.api.consumers import CLOSE_AUTH_FAILED, CLOSE_TOO_SLOW, WS_EVENTS
 from apps.api.fanout import alert_hub
 from screener_project.observability import WS_CONNECTIONS
 
+from .account_selectors import compat_user_disabled_rules
+from .account_services import compat_user_key
 from .market_selectors import compat_alert, rule_descriptions
 from .tokens import CompatTokenError, compat_token_user
 
@@ -113,6 +115,7 @@ class CompatAlertConsumer(AsyncWebsocketConsumer):
             if token is None:
                 raise CompatTokenError("A token is required.")
             self.user = await database_sync_to_async(compat_token_user)(token)
+            self.disabled = await database_sync_to_async(compat_user_disabled_rules)(self.user)
         except CompatTokenError as exc:
             logger.info("Compat WebSocket refused: %s", exc)
             WS_EVENTS.labels("auth_failed").inc()
@@ -155,8 +158,9 @@ class CompatAlertConsumer(AsyncWebsocketConsumer):
     # --- AlertHub client protocol -----------------------------------------------------------------------------
 
     def wants(self, symbol: str, alert_type: str) -> bool:
-        # Every alert: the client filters by its own rule switches and watchlist.
-        return not self.closing
+        # Every alert but the rules this user switched off (PUT {p}/api/alert-rules/...), as for their webhooks; the
+        # watchlist is the client's own filter.
+        return not self.closing and alert_type not in self.disabled
 
     def deliver(self, frame: str) -> None:
         if self.closing:
@@ -176,6 +180,11 @@ class CompatAlertConsumer(AsyncWebsocketConsumer):
 
     def on_user_settings(self, user_id: str, selected_alerts: frozenset[str] | None) -> None:
         """§5 settings do not apply to this surface's users."""
+
+    def on_user_rules(self, user_key: str, disabled: frozenset[str]) -> None:
+        # The user switched a rule off or on: it applies from the next alert, on every open socket of theirs.
+        if user_key == compat_user_key(self.user):
+            self.disabled = disabled
 
     async def _drain_outbox(self) -> None:
         while True:

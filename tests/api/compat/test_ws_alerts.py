@@ -11,12 +11,14 @@ from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from rest_framework.test import APIClient
 
 from apps.alerts.models import AlertRule
 from apps.alerts.services import rules_builtin_seed
 from apps.api.compat import consumers
+from apps.api.compat.account_services import rule_switch_set
 from apps.api.compat.routing import websocket_urlpatterns
-from apps.api.compat.tokens import compat_token_issue
+from apps.api.compat.tokens import compat_token_issue, compat_token_user
 from apps.api.consumers import CLOSE_AUTH_FAILED, CLOSE_TOO_SLOW
 from apps.api.fanout import alert_hub
 
@@ -195,3 +197,34 @@ async def test_the_route_lives_under_the_compat_prefix_only(token):
     communicator = WebsocketCommunicator(application, f"/ws/alerts?token={token}")
     with pytest.raises(ValueError, match="No route found"):
         await communicator.connect()
+
+
+async def test_rules_the_user_switched_off_are_not_pushed_and_a_switch_applies_at_once(token):
+    user = await sync_to_async(compat_token_user)(token)
+    await sync_to_async(rule_switch_set)(user=user, rule_type="bull_whale", enabled=False)
+    client = await connect(token)
+    await publish(alert(alert_type="bull_whale"))
+    await publish(alert(alert_type="pioneer_bull"))
+    assert (await client.receive_json_from(timeout=3))["rule_type"] == "futures_pioneer_bull"
+    assert await client.receive_nothing(timeout=0.2)
+
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    response = await sync_to_async(api.put)(
+        f"/{settings.COMPAT_PREFIX}/api/alert-rules/futures_pioneer_bull", {"enabled": False}, format="json"
+    )
+    assert response.status_code == 200
+    await sync_to_async(api.put)(
+        f"/{settings.COMPAT_PREFIX}/api/alert-rules/futures_bull_whale", {"enabled": True}, format="json"
+    )
+    # Frames of one socket arrive in publish order: once the bull_whale is in, the pioneer_bull before it was dropped.
+    for _ in range(100):
+        await publish(alert(alert_type="pioneer_bull"))
+        await publish(alert(alert_type="bull_whale"))
+        if (await client.receive_json_from(timeout=3))["rule_type"] == "futures_bull_whale":
+            break
+        await client.receive_json_from(timeout=3)
+    else:
+        raise AssertionError("the switches never reached the open socket")
+    assert await client.receive_nothing(timeout=0.3)
+    await client.disconnect()
