@@ -7,6 +7,7 @@ import json
 
 import httpx
 import pytest
+from django.conf import settings
 from django.core.management import call_command
 from django.db import connection
 
@@ -62,3 +63,14 @@ def test_the_daphne_a_benchmark_starts_keeps_serving_however_much_it_logs(child_
     ):
         statuses = {client.get(f"/api/metrics/NOSUCH{n}USDT").status_code for n in range(400)}
     assert statuses == {404}
+
+
+def test_bench_api_seed_keeps_its_synthetic_snapshots_out_of_the_hot_store(child_uses_test_database, redis_client):
+    out = io.StringIO()
+    call_command(
+        "bench_api", "--seed", "--seed-alerts", "50", "--rate", "600", "--duration", "2", "--port", "18446", stdout=out
+    )
+    figures = last_json_line(out.getvalue())
+    assert figures["statuses"] == {"200": 20}  # the metrics of the seeded symbols were served
+    assert Symbol.objects.count() == 16
+    assert list(redis_client.scan_iter(match=f"{settings.REDIS_KEY_PREFIX}:*")) == []

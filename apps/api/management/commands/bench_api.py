@@ -41,8 +41,9 @@ def _workload(symbol: str) -> list[tuple[str, str]]:
     ]
 
 
-def _seed(*, alerts: int) -> None:
-    """Fill an empty database with real candles (two days of the bundled symbols) and synthetic alerts."""
+def _seed(*, alerts: int, snapshots: bool) -> None:
+    """Fill an empty database with real candles (two days of the bundled symbols) and synthetic alerts, and (with
+    `snapshots`) give each symbol a synthetic metrics snapshot under the current key prefix."""
     rules_builtin_seed()
     files = data_files(BUNDLED_DATA)
     for symbol, paths in files.items():
@@ -63,6 +64,8 @@ def _seed(*, alerts: int) -> None:
             batch_size=2000,
             ignore_conflicts=True,
         )
+        if not snapshots:
+            continue
         tf = {"open": 1.0, "high": 2.0, "low": 0.5, "close": 1.5, "volume": 1e6, "change_pct": 50.0, "vcp": 0.1}
         timeframes = dict.fromkeys(("5m", "15m", "1h", "4h", "8h", "1d"), tf)
         snapshot = {"symbol": symbol, "timestamp": "2026-01-01T00:00:00Z", "timeframes": timeframes}
@@ -103,17 +106,33 @@ class Command(BaseCommand):
     def handle(self, *args, **options) -> None:
         if options["rate"] <= 0 or options["duration"] <= 0:
             raise CommandError("--rate and --duration must be positive")
+        # The bench comes from one address: lift the per-IP limit of the server it starts.
+        server_env = {"ANON_RATE_LIMIT": "1000000/minute"}
+        original_prefix = settings.REDIS_KEY_PREFIX
         if options["seed"]:
             if Symbol.objects.exists() or AlertHistory.objects.exists():
                 raise CommandError("--seed fills only an empty database; this one has symbols or alerts")
-            _seed(alerts=options["seed_alerts"])
+            if not options["url"]:
+                # Synthetic snapshots live under a prefix of the run's own, read by the daphne it starts, so the
+                # hot store of a screener on the same Redis never shows them.
+                private = f"{original_prefix}:bench:{os.getpid()}"
+                settings.REDIS_KEY_PREFIX = private
+                # (The test settings read their prefix from TEST_REDIS_KEY_PREFIX.)
+                server_env |= {"REDIS_KEY_PREFIX": private, "TEST_REDIS_KEY_PREFIX": private}
+            _seed(alerts=options["seed_alerts"], snapshots=not options["url"])
         symbol = options["symbol"] or (Symbol.objects.values_list("symbol", flat=True).first() or "BTCUSDT")
-        if options["url"]:
-            figures = asyncio.run(self._load(options["url"].rstrip("/"), symbol, options))
-        else:
-            # The bench comes from one address: lift the per-IP limit of the server it starts.
-            with daphne_running(port=options["port"], env={"ANON_RATE_LIMIT": "1000000/minute"}) as address:
-                figures = asyncio.run(self._load(f"http://{address}", symbol, options))
+        try:
+            if options["url"]:
+                figures = asyncio.run(self._load(options["url"].rstrip("/"), symbol, options))
+            else:
+                with daphne_running(port=options["port"], env=server_env) as address:
+                    figures = asyncio.run(self._load(f"http://{address}", symbol, options))
+        finally:
+            if settings.REDIS_KEY_PREFIX != original_prefix:
+                client = redis_client()
+                for found in client.scan_iter(match=settings.REDIS_KEY_PREFIX + ":*", count=1000):
+                    client.delete(found)
+                settings.REDIS_KEY_PREFIX = original_prefix
         figures["load_average_1m"] = round(os.getloadavg()[0], 2)
         self.stdout.write(json.dumps(figures))
 
