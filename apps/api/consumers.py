@@ -71,19 +71,22 @@ def _selected_alerts(user_id: str) -> frozenset[str] | None:
     return frozenset(str(item) for item in selected) if selected else None
 
 
-class AlertConsumer(AsyncWebsocketConsumer):
-    # No per-connection channel: alerts arrive through this process's AlertHub (apps.api.fanout), so a consumer
-    # needs neither its own Redis subscription nor a dispatch task per alert.
+class HubConsumer(AsyncWebsocketConsumer):
+    """A WebSocket consumer fed by this process's AlertHub (apps.api.fanout): no per-connection channel, so it needs
+    neither its own Redis subscription nor a dispatch task per alert."""
+
     channel_layer_alias = "__alert_hub_only__"
 
     async def dispatch(self, message: dict) -> None:
-        # Channels closes stale database connections (a thread hop) before every message; only auth reads the
-        # database, through database_sync_to_async, which does that itself. Skipping it keeps a pong cheap.
+        # Channels closes stale database connections (a thread hop) before every message; only connect and auth
+        # read the database, through database_sync_to_async, which does that itself. Skipping it keeps a pong cheap.
         handler = getattr(self, get_handler_name(message), None)
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")
         await handler(message)
 
+
+class AlertConsumer(HubConsumer):
     async def connect(self) -> None:
         self.user_id: str | None = None
         self.selected_alerts: frozenset[str] | None = None

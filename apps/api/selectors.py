@@ -9,6 +9,7 @@ from django.db import connection
 
 from apps.alerts.models import UserSettings
 from apps.alerts.selectors import iso_utc
+from apps.collector.candles import FIELDS
 from apps.collector.models import Candle1m, Symbol
 from apps.collector.store import key, redis_client
 from apps.metrics.models import MetricsCalculated
@@ -25,17 +26,8 @@ INTERVALS: dict[str, timedelta] = {
     "8h": timedelta(hours=8),
     "1d": timedelta(days=1),
 }
-CANDLE_FIELDS = (
-    "open",
-    "high",
-    "low",
-    "close",
-    "volume",
-    "quote_volume",
-    "trades",
-    "taker_buy_volume",
-    "taker_buy_quote_volume",
-)
+# The stored columns of a candle besides its time.
+CANDLE_FIELDS = FIELDS[1:]
 
 
 def _snapshot(symbol: str) -> dict | None:

@@ -48,7 +48,7 @@ from .store import (
     latest_open_times,
     ring_open_times,
 )
-from .streams import StreamConnection
+from .streams import StreamConnection, sleep_or_stop
 from .universe import slice_symbols, symbols_upsert, universe_select
 
 logger = logging.getLogger("apps.collector")
@@ -155,7 +155,7 @@ class Collector:
                     break
                 except Exception as error:  # exchange unreachable: keep trying, never exit
                     logger.error("symbol discovery failed (%r); retrying in 5 s", error)
-                    await _sleep_or_stop(stop, 5)
+                    await sleep_or_stop(stop, 5)
             if stop.is_set():
                 return
             self.last_open.update({s: t for s, t in latest_open_times(self.redis).items() if s in self.symbols})
@@ -315,7 +315,7 @@ class Collector:
 
     async def _universe_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            await _sleep_or_stop(stop, self.config.universe_refresh_seconds)
+            await sleep_or_stop(stop, self.config.universe_refresh_seconds)
             if stop.is_set():
                 return
             try:
@@ -495,7 +495,7 @@ class Collector:
         """Repair minutes the exchange clock says are closed (plus grace) that a symbol never delivered."""
         seen_clock = 0
         while not stop.is_set():
-            await _sleep_or_stop(stop, self.config.reconcile_seconds)
+            await sleep_or_stop(stop, self.config.reconcile_seconds)
             clock = self.clock_ms
             if clock == seen_clock or not clock:
                 # No stream event since the last pass: ask the exchange for the time, so that the newest minutes
@@ -596,11 +596,11 @@ class Collector:
                 delay = 1.0
             except Exception as error:  # database (or Redis) down: the candles wait in Redis
                 logger.error("persisting candles failed (%r); retrying in %.0f s", error, delay)
-                await _sleep_or_stop(stop, delay)
+                await sleep_or_stop(stop, delay)
                 delay = min(delay * 2, 30)
                 continue
             if not handled:
-                await _sleep_or_stop(stop, 0.5)
+                await sleep_or_stop(stop, 0.5)
 
     # ------------------------------------------------------------------------------------------- heartbeat
     async def _forming_loop(self, stop: asyncio.Event) -> None:
@@ -608,7 +608,7 @@ class Collector:
         if not self.config.forming_flush_seconds:
             return
         while not stop.is_set():
-            await _sleep_or_stop(stop, self.config.forming_flush_seconds)
+            await sleep_or_stop(stop, self.config.forming_flush_seconds)
             self._forming_flush()
 
     def _forming_flush(self) -> None:
@@ -624,7 +624,7 @@ class Collector:
                 self._write_heartbeat(state="live" if self.ready else "warming_up")
             except Exception as error:
                 logger.warning("heartbeat failed: %r", error)
-            await _sleep_or_stop(stop, self.config.heartbeat_seconds)
+            await sleep_or_stop(stop, self.config.heartbeat_seconds)
 
     def _write_heartbeat(self, *, state: str) -> None:
         connections = [c.status() for c in self.connections]
@@ -664,10 +664,3 @@ def _in_thread(function, *args, **kwargs):
     except Exception:
         close_old_connections()
         raise
-
-
-async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
-    try:
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
-    except TimeoutError:
-        pass

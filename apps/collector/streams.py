@@ -9,6 +9,7 @@ idempotent, so frames seen on both are harmless).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
@@ -75,7 +76,7 @@ class StreamConnection:
         while not stop.is_set():
             if not self.streams:
                 self.state = "idle"
-                await _sleep_or_stop(stop, 1.0)
+                await sleep_or_stop(stop, 1.0)
                 continue
             self.state = "connecting"
             try:
@@ -173,7 +174,7 @@ class StreamConnection:
             pause = min(self.backoff_cap, self.backoff_base * 2 ** (self._failures - 1))
             pause *= 0.5 + random.random()  # jitter: many connections must not reconnect in step
             logger.warning("connection %s: %s; reconnecting in %.2f s", self.id, cause, pause)
-        await _sleep_or_stop(stop, pause)
+        await sleep_or_stop(stop, pause)
 
     async def subscribe(self, streams: list[str]) -> None:
         await self._send_method("SUBSCRIBE", streams)
@@ -197,8 +198,7 @@ class StreamConnection:
             await asyncio.sleep(SUBSCRIBE_INTERVAL_SECONDS)
 
 
-async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
-    try:
+async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    """Wait `seconds`, or less if `stop` is set meanwhile."""
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), timeout=seconds)
-    except TimeoutError:
-        pass

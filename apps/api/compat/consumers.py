@@ -20,12 +20,10 @@ import time
 from urllib.parse import parse_qs
 
 import orjson
-from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from apps.api.consumers import CLOSE_AUTH_FAILED, CLOSE_TOO_SLOW, WS_EVENTS
+from apps.api.consumers import CLOSE_AUTH_FAILED, CLOSE_TOO_SLOW, WS_EVENTS, HubConsumer
 from apps.api.fanout import alert_hub
 from screener_project.observability import WS_CONNECTIONS
 
@@ -97,17 +95,7 @@ def _token(scope: dict) -> str | None:
     return values[-1] if values and values[-1] else None
 
 
-class CompatAlertConsumer(AsyncWebsocketConsumer):
-    # Alerts arrive through the process's AlertHub, never through a per-connection channel.
-    channel_layer_alias = "__alert_hub_only__"
-
-    async def dispatch(self, message: dict) -> None:
-        # As AlertConsumer: skip Channels' database connection check around every message (only connect reads it).
-        handler = getattr(self, get_handler_name(message), None)
-        if handler is None:
-            raise ValueError(f"No handler for message type {message['type']}")
-        await handler(message)
-
+class CompatAlertConsumer(HubConsumer):
     async def connect(self) -> None:
         self.closing = False
         token = _token(self.scope)
