@@ -248,6 +248,3 @@ BUILTIN_RULES: list[dict] = [
         ],
     },
 ]
-
-# The ten rules the legacy screener called its main set.
-MAIN_RULE_TYPES = [rule["rule_type"] for rule in BUILTIN_RULES[:10]]

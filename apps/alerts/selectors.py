@@ -34,10 +34,6 @@ def rules_list(*, enabled: bool | None = None) -> QuerySet[AlertRule]:
     return rules if enabled is None else rules.filter(enabled=enabled)
 
 
-def rule_get(*, rule_type: str) -> AlertRule | None:
-    return AlertRule.objects.filter(rule_type=rule_type).first()
-
-
 def alerts_list(
     *,
     symbol: str | None = None,

@@ -753,12 +753,3 @@ def _json_response(status: int, body: object, *, weight: int | None = None, retr
     if retry_after is not None:
         headers["Retry-After"] = str(retry_after)
     return Response(status, HTTPStatus(status).phrase, headers, payload)
-
-
-async def simulator_run(simulator: ExchangeSimulator, *, host: str, port: int, stop: asyncio.Event) -> None:
-    """Serve until `stop` is set."""
-    await simulator.start(host, port)
-    try:
-        await stop.wait()
-    finally:
-        await simulator.stop()

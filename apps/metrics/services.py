@@ -30,7 +30,7 @@ from apps.metrics.windows import LONGEST_WINDOW, WINDOWS, window_metrics
 from .bars import TIMEFRAMES, bars_to_roll
 from .bars_repair import bars_missed_roll
 from .indicators import INDICATOR_NAMES
-from .selectors import SNAPSHOT_FIELDS, snapshot_read  # noqa: F401 - the API reads snapshots through here too
+from .selectors import SNAPSHOT_FIELDS
 from .shard_bars import ShardBars, shard_bars
 
 # metrics_calculated column -> window metric (SPEC §2 names, suffixed by the window).

@@ -142,6 +142,8 @@ SYMBOL_ALLOWLIST = env.list("SYMBOL_ALLOWLIST", default=[])
 SYMBOL_DENYLIST = env.list("SYMBOL_DENYLIST", default=[])
 SYMBOL_TOP_N = env.int("SYMBOL_TOP_N", default=0)  # 0 = no cap
 STREAMS_PER_CONNECTION = env.int("STREAMS_PER_CONNECTION", default=200)
+# REST weight one collector process may spend per minute, below the exchange's 2,400 per IP for other clients' sake.
+COLLECTOR_REST_WEIGHT_BUDGET = env.int("COLLECTOR_REST_WEIGHT_BUDGET", default=2200)
 # Minutes of 1m candles kept per symbol in Redis: the 1d window's 1440 plus a margin, so a tick that runs late
 # (or catches up a missed minute) still finds its whole window before newer candles overwrite its oldest ones.
 CANDLE_RING_MINUTES = env.int("CANDLE_RING_MINUTES", default=1500)
@@ -182,14 +184,6 @@ SPECTACULAR_SETTINGS = {
 }
 
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
-}
 
 # --- API: WebSocket delivery, health thresholds, authentication caches ----------------------------
 # Seconds between server pings on /ws/alerts; a client that leaves WS_MAX_MISSED_PONGS pings unanswered is closed.
