@@ -1,4 +1,4 @@
-"""Reads of rules and fired alerts, and the public shape of an alert (SPEC §5)."""
+"""Reads of rules and fired alerts, and the public shape of an alert (docs/api.md)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ def iso_utc(moment: datetime) -> str:
 
 
 def alert_payload(alert: AlertHistory) -> dict:
-    """The SPEC §5 alert object, as REST returns it and WebSocket clients receive it."""
+    """The alert object of docs/api.md, as REST returns it and WebSocket clients receive it."""
     return {
         "id": str(alert.id),
         "triggered_at": iso_utc(alert.triggered_at),

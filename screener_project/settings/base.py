@@ -206,7 +206,7 @@ SUPABASE_JWKS_CACHE_SECONDS = env.int("SUPABASE_JWKS_CACHE_SECONDS", default=600
 # default of a fresh thread, and so a fresh database connection, per request.
 API_VIEW_THREADS = env.int("API_VIEW_THREADS", default=8)
 
-# --- API: compatibility surface for the existing web client (SPEC §5b) -----------------------------
+# --- API: compatibility surface for the existing web client (apps/api/compat/README.md) -------------
 # Mounted at /<COMPAT_PREFIX>/api/... and /<COMPAT_PREFIX>/ws/alerts; empty turns it off.
 COMPAT_PREFIX = env("COMPAT_PREFIX", default="compat/pulsaryx").strip("/")
 # Signs the tokens its login issues (HS256); separate from Supabase's, so neither surface accepts the other's.
