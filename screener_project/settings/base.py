@@ -142,7 +142,8 @@ SYMBOL_ALLOWLIST = env.list("SYMBOL_ALLOWLIST", default=[])
 SYMBOL_DENYLIST = env.list("SYMBOL_DENYLIST", default=[])
 SYMBOL_TOP_N = env.int("SYMBOL_TOP_N", default=0)  # 0 = no cap
 STREAMS_PER_CONNECTION = env.int("STREAMS_PER_CONNECTION", default=200)
-# REST weight one collector process may spend per minute, below the exchange's 2,400 per IP for other clients' sake.
+# REST weight one collector process may spend per minute: the exchange allows 2,400 per IP, and the margin leaves room
+# for other requests from the same address.
 COLLECTOR_REST_WEIGHT_BUDGET = env.int("COLLECTOR_REST_WEIGHT_BUDGET", default=2200)
 # Minutes of 1m candles kept per symbol in Redis: the 1d window's 1440 plus a margin, so a tick that runs late
 # (or catches up a missed minute) still finds its whole window before newer candles overwrite its oldest ones.
