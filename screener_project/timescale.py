@@ -1,4 +1,4 @@
-"""TimescaleDB features, used only when the extension is available on the server (SPEC §6)."""
+"""TimescaleDB features, used only when the extension is available on the server (docs/storage.md)."""
 
 from __future__ import annotations
 

@@ -11,5 +11,5 @@ urlpatterns = [
     path("api/", include("apps.api.urls")),
     path("metrics", metrics, name="metrics"),
 ]
-if settings.COMPAT_PREFIX:  # SPEC §5b: the existing web client's contract, under its own prefix
+if settings.COMPAT_PREFIX:  # the existing web client's contract (apps/api/compat/README.md), under its own prefix
     urlpatterns.append(path(f"{settings.COMPAT_PREFIX}/", include("apps.api.compat.urls")))

@@ -1,8 +1,8 @@
-"""The sixteen rule types of SPEC §4 as data: conditions over named metrics, with named default parameters.
+"""The sixteen built-in rules (docs/rules.md) as data: conditions over named metrics, with named default parameters.
 
 A condition is a comparison written in a tiny arithmetic language (apps.alerts.conditions parses it without
 eval): names are rule parameters first, then metrics. Metrics are the window metrics `<metric>_<window>` of
-SPEC §2 (e.g. `change_1h`, `vol_8h`, `high_1h`), the newest candle's own fields (`open`, `high`, `low`, `close`,
+docs/windows-and-indicators.md (`change_1h`, `vol_8h`, ...), the newest candle's fields (`open`, `high`, `low`, `close`,
 `volume`, `quote_volume`), and `min_n(series, n)` / `max_n(series, n)` over the last n candles of a per-candle
 series (`body` = close - open, `quote_volume`, `range_pct` = (high - low) / close, `high`, `low`, ...).
 """
@@ -248,6 +248,3 @@ BUILTIN_RULES: list[dict] = [
         ],
     },
 ]
-
-# The ten rules the legacy screener called its main set.
-MAIN_RULE_TYPES = [rule["rule_type"] for rule in BUILTIN_RULES[:10]]

@@ -6,10 +6,11 @@ chained allowed), + - * /, unary minus, parentheses, numbers, names and the call
 `max_n(series, n)`. Names resolve in this order:
 
 1. the rule's own parameters (numbers, substituted when the rule is compiled);
-2. window metrics of SPEC §2 (`change_1h`, `vol_8h`, ... see apps.metrics.windows.window_metric_names());
-3. indicators of SPEC §3 at minute t, `<indicator>_<timeframe>` (`rsi_14_1h`, `macd_hist_15m`, `bb_lower_4h`, ...
+2. window metrics (`change_1h`, `vol_8h`, ... see apps.metrics.windows.window_metric_names());
+3. indicators at minute t, `<indicator>_<timeframe>` (`rsi_14_1h`, `macd_hist_15m`, `bb_lower_4h`, ...
    see INDICATOR_METRICS), on the timeframe's clock-aligned bars, the newest being the forming bar;
 4. the newest candle's own fields (`open`, `high`, `low`, `close`, `volume`, `quote_volume`, `trades`).
+Metrics and indicators are defined in docs/windows-and-indicators.md.
 
 The first argument of min_n/max_n names a per-candle series (SERIES below); `n` is an expression of numbers and
 parameters only, an integer from 1 to LONGEST_WINDOW. Compiled conditions evaluate to a boolean array over the

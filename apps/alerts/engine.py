@@ -221,7 +221,7 @@ class RuleContext:
 
 
 def cooldown_suppresses(*, previous_ms: int | None, minute_ms: int, cooldown_minutes: int) -> bool:
-    """SPEC §4: an alert at minute t is suppressed when the pair fired at a minute in (t - cooldown, t)."""
+    """An alert at minute t is suppressed when the pair fired at a minute in (t - cooldown, t): docs/rules.md."""
     if previous_ms is None:
         return False
     return minute_ms - cooldown_minutes * MINUTE_MS < previous_ms < minute_ms

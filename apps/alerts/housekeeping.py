@@ -1,4 +1,4 @@
-"""Retention (SPEC §6): keep RETENTION_HOURS of candles, metrics and alerts.
+"""Retention (docs/storage.md): keep RETENTION_HOURS of candles, metrics and alerts.
 
 On plain PostgreSQL a periodic task deletes older rows in bounded batches (one short transaction each, so the
 minute's writers never wait behind a long delete). Where TimescaleDB manages a table (a hypertable with a retention

@@ -1,4 +1,4 @@
-"""Reads of rules and fired alerts, and the public shape of an alert (SPEC §5)."""
+"""Reads of rules and fired alerts, and the public shape of an alert (docs/api.md)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ def iso_utc(moment: datetime) -> str:
 
 
 def alert_payload(alert: AlertHistory) -> dict:
-    """The SPEC §5 alert object, as REST returns it and WebSocket clients receive it."""
+    """The alert object of docs/api.md, as REST returns it and WebSocket clients receive it."""
     return {
         "id": str(alert.id),
         "triggered_at": iso_utc(alert.triggered_at),
@@ -32,10 +32,6 @@ def alert_payload(alert: AlertHistory) -> dict:
 def rules_list(*, enabled: bool | None = None) -> QuerySet[AlertRule]:
     rules = AlertRule.objects.order_by("id")
     return rules if enabled is None else rules.filter(enabled=enabled)
-
-
-def rule_get(*, rule_type: str) -> AlertRule | None:
-    return AlertRule.objects.filter(rule_type=rule_type).first()
 
 
 def alerts_list(

@@ -9,7 +9,7 @@ Protocol (client -> server), every frame a JSON object:
   (absent or empty = all). Answer `{"type": "subscribed", ...}`. `{"type": "unsubscribe"}` pauses delivery.
 - `{"type": "pong"}` answers the server's `{"type": "ping"}` (every WS_PING_INTERVAL_SECONDS); a client that
   leaves WS_MAX_MISSED_PONGS pings unanswered is closed with CLOSE_PING_TIMEOUT. `{"type": "ping"}` gets a pong.
-Server -> client: `{"type": "alert", "data": <alert of SPEC §5>}`. Until it subscribes, a client gets every alert.
+Server -> client: `{"type": "alert", "data": <alert of docs/api.md>}`. Until it subscribes, a client gets every alert.
 """
 
 from __future__ import annotations
@@ -157,7 +157,7 @@ class AlertConsumer(HubConsumer):
             self.selected_alerts = selected_alerts
 
     def on_user_rules(self, user_key: str, disabled: frozenset[str]) -> None:
-        """Rule switches of the compatibility surface's users do not apply to §5 clients."""
+        """Rule switches of the compatibility surface's users do not apply to /ws/alerts clients."""
 
     async def alert_message(self, event: dict) -> None:
         """Handler of a group message sent to this consumer directly (the hub normally delivers)."""

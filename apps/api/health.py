@@ -109,7 +109,7 @@ def _notifications_detail() -> dict:
 
 
 def health_report() -> dict:
-    """The SPEC §5 health body, with per-service details."""
+    """The health body of docs/api.md, with per-service details."""
     now_ms = time.time() * 1000.0
     services: dict[str, str] = {}
     details: dict[str, dict] = {}

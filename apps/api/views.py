@@ -1,4 +1,4 @@
-"""The REST API of SPEC §5: one class per operation, each with its input and output serializers."""
+"""The REST API (docs/api.md): one class per operation, each with its input and output serializers."""
 
 from __future__ import annotations
 

@@ -46,7 +46,6 @@ _CLOSE_WORD = (ROW_DTYPE.fields["prices"][1] + 3 * 4) // 4  # the close mantissa
 _PRICE_FIELDS = [FIELD_INDEX[f] for f in ("open", "high", "low", "close")]
 _VOLUME_FIELDS = [FIELD_INDEX[f] for f in ("volume", "quote_volume", "taker_buy_volume", "taker_buy_quote_volume")]
 _EXPONENTS = np.arange(-4, 16)
-_EXPONENT_BIAS = 4
 _MINUTE_BITS = 27
 _MINUTE_MASK = (1 << _MINUTE_BITS) - 1
 _POW10 = 10.0**_EXPONENTS

@@ -1,4 +1,4 @@
-"""The closed 1m candle, its validation (SPEC §1), and conversion from Binance frames, REST rows and CSV files."""
+"""The closed 1m candle, its validation (docs/windows-and-indicators.md), parsed from frames, REST rows, CSV files."""
 
 from __future__ import annotations
 
@@ -80,7 +80,7 @@ def estimate_quote_volume(volume: float, high: float, low: float, close: float) 
 
 
 def candle_validate(candle: Candle, *, close_time: int | None = None) -> Candle:
-    """Return the candle if it obeys SPEC §1, else raise InvalidCandle naming the first broken rule."""
+    """The candle if valid (docs/windows-and-indicators.md), else raise InvalidCandle naming the first broken rule."""
     prices = (candle.open, candle.high, candle.low, candle.close)
     if not all(math.isfinite(p) for p in prices) or min(prices) <= 0:
         raise InvalidCandle("non_positive_price", candle.symbol)
@@ -185,8 +185,8 @@ def data_files(data_dir: Path) -> dict[str, list[Path]]:
 def read_csv_candles(paths: list[Path] | Path) -> pd.DataFrame:
     """Read Binance public-dump CSV files of one symbol into a frame with the FIELDS columns.
 
-    Rows are sorted by open time and de-duplicated; an empty quote volume is estimated (SPEC §1) and flagged in
-    the `quote_volume_estimated` column. Files with or without a header row are accepted.
+    Rows are sorted by open time and de-duplicated; an empty quote volume is estimated (see estimate_quote_volume) and
+    flagged in the `quote_volume_estimated` column. Files with or without a header row are accepted.
     """
     if isinstance(paths, Path):
         paths = [paths]

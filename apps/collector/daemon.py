@@ -24,6 +24,7 @@ import numpy as np
 import redis as redis_lib
 from django.db import close_old_connections
 
+from . import bars_store
 from .candles import MINUTE_MS, Candle, InvalidCandle, candle_from_kline
 from .instruments import (
     CANDLES_STORED,
@@ -520,11 +521,6 @@ class Collector:
         first = newest - (self.config.ring_minutes - 1) * MINUTE_MS
         await asyncio.gather(*(self._warm_up_symbol(s, first, newest, restart_latest.get(s)) for s in symbols))
         if not self.config.seed_bars:
-            return
-        try:
-            from . import bars_store
-        except ImportError:
-            logger.warning("bar history not seeded: apps.collector.bars_store is not available")
             return
         await asyncio.gather(*(self._seed_bars(bars_store, s, server_now) for s in symbols))
 

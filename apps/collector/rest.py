@@ -16,7 +16,7 @@ logger = logging.getLogger(__name__)
 
 
 def klines_weight(limit: int) -> int:
-    """Weight of GET /fapi/v1/klines for `limit` rows (SPEC §1)."""
+    """Weight of GET /fapi/v1/klines for `limit` rows, as the exchange publishes it."""
     return 1 if limit < 100 else 2 if limit < 500 else 5 if limit <= 1000 else 10
 
 

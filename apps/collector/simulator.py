@@ -55,7 +55,7 @@ _O, _H, _L, _C, _V, _Q, _N, _TV, _TQ = range(9)
 
 
 def klines_weight(limit: int) -> int:
-    """Request weight of GET /fapi/v1/klines (SPEC §1)."""
+    """Request weight of GET /fapi/v1/klines, as the exchange publishes it (1, 2, 5 or 10 by `limit`)."""
     if limit < 100:
         return 1
     if limit < 500:
@@ -150,7 +150,7 @@ def kline_frame(symbol: str, open_ms: int, v: np.ndarray, *, closed: bool, event
 
 
 def forming_values(v: np.ndarray, fraction: float) -> np.ndarray:
-    """A plausible partial candle `fraction` of the way through its minute (valid by SPEC §1)."""
+    """A plausible partial candle `fraction` of the way through its minute (valid: docs/windows-and-indicators.md)."""
     out = v.copy()
     close = v[_O] + (v[_C] - v[_O]) * fraction
     out[_C] = close
@@ -753,12 +753,3 @@ def _json_response(status: int, body: object, *, weight: int | None = None, retr
     if retry_after is not None:
         headers["Retry-After"] = str(retry_after)
     return Response(status, HTTPStatus(status).phrase, headers, payload)
-
-
-async def simulator_run(simulator: ExchangeSimulator, *, host: str, port: int, stop: asyncio.Event) -> None:
-    """Serve until `stop` is set."""
-    await simulator.start(host, port)
-    try:
-        await stop.wait()
-    finally:
-        await simulator.stop()

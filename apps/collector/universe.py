@@ -1,4 +1,4 @@
-"""Which contracts the screener watches (SPEC §1) and which of them one collector slice owns."""
+"""Which contracts the screener watches (docs/windows-and-indicators.md) and which of them one collector slice owns."""
 
 from __future__ import annotations
 

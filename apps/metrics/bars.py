@@ -28,11 +28,6 @@ _SUMS_START, _SUMS_STOP = _SUMS.start, _SUMS.stop
 assert FIELDS[_SUMS] == ("volume", "quote_volume", "trades", "taker_buy_volume", "taker_buy_quote_volume")
 
 
-def forming_bar_open_ms(end_minute_ms: int, minutes: int) -> int:
-    step = minutes * MINUTE_MS
-    return end_minute_ms // step * step
-
-
 def _fold(groups: np.ndarray, op: np.ufunc) -> np.ndarray:
     """Reduce the last (short: 2 to 5) axis by chaining `op` over its slices, much faster than a strided reduce."""
     out = groups[..., 0].copy()

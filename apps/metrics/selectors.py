@@ -7,7 +7,7 @@ import redis as redis_lib
 
 from apps.collector.store import key
 
-# The fields of each timeframe in a snapshot, in the order GET /api/metrics/{symbol} lists them (SPEC §5).
+# The fields of each timeframe in a snapshot, in the order GET /api/metrics/{symbol} lists them (docs/api.md).
 SNAPSHOT_FIELDS: tuple[str, ...] = (
     "open",
     "high",

@@ -30,10 +30,10 @@ from apps.metrics.windows import LONGEST_WINDOW, WINDOWS, window_metrics
 from .bars import TIMEFRAMES, bars_to_roll
 from .bars_repair import bars_missed_roll
 from .indicators import INDICATOR_NAMES
-from .selectors import SNAPSHOT_FIELDS, snapshot_read  # noqa: F401 - the API reads snapshots through here too
+from .selectors import SNAPSHOT_FIELDS
 from .shard_bars import ShardBars, shard_bars
 
-# metrics_calculated column -> window metric (SPEC §2 names, suffixed by the window).
+# metrics_calculated column -> window metric (names of docs/windows-and-indicators.md, suffixed by the window).
 WINDOW_COLUMNS: dict[str, str] = {
     "open": "open",
     "high": "high",
@@ -259,7 +259,7 @@ def iso_utc(ms: int) -> str:
 
 
 def snapshots_build(*, result: ShardIndicators) -> dict[str, bytes]:
-    """symbol -> the JSON body of GET /api/metrics/{symbol} (SPEC §5), nulls where a value is unknown."""
+    """symbol -> the JSON body of GET /api/metrics/{symbol} (docs/api.md), nulls where a value is unknown."""
     stacked = np.stack([result.values[name] for name in SNAPSHOT_FIELDS], axis=-1)  # (timeframes, n, fields)
     per_symbol = np.moveaxis(stacked, 1, 0).tolist()  # n x timeframes x fields, NaN kept (orjson writes null)
     trades_at = SNAPSHOT_FIELDS.index("trades")

@@ -1,4 +1,4 @@
-"""Window metrics of SPEC §2 for a whole shard at once.
+"""Window metrics (docs/windows-and-indicators.md, Windows) for a whole shard at once.
 
 Input is the candle block of apps.collector.store.candles_matrix: shape (len(FIELDS), symbols, minutes), oldest minute
 first, the last column being minute t. Every metric is an array over the shard's symbols. A window that misses any

@@ -142,6 +142,9 @@ SYMBOL_ALLOWLIST = env.list("SYMBOL_ALLOWLIST", default=[])
 SYMBOL_DENYLIST = env.list("SYMBOL_DENYLIST", default=[])
 SYMBOL_TOP_N = env.int("SYMBOL_TOP_N", default=0)  # 0 = no cap
 STREAMS_PER_CONNECTION = env.int("STREAMS_PER_CONNECTION", default=200)
+# REST weight one collector process may spend per minute: the exchange allows 2,400 per IP, and the margin leaves room
+# for other requests from the same address.
+COLLECTOR_REST_WEIGHT_BUDGET = env.int("COLLECTOR_REST_WEIGHT_BUDGET", default=2200)
 # Minutes of 1m candles kept per symbol in Redis: the 1d window's 1440 plus a margin, so a tick that runs late
 # (or catches up a missed minute) still finds its whole window before newer candles overwrite its oldest ones.
 CANDLE_RING_MINUTES = env.int("CANDLE_RING_MINUTES", default=1500)
@@ -182,14 +185,6 @@ SPECTACULAR_SETTINGS = {
 }
 
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
-}
 
 # --- API: WebSocket delivery, health thresholds, authentication caches ----------------------------
 # Seconds between server pings on /ws/alerts; a client that leaves WS_MAX_MISSED_PONGS pings unanswered is closed.
@@ -212,7 +207,7 @@ SUPABASE_JWKS_CACHE_SECONDS = env.int("SUPABASE_JWKS_CACHE_SECONDS", default=600
 # default of a fresh thread, and so a fresh database connection, per request.
 API_VIEW_THREADS = env.int("API_VIEW_THREADS", default=8)
 
-# --- API: compatibility surface for the existing web client (SPEC §5b) -----------------------------
+# --- API: compatibility surface for the existing web client (apps/api/compat/README.md) -------------
 # Mounted at /<COMPAT_PREFIX>/api/... and /<COMPAT_PREFIX>/ws/alerts; empty turns it off.
 COMPAT_PREFIX = env("COMPAT_PREFIX", default="compat/pulsaryx").strip("/")
 # Signs the tokens its login issues (HS256); separate from Supabase's, so neither surface accepts the other's.

@@ -1,6 +1,6 @@
 """Each built-in rule on the smallest candle sequence that fires it, and on the same missing one threshold by a hair.
 
-The rules come from the database as seeded (their SPEC §4 defaults). Every scenario is a right-aligned row of one
+The rules come from the database as seeded (their defaults, docs/rules.md). Every scenario is a right-aligned row of one
 (fields, rows, 1440) block, so the tests also exercise evaluation of many rows at once.
 """
 

@@ -1,4 +1,4 @@
-"""The client's rule ids (SPEC §5b) map to rule types and back, for every built-in rule."""
+"""The client's rule ids (apps/api/compat/README.md) map to rule types and back, for every built-in rule."""
 
 from __future__ import annotations
 

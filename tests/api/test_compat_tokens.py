@@ -1,4 +1,4 @@
-"""Tokens of the compatibility surface (SPEC §5b): issued to Django users, refused when forged, expired or foreign."""
+"""Tokens of the compatibility surface (its README): issued to Django users, refused when forged, expired or foreign."""
 
 from __future__ import annotations
 

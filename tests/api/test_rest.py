@@ -1,4 +1,4 @@
-"""The REST endpoints of SPEC §5 on the real PostgreSQL and Redis."""
+"""The REST endpoints (docs/api.md) on the real PostgreSQL and Redis."""
 
 from __future__ import annotations
 

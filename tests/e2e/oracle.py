@@ -1,6 +1,6 @@
-"""An independent, per-symbol pandas reading of SPEC §2, §3 and §4: which alerts a data set should produce.
+"""An independent, per-symbol pandas reading of docs/ (windows, indicators, rules): which alerts a data set yields.
 
-Written straight from the specification with pandas rolling windows, pandas bars and the `ta` library, sharing no
+Written straight from those definitions with pandas rolling windows, pandas bars and the `ta` library, sharing no
 code with the engine.
 """
 
@@ -103,7 +103,7 @@ def predicted_alerts(
     return alerts
 
 
-# Custom rules naming indicators (SPEC §3), as stored, and the same conditions read directly below.
+# Custom rules naming indicators (docs/rules.md), as stored, and the same conditions read directly below.
 INDICATOR_RULES: dict[str, list[str]] = {
     "hot_momentum": ["rsi_14_5m > 78", "macd_hist_15m > 0"],
     "band_breakout": ["close > bb_upper_15m", "rsi_14_1h > 70"],

@@ -3,7 +3,7 @@
 Every process is real (simulator, collector, Celery worker and beat, daphne), against the real PostgreSQL (this
 test's database) and Redis (the test databases). Real candles are replayed fast; the test then checks that
 candles_1m holds each replayed candle exactly once, and that the alerts an independent pandas reading of the
-specification predicts are exactly those in alert_history and those a WebSocket client received, none twice.
+definitions (docs/) predict are exactly those in alert_history and those a WebSocket client received, none twice.
 """
 
 from __future__ import annotations
@@ -243,7 +243,7 @@ def test_replayed_candles_reach_the_database_once_and_predicted_alerts_reach_web
     backtest = backtest_run(frames=replay_frames, rules=rules_load(), start_ms=ticked[0], end_ms=last_minute)
     assert backtest.keys() == fired
 
-    # The WebSocket client received each of them once, in the SPEC §5 shape.
+    # The WebSocket client received each of them once, in the shape of docs/api.md.
     received = [
         (
             f["data"]["symbol"],

@@ -1,4 +1,4 @@
-"""Every window metric of SPEC §2 against a plain pandas computation on the bundled real data."""
+"""Every window metric (docs/windows-and-indicators.md) against a plain pandas computation on the bundled real data."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""What an alert looks like on the way out: the SPEC §5 alert dict plus the rule's display name and category."""
+"""What an alert looks like on the way out: the alert dict of docs/api.md plus the rule's display name and category."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from apps.alerts.selectors import alert_payload
 
 @dataclass(frozen=True)
 class AlertMessage:
-    payload: dict[str, Any]  # the SPEC §5 alert object
+    payload: dict[str, Any]  # the alert object of docs/api.md
     rule_name: str
     category: str  # bull | bear | neutral
     description: str

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Count
-
 from .models import Delivery, Destination
 
 
@@ -24,13 +22,3 @@ def destinations_paused() -> list[dict[str, Any]]:
         }
         for d in rows
     ]
-
-
-def deliveries_counts(*, destination_id: int | None = None) -> dict[str, int]:
-    """Deliveries by status (pending, sent, failed), for one destination or all."""
-    rows = Delivery.objects.all()
-    if destination_id is not None:
-        rows = rows.filter(destination_id=destination_id)
-    counts = {status: 0 for status in Delivery.Status.values}
-    counts.update(dict(rows.order_by().values_list("status").annotate(n=Count("pk"))))
-    return counts

@@ -35,7 +35,7 @@ def account_status(profile: AccountProfile, *, now: datetime | None = None) -> s
 
 
 def user_payload(*, user) -> dict[str, Any]:
-    """SPEC §5b user object."""
+    """The client's user object (apps/api/compat/README.md)."""
     profile = account_profile_get(user=user)
     return {
         "id": user.pk,
@@ -100,7 +100,7 @@ def user_webhook_get(*, user, webhook_id: int) -> UserWebhook | None:
 
 
 def webhook_payload(webhook: UserWebhook) -> dict[str, Any]:
-    """SPEC §5b webhook object."""
+    """The client's webhook object (apps/api/compat/README.md)."""
     return {
         "id": webhook.pk,
         "user_id": webhook.user_id,

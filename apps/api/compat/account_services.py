@@ -65,7 +65,7 @@ def _profile_for_update(*, user) -> AccountProfile:
 
 
 def compat_user_key(user) -> str:
-    """How live updates name a user of this surface (distinct from §5's Supabase ids)."""
+    """How live updates name a user of this surface (distinct from the Supabase ids of /api)."""
     return f"compat:{user.pk}"
 
 

@@ -1,4 +1,4 @@
-"""Routes of the client's accounts (SPEC §5b), relative to settings.COMPAT_PREFIX; a trailing slash is optional."""
+"""Routes of the client's accounts (see README.md), relative to settings.COMPAT_PREFIX; a trailing slash is optional."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Accounts of the compatibility surface (SPEC §5b): login, the user, rule switches, watchlist, webhooks.
+"""Accounts of the compatibility surface (see README.md): login, the user, rule switches, watchlist, webhooks.
 
 One class per resource, each with its input serializer; the logic is in account_services / account_selectors.
 """

@@ -4,7 +4,7 @@ from django.apps import AppConfig
 
 
 class CompatConfig(AppConfig):
-    """SPEC §5b: the contract of the existing web client, mounted under settings.COMPAT_PREFIX."""
+    """The contract of the existing web client (apps/api/compat/README.md), mounted under settings.COMPAT_PREFIX."""
 
     default_auto_field = "django.db.models.BigAutoField"
     name = "apps.api.compat"

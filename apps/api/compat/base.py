@@ -9,7 +9,7 @@ from apps.api.throttling import AnonIpThrottle, UserIdThrottle
 
 from .tokens import CompatTokenAuthentication
 
-# SPEC §5b: the client's rule ids; the rule types not listed are `futures_<rule_type>`.
+# The client's rule ids (apps/api/compat/README.md); the rule types not listed are `futures_<rule_type>`.
 RULE_IDS = {
     "big_bull_60m": "futures_big_bull_60",
     "big_bear_60m": "futures_big_bear_60",
@@ -48,7 +48,7 @@ class CompatUserThrottle(UserIdThrottle):
 
 class CompatApi(APIView):
     """A view of the compatibility surface: its own bearer tokens (anonymous without a header), per-IP limit for
-    anonymous calls as in §5, a higher per-user limit for signed-in ones."""
+    anonymous calls as in /api (docs/api.md), a higher per-user limit for signed-in ones."""
 
     authentication_classes = [CompatTokenAuthentication]
     throttle_classes = [AnonIpThrottle, CompatUserThrottle]

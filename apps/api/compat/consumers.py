@@ -1,4 +1,4 @@
-"""{p}/ws/alerts?token=...: live alerts for the web client of SPEC §5b.
+"""{p}/ws/alerts?token=...: live alerts for the web client (apps/api/compat/README.md).
 
 Every text frame is exactly one alert object in the client's shape (GET {p}/api/alerts), nothing else: the client
 treats any JSON frame as an alert, so there is no envelope, no reply and no application-level ping. Keep-alive is
@@ -167,7 +167,7 @@ class CompatAlertConsumer(HubConsumer):
         """Protocol pings (daphne) keep this socket alive; the hub's JSON ping would read as an alert here."""
 
     def on_user_settings(self, user_id: str, selected_alerts: frozenset[str] | None) -> None:
-        """§5 settings do not apply to this surface's users."""
+        """/api/settings selections do not apply to this surface's users."""
 
     def on_user_rules(self, user_key: str, disabled: frozenset[str]) -> None:
         # The user switched a rule off or on: it applies from the next alert, on every open socket of theirs.

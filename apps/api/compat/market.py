@@ -1,4 +1,4 @@
-"""Market endpoints of the compatibility surface (SPEC §5b): what the web client polls, in its own shapes."""
+"""Market endpoints of the compatibility surface (see README.md): what the web client polls, in its own shapes."""
 
 from __future__ import annotations
 

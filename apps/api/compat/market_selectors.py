@@ -1,4 +1,4 @@
-"""Reads behind the market endpoints of the compatibility surface (SPEC §5b), in the client's shapes.
+"""Reads behind the market endpoints of the compatibility surface (apps/api/compat/README.md), in the client's shapes.
 
 Metrics and tickers come from the Redis snapshot the indicators stage writes (one round trip); klines from stored
 1m candles (aggregated in SQL as GET /api/candles does) with older bars from the Redis bar history; alerts from
@@ -276,7 +276,7 @@ def rule_descriptions() -> dict[str, str]:
 
 
 def compat_alert(alert: dict, descriptions: dict[str, str]) -> dict:
-    """A §5 alert object (alert_payload) in the client's shape."""
+    """An /api alert object (alert_payload, docs/api.md) in the client's shape."""
     alert_type = str(alert.get("alert_type", ""))
     return {
         "id": alert.get("id"),

@@ -1,4 +1,4 @@
-"""Market data, alerts and health of the compatibility surface (SPEC §5b), each with or without a trailing slash."""
+"""Market data, alerts and health of the compatibility surface (README.md), each with or without a trailing slash."""
 
 from __future__ import annotations
 

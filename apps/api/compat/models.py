@@ -1,4 +1,4 @@
-"""Accounts of the compatibility surface (SPEC §5b): a profile beside each Django user, and the users' webhooks.
+"""Accounts of the compatibility surface (see README.md): a profile beside each Django user, and the users' webhooks.
 
 A user's webhook is the source of truth for the client; the notifications pipeline sends through a Destination that
 mirrors it (apps.api.compat.account_services.compat_destinations_sync keeps the two in step).

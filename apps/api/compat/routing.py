@@ -1,4 +1,4 @@
-"""WebSocket routes of the compatibility surface, under settings.COMPAT_PREFIX (SPEC §5b), behind the origin check."""
+"""WebSocket routes of the compatibility surface (README.md), under settings.COMPAT_PREFIX, behind the origin check."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Bearer tokens of the compatibility surface: HS256 JWTs this server issues to its own (Django) users at login.
 
-They are separate from the Supabase tokens of SPEC §5: their own secret (COMPAT_JWT_SECRET), issuer and audience,
+They are separate from the Supabase tokens of docs/api.md: their own secret (COMPAT_JWT_SECRET), issuer and audience,
 so a token of one surface is never accepted by the other.
 """
 

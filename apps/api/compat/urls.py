@@ -1,4 +1,4 @@
-"""Routes of the compatibility surface, relative to settings.COMPAT_PREFIX (SPEC §5b)."""
+"""Routes of the compatibility surface, relative to settings.COMPAT_PREFIX (apps/api/compat/README.md)."""
 
 from __future__ import annotations
 

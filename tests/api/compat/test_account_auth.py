@@ -1,4 +1,4 @@
-"""Sign-in of the compatibility surface (SPEC §5b): login, refresh, me, and what makes the client log out (401)."""
+"""Sign-in of the compatibility surface (its README): login, refresh, me, and what makes the client log out (401)."""
 
 # Fixtures come from account_fixtures by import (this package keeps no conftest of its own), hence F401/F811.
 # ruff: noqa: F401, F811

@@ -1,4 +1,4 @@
-"""Per-user rule switches and the watchlist of the compatibility surface (SPEC §5b)."""
+"""Per-user rule switches and the watchlist of the compatibility surface (apps/api/compat/README.md)."""
 
 # Fixtures come from account_fixtures by import (this package keeps no conftest of its own), hence F401/F811.
 # ruff: noqa: F401, F811

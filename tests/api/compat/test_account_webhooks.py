@@ -1,4 +1,4 @@
-"""Users' webhooks of the compatibility surface (SPEC §5b): CRUD, ownership, validation, and real delivery of alerts
+"""Users' webhooks of the compatibility surface (its README): CRUD, ownership, validation, and real delivery of alerts
 through the notifications pipeline to a local HTTP receiver."""
 
 # Fixtures come from account_fixtures by import (this package keeps no conftest of its own), hence F401/F811.

@@ -1,4 +1,4 @@
-"""GET {p}/api/alerts (SPEC §5b): fired alerts in the client's shape, with its rule ids."""
+"""GET {p}/api/alerts (apps/api/compat/README.md): fired alerts in the client's shape, with its rule ids."""
 
 from __future__ import annotations
 

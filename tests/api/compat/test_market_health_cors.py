@@ -1,4 +1,4 @@
-"""GET {p}/api/health (SPEC §5b) and CORS for the browser client on the compatibility surface."""
+"""GET {p}/api/health (apps/api/compat/README.md) and CORS for the browser client on the compatibility surface."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""GET {p}/api/klines (SPEC §5b): Binance kline arrays from the stored candles and the bar history."""
+"""GET {p}/api/klines (apps/api/compat/README.md): Binance kline arrays from the stored candles and the bar history."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""GET {p}/api/metrics/ and {p}/api/tickers (SPEC §5b) from the snapshot the indicators stage writes."""
+"""GET {p}/api/metrics/ and {p}/api/tickers (compat README) from the snapshot the indicators stage writes."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.django_db
 P = f"/{settings.COMPAT_PREFIX}"
 TIMEFRAMES = ("5m", "15m", "1h", "4h", "8h", "1d")
 MINUTE_MS = int(datetime(2026, 11, 20, 10, 27, tzinfo=UTC).timestamp() * 1000)
-# The client's name of each §5 field (fib_* go into "fibonacci").
+# The client's name of each /api metrics field (fib_* go into "fibonacci").
 CLIENT_NAMES = {
     "open": "open",
     "high": "high",

@@ -1,4 +1,4 @@
-"""{p}/ws/alerts?token=... (SPEC §5b) on the real Redis channel layer: bare alert frames, nothing else."""
+"""{p}/ws/alerts?token=... (compat README) on the real Redis channel layer: bare alert frames, nothing else."""
 
 from __future__ import annotations
 
@@ -132,7 +132,7 @@ def bad_tokens(user_token: str) -> dict[str, str]:
     return {
         "missing": "",
         "garbage": "not-a-token",
-        "supabase": make_token(),  # a §5 token is no token here
+        "supabase": make_token(),  # a Supabase token of /api is no token here
         "tampered": user_token[:-2] + ("AA" if not user_token.endswith("AA") else "BB"),
     }
 

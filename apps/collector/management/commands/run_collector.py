@@ -26,7 +26,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--weight-budget",
             type=int,
-            default=getattr(settings, "COLLECTOR_REST_WEIGHT_BUDGET", 2200),
+            default=settings.COLLECTOR_REST_WEIGHT_BUDGET,
             help="REST weight this process may use per minute (the exchange allows 2,400 per IP)",
         )
         parser.add_argument(
