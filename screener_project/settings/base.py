@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import os
+import secrets
 from pathlib import Path
 
 import environ
@@ -9,9 +13,17 @@ import environ
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+# `./screener run` keeps its generated secrets here (screener_project.env_file); exported variables win.
+ENV_FILE = Path(os.environ.get("DJANGO_ENV_FILE", BASE_DIR / ".env"))
+environ.Env.read_env(ENV_FILE, overwrite=False)
 
-SECRET_KEY = env("DJANGO_SECRET_KEY", default="insecure-development-key-change-me")
+# Keys once shipped as defaults: anyone could sign sessions and tokens with them, so they are never accepted.
+PUBLIC_SECRET_KEYS = frozenset({"insecure-development-key-change-me", "compose-only-insecure-secret-key-change-me"})
+# Without a configured key a process gets a random one of its own: safe, though sessions and compat tokens then
+# last only as long as the process (`./screener run` generates and keeps one in .env).
+SECRET_KEY = env("DJANGO_SECRET_KEY", default="")
+if not SECRET_KEY or SECRET_KEY in PUBLIC_SECRET_KEYS:
+    SECRET_KEY = secrets.token_urlsafe(48)
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 
@@ -216,7 +228,11 @@ API_VIEW_THREADS = env.int("API_VIEW_THREADS", default=8)
 # Mounted at /<COMPAT_PREFIX>/api/... and /<COMPAT_PREFIX>/ws/alerts; empty turns it off.
 COMPAT_PREFIX = env("COMPAT_PREFIX", default="compat/pulsaryx").strip("/")
 # Signs the tokens its login issues (HS256); separate from Supabase's, so neither surface accepts the other's.
-COMPAT_JWT_SECRET = env("COMPAT_JWT_SECRET", default=SECRET_KEY)
+# When not configured it is derived from SECRET_KEY (never equal to it, never a public value).
+COMPAT_JWT_SECRET = (
+    env("COMPAT_JWT_SECRET", default="")
+    or hmac.new(SECRET_KEY.encode(), b"screener compat tokens", hashlib.sha256).hexdigest()
+)
 COMPAT_TOKEN_TTL_SECONDS = env.int("COMPAT_TOKEN_TTL_SECONDS", default=7 * 24 * 3600)
 # The client polls about 75 requests a minute per tab: its signed-in users get a limit well above ANON_RATE_LIMIT.
 COMPAT_USER_RATE_LIMIT = env("COMPAT_USER_RATE_LIMIT", default="1200/minute")
