@@ -32,6 +32,7 @@ from screener_project.observability import WS_CONNECTIONS
 
 from .auth import TokenError, token_verify
 from .fanout import PING_FRAME, alert_frame, alert_hub
+from .parsers import JsonRefused, json_loads_strict
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +41,8 @@ CLOSE_PING_TIMEOUT = 4408
 # "Try again later": the client could not keep up and its outbox overflowed.
 CLOSE_TOO_SLOW = 1013
 MAX_FILTER_ITEMS = 1000
+# The longest client frame: a subscribe naming MAX_FILTER_ITEMS symbols and types fits with room to spare.
+MAX_FRAME_CHARS = 256 * 1024
 _NAME = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 
 WS_EVENTS = Counter(
@@ -197,10 +200,12 @@ class AlertConsumer(HubConsumer):
         try:
             if text_data is None:
                 raise ProtocolError("Frames must be JSON text")
+            if len(text_data) > MAX_FRAME_CHARS:
+                raise ProtocolError(f"Frame is longer than {MAX_FRAME_CHARS} characters")
             try:
-                message = json.loads(text_data)
-            except ValueError as exc:
-                raise ProtocolError("Frame is not valid JSON") from exc
+                message = json_loads_strict(text_data)
+            except JsonRefused as exc:
+                raise ProtocolError(f"Frame is not valid JSON: {exc}") from exc
             if not isinstance(message, dict):
                 raise ProtocolError("Frame must be a JSON object")
             kind = message.get("type")

@@ -11,6 +11,7 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.alerts.notifications.safety import UnsafeDestination, url_check
 from apps.alerts.selectors import alert_payload, alerts_list, iso_utc, rules_list
 
 from . import selectors, services
@@ -274,6 +275,14 @@ class SettingsApi(BaseApi):
             validators=[URLValidator(schemes=["http", "https"], message="Must be an http(s) URL.")],
         )
         notification_enabled = serializers.BooleanField(required=False)
+
+        def validate_webhook_url(self, value: str | None) -> str | None:
+            if value:
+                try:
+                    url_check(value)
+                except UnsafeDestination as exc:
+                    raise ValidationError(str(exc)) from None
+            return value
 
         def validate_selected_alerts(self, value: list[str]) -> list[str]:
             known = {rule.rule_type for rule in rules_list()}

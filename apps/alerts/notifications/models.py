@@ -80,7 +80,7 @@ class Destination(models.Model):
         )
 
     def clean(self) -> None:
-        from .safety import UnsafeDestination, url_check_syntax
+        from .safety import UnsafeDestination, url_check
 
         errors: dict[str, str] = {}
         if self.kind in (self.Kind.DISCORD, self.Kind.WEBHOOK, self.Kind.SLACK):
@@ -88,7 +88,7 @@ class Destination(models.Model):
                 errors["url"] = f"A {self.get_kind_display()} needs a URL."
             else:
                 try:
-                    url_check_syntax(self.url)
+                    url_check(self.url)
                 except UnsafeDestination as exc:
                     errors["url"] = str(exc)
         if self.kind == self.Kind.TELEGRAM:
