@@ -16,6 +16,7 @@ from .builtin_rules import BUILTIN_RULES
 from .conditions import CANDLE_FIELDS, FUNCTIONS, SERIES
 from .engine import TIMEFRAMES, RuleError, rule_compile
 from .models import AlertRule, UserSettings
+from .rule_types import rule_type_validator
 
 MAX_COOLDOWN_MINUTES = 1440
 
@@ -70,6 +71,11 @@ class AlertRuleForm(forms.ModelForm):
         stored = self.initial.get("conditions")
         if isinstance(stored, list):
             self.initial["conditions"] = "\n".join(str(line) for line in stored)
+
+    def clean_rule_type(self) -> str:
+        value = self.cleaned_data["rule_type"]
+        rule_type_validator(value)
+        return value
 
     def clean_conditions(self) -> list[str]:
         text = self.cleaned_data.get("conditions") or ""

@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.alerts.notifications.safety import UnsafeDestination, url_check
+from apps.alerts.rule_types import RULE_TYPE_PATTERN, rule_type_validator, rule_types_unknown  # noqa: F401 (compat)
 from apps.alerts.selectors import alert_payload, alerts_list, iso_utc, rules_list
 
 from . import selectors, services
@@ -20,9 +21,7 @@ from .health import UNHEALTHY, health_report
 from .throttling import AnonIpThrottle, UserIdThrottle
 
 SYMBOL_PATTERN = r"^[A-Za-z0-9]{2,32}$"
-RULE_TYPE_PATTERN = r"^[a-z0-9_]{1,64}$"
 symbol_validator = RegexValidator(SYMBOL_PATTERN, "Must be a symbol of 2-32 letters and digits, e.g. BTCUSDT.")
-rule_type_validator = RegexValidator(RULE_TYPE_PATTERN, "Must be a rule type of lowercase letters, digits and '_'.")
 
 
 class BaseApi(APIView):
@@ -99,6 +98,11 @@ class AlertListApi(BaseApi):
 
         def validate_symbol(self, value: str) -> str:
             return value.upper()
+
+        def validate_type(self, value: str) -> str:
+            if rule_types_unknown([value]):
+                raise ValidationError(f"Unknown rule type {value!r}; GET /api/rules lists them.")
+            return value
 
         def validate(self, attrs):
             if "since" in attrs and "until" in attrs and attrs["since"] > attrs["until"]:
@@ -285,8 +289,7 @@ class SettingsApi(BaseApi):
             return value
 
         def validate_selected_alerts(self, value: list[str]) -> list[str]:
-            known = {rule.rule_type for rule in rules_list()}
-            unknown = sorted(set(value) - known)
+            unknown = rule_types_unknown(value)
             if unknown:
                 raise ValidationError(f"Unknown rule types: {', '.join(unknown)}.")
             return list(dict.fromkeys(value))
