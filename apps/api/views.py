@@ -6,6 +6,7 @@ from django.core.validators import RegexValidator, URLValidator
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
@@ -17,7 +18,7 @@ from apps.alerts.selectors import alert_payload, alerts_list, iso_utc, rules_lis
 
 from . import selectors, services
 from .auth import SupabaseJWTAuthentication
-from .health import UNHEALTHY, health_report
+from .health import UNHEALTHY, health_details_allowed, health_report
 from .throttling import AnonIpThrottle, UserIdThrottle
 
 SYMBOL_PATTERN = r"^[A-Za-z0-9]{2,32}$"
@@ -67,6 +68,8 @@ class AlertSerializer(serializers.Serializer):
 class HealthApi(APIView):
     # Probes come often from one address; they are never throttled.
     throttle_classes: list = []
+    # The admin's session tells staff apart, who see which webhook destinations are paused (anyone sees how many).
+    authentication_classes = [SessionAuthentication]
 
     class OutputSerializer(serializers.Serializer):
         class Meta:
@@ -82,7 +85,7 @@ class HealthApi(APIView):
         responses={200: OutputSerializer, 503: OutputSerializer},
     )
     def get(self, request):
-        report = health_report()
+        report = health_report(full=health_details_allowed(request))
         code = status.HTTP_503_SERVICE_UNAVAILABLE if report["status"] == UNHEALTHY else status.HTTP_200_OK
         return Response(report, status=code)
 
