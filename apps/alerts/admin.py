@@ -11,6 +11,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from apps.metrics.indicators import INDICATOR_NAMES
+from screener_project.strict_json import StrictJSONDecoder, json_formfield_overrides
 
 from .builtin_rules import BUILTIN_RULES
 from .conditions import CANDLE_FIELDS, FUNCTIONS, SERIES
@@ -48,6 +49,7 @@ class AlertRuleForm(forms.ModelForm):
     )
     parameters = forms.JSONField(
         required=False,
+        decoder=StrictJSONDecoder,
         widget=forms.Textarea(attrs={"rows": 6, "cols": 110, "style": "font-family: monospace"}),
         help_text='Named numbers the conditions refer to, as a JSON object, e.g. {"change_1h_min": 1.6}.',
     )
@@ -171,6 +173,7 @@ class AlertRuleAdmin(admin.ModelAdmin):
 
 @admin.register(UserSettings)
 class UserSettingsAdmin(admin.ModelAdmin):
+    formfield_overrides = json_formfield_overrides()
     list_display = ("user_id", "notification_enabled", "webhook_url", "updated_at")
     list_filter = ("notification_enabled",)
     search_fields = ("user_id", "webhook_url")

@@ -29,10 +29,10 @@ from prometheus_client import Counter
 
 from apps.alerts.models import UserSettings
 from screener_project.observability import WS_CONNECTIONS
+from screener_project.strict_json import JsonRefused, json_loads_strict
 
 from .auth import TokenError, token_verify
 from .fanout import PING_FRAME, alert_frame, alert_hub
-from .parsers import JsonRefused, json_loads_strict
 
 logger = logging.getLogger(__name__)
 

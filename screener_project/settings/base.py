@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -40,6 +41,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "channels",
+    "axes",
     "apps.collector",
     "apps.metrics",
     "apps.alerts",
@@ -61,7 +63,22 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: turns a locked-out admin login into its 429 answer.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# Admin login lockout (django-axes): after ADMIN_LOGIN_FAILURE_LIMIT wrong passwords for one username, or from one IP
+# address, further attempts are refused for ADMIN_LOGIN_LOCKOUT_MINUTES, even with the right password. The
+# compatibility surface's login has limits of its own (COMPAT_LOGIN_RATE_LIMIT); its failures still count here.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_ONLY_ADMIN_SITE = True
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_FAILURE_LIMIT = env.int("ADMIN_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("ADMIN_LOGIN_LOCKOUT_MINUTES", default=15.0))
+AXES_RESET_ON_SUCCESS = True
 
 ROOT_URLCONF = "screener_project.urls"
 ASGI_APPLICATION = "screener_project.asgi.application"
