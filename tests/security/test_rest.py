@@ -120,3 +120,31 @@ def test_bad_path_symbols_are_400(symbol):
     response = APIClient().get(f"/api/metrics/{symbol}")
     assert response.status_code in (400, 404)
     still_serves()
+
+
+def test_schema_is_built_once_per_format_and_rate_limited(settings, monkeypatch):
+    from drf_spectacular.generators import SchemaGenerator
+
+    from apps.api.schema_view import schema_cache_clear
+
+    schema_cache_clear()
+    built = []
+    original = SchemaGenerator.get_schema
+
+    def counting(self, *args, **kwargs):
+        built.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(SchemaGenerator, "get_schema", counting)
+    settings.ANON_RATE_LIMIT = "4/minute"
+    api = APIClient(REMOTE_ADDR="10.7.7.7")
+    yaml_bodies = [api.get("/api/schema/") for _ in range(2)]
+    as_json = api.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+    assert [r.status_code for r in (*yaml_bodies, as_json)] == [200, 200, 200]
+    assert yaml_bodies[0].content == yaml_bodies[1].content and b"openapi:" in yaml_bodies[0].content
+    assert as_json.json()["openapi"].startswith("3.")
+    assert len(built) == 2  # one YAML, one JSON
+    assert api.get("/api/docs/").status_code == 200
+    assert api.get("/api/schema/").status_code == 429
+    assert APIClient(REMOTE_ADDR="10.7.7.8").get("/api/schema/").status_code == 200
+    schema_cache_clear()
