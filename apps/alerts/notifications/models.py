@@ -68,6 +68,19 @@ class Destination(models.Model):
     def __str__(self) -> str:
         return f"{self.name} ({self.kind})"
 
+    def save(self, *args, **kwargs) -> None:
+        # A save that lifts a pause (the admin, a user's new URL) creates the deliveries missed while paused: a paused
+        # destination gets none as alerts fire (apps.alerts.notifications.services).
+        update_fields = kwargs.get("update_fields")
+        lifted_since = None
+        if self.pk and self.paused_at is None and (update_fields is None or "paused_at" in update_fields):
+            lifted_since = Destination.objects.filter(pk=self.pk).values_list("paused_at", flat=True).first()
+        super().save(*args, **kwargs)
+        if lifted_since is not None:
+            from .services import destination_pause_lifted
+
+            destination_pause_lifted(destination=self, since=lifted_since)
+
     @property
     def is_paused(self) -> bool:
         return self.paused_at is not None
