@@ -269,7 +269,13 @@ from screener_project.observability import logging_dict  # noqa: E402
 
 LOG_FORMAT = env("LOG_FORMAT", default="json")
 LOGGING_CONFIG = "screener_project.observability.logging_setup"
-LOGGING = logging_dict(log_format=LOG_FORMAT, level=LOG_LEVEL)
+# Celery's per-task "received"/"succeeded" lines (INFO shows them again) and the web's access lines (one JSON line per
+# HTTP request, screener_project.access_log; WARNING hides them).
+LOG_LEVEL_CELERY_TASKS = env("LOG_LEVEL_CELERY_TASKS", default="WARNING")
+LOG_LEVEL_ACCESS = env("LOG_LEVEL_ACCESS", default="INFO")
+LOGGING = logging_dict(
+    log_format=LOG_FORMAT, level=LOG_LEVEL, celery_tasks_level=LOG_LEVEL_CELERY_TASKS, access_level=LOG_LEVEL_ACCESS
+)
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Modules holding tasks outside an app's tasks.py.
 CELERY_IMPORTS = ["apps.alerts.housekeeping"]

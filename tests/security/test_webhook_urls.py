@@ -226,7 +226,7 @@ def test_a_stored_300_character_host_is_paused_with_one_warning_and_no_traceback
 
 
 @pytest.mark.django_db
-def test_compat_webhook_test_of_a_stored_300_character_host_answers_502_naming_it(redis_client):
+def test_compat_webhook_test_of_a_stored_300_character_host_answers_502_naming_it(redis_client, caplog):
     from apps.api.compat.models import UserWebhook
 
     user = get_user_model().objects.create_user("t@example.com", "t@example.com", "pw-long-enough-1")
@@ -234,7 +234,10 @@ def test_compat_webhook_test_of_a_stored_300_character_host_answers_502_naming_i
     UserWebhook.objects.filter(pk=webhook.pk).update(webhook_url=f"https://{LONG_HOST}/x")
     api = APIClient()
     api.credentials(HTTP_AUTHORIZATION=f"Bearer {compat_token_issue(user)}")
-    response = api.post(f"/{settings.COMPAT_PREFIX}/api/webhooks/{webhook.pk}/test")
+    with caplog.at_level(logging.INFO):
+        response = api.post(f"/{settings.COMPAT_PREFIX}/api/webhooks/{webhook.pk}/test")
     assert response.status_code == 502
     assert "valid DNS name" in response.json()["message"]
+    # A user's failed test is their problem, not the server's: one warning, no error.
+    assert [r.levelname for r in caplog.records if r.levelno >= logging.WARNING] == ["WARNING"]
     assert api.get(f"/{settings.COMPAT_PREFIX}/api/me").status_code == 200
