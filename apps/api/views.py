@@ -163,7 +163,7 @@ class MetricsDetailApi(BaseApi):
 
     @extend_schema(
         summary="Newest window metrics and indicators of a symbol, per timeframe (5m, 15m, 1h, 4h, 8h, 1d)",
-        parameters=[OpenApiParameter("symbol", OpenApiTypes.STR, OpenApiParameter.PATH)],
+        parameters=[OpenApiParameter("symbol", OpenApiTypes.STR, OpenApiParameter.PATH, pattern=SYMBOL_PATTERN)],
         responses=inline_serializer(
             "MetricsOutput",
             fields={
@@ -242,7 +242,10 @@ class CandleListApi(BaseApi):
 
     @extend_schema(
         summary="Candles of a symbol at an interval, oldest first (the newest bar may still be forming)",
-        parameters=[InputSerializer, OpenApiParameter("symbol", OpenApiTypes.STR, OpenApiParameter.PATH)],
+        parameters=[
+            InputSerializer,
+            OpenApiParameter("symbol", OpenApiTypes.STR, OpenApiParameter.PATH, pattern=SYMBOL_PATTERN),
+        ],
         responses=inline_serializer(
             "CandleListOutput",
             fields={
