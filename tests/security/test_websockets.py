@@ -45,6 +45,7 @@ async def _still_serves(communicator: WebsocketCommunicator) -> None:
         ("x" * (300 * 1024), "longer than"),
         ('{"type": "subscribe", "symbols": [' + "1" * 400 + "]}", "'symbols'"),
         ("[]", "JSON object"),
+        ('{"type": "subscribe", "alert_types": ["Big-Bull"]}', "'alert_types'"),
         ("not json", "not valid JSON"),
     ],
 )
