@@ -144,3 +144,31 @@ def test_body_over_the_upload_limit_is_413(api, user, settings):
     assert not AccountProfile.objects.filter(user=user).exclude(watchlist=[]).exists()
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
     still_serves(user)
+
+
+@pytest.mark.parametrize("email", ["\ud800@example.com", "é" * 300, "a\x00b", " Trader@Example.com "])
+def test_login_email_throttle_key_is_a_valid_cache_key_for_any_text(email):
+    from django.core.cache import cache
+
+    from apps.api.compat.account_views import LoginEmailThrottle
+
+    class Request:
+        data = {"email": email}
+
+    key = LoginEmailThrottle().get_cache_key(Request(), None)
+    assert key.startswith("throttle_compat_login_email_") and len(key) < 100
+    cache.set(key, [1], 5)  # the cache accepts it
+    assert cache.get(key) == [1]
+    cache.delete(key)
+
+
+def test_login_email_throttle_counts_an_address_whatever_its_case():
+    from apps.api.compat.account_views import LoginEmailThrottle
+
+    class Upper:
+        data = {"email": " Trader@Example.com "}
+
+    class Lower:
+        data = {"email": "trader@example.com"}
+
+    assert LoginEmailThrottle().get_cache_key(Upper(), None) == LoginEmailThrottle().get_cache_key(Lower(), None)
