@@ -16,7 +16,7 @@ import pytest
 from django.conf import settings
 from rest_framework.test import APIClient
 
-from screener_project.env_file import env_file_ensure
+from screener_project.env_file import env_file_ensure, env_file_value
 from tests.conftest import REPO_ROOT
 
 OLD_PUBLIC_KEY = "insecure-development-key-change-me"
@@ -83,15 +83,18 @@ def test_production_settings_start_with_a_secret_and_derive_a_separate_compat_se
 def test_env_file_is_created_private_with_two_distinct_secrets_and_kept(tmp_path, monkeypatch):
     monkeypatch.delenv("DJANGO_SECRET_KEY", raising=False)
     monkeypatch.delenv("COMPAT_JWT_SECRET", raising=False)
+    monkeypatch.delenv("FLOWER_BASIC_AUTH", raising=False)
     path = tmp_path / ".env"
     path.write_text("LOG_LEVEL=INFO")  # an existing file without secrets, no final newline
     path.chmod(0o644)
-    assert env_file_ensure(path) == ["DJANGO_SECRET_KEY", "COMPAT_JWT_SECRET"]
+    assert env_file_ensure(path) == ["DJANGO_SECRET_KEY", "COMPAT_JWT_SECRET", "FLOWER_BASIC_AUTH"]
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     first = path.read_text()
     values = dict(line.split("=", 1) for line in first.splitlines())
     assert values["LOG_LEVEL"] == "INFO"
     assert values["DJANGO_SECRET_KEY"] != values["COMPAT_JWT_SECRET"] and len(values["DJANGO_SECRET_KEY"]) >= 50
+    assert values["FLOWER_BASIC_AUTH"].startswith("admin:") and len(values["FLOWER_BASIC_AUTH"]) > 20
+    assert env_file_value(path, "FLOWER_BASIC_AUTH") == values["FLOWER_BASIC_AUTH"]
     assert env_file_ensure(path) == []  # the second run keeps them
     assert path.read_text() == first
 
