@@ -13,11 +13,12 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from apps.api.compat.routing import websocket_urlpatterns as compat_websocket_urlpatterns  # noqa: E402
 from apps.api.routing import websocket_urlpatterns  # noqa: E402
+from screener_project.access_log import AccessLogMiddleware  # noqa: E402
 from screener_project.heap import startup_heap_freeze  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": AccessLogMiddleware(django_asgi_app),
         "websocket": URLRouter([*websocket_urlpatterns, *compat_websocket_urlpatterns]),
     }
 )

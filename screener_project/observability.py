@@ -166,7 +166,9 @@ def _shared_processors() -> list[Any]:
     ]
 
 
-def logging_dict(*, log_format: str = "json", level: str = "INFO") -> dict[str, Any]:
+def logging_dict(
+    *, log_format: str = "json", level: str = "INFO", celery_tasks_level: str = "WARNING", access_level: str = "INFO"
+) -> dict[str, Any]:
     """A `logging.dictConfig` rendering every record (stdlib or structlog) as one JSON object or a console line."""
     if log_format not in ("json", "console"):
         raise ValueError(f"LOG_FORMAT must be 'json' or 'console', not {log_format!r}")
@@ -187,10 +189,29 @@ def logging_dict(*, log_format: str = "json", level: str = "INFO") -> dict[str, 
                 "foreign_pre_chain": _shared_processors(),
             }
         },
+        "filters": {"answered_5xx": {"()": "screener_project.observability.Answered5xxFilter"}},
         "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "structured"}},
         "root": {"handlers": ["console"], "level": level},
-        "loggers": {"django.db.backends": {"level": "WARNING"}},
+        "loggers": {
+            "django.db.backends": {"level": "WARNING"},
+            "django.request": {"filters": ["answered_5xx"]},
+            # Celery's "Task ... received" and "Task ... succeeded" lines, one each per task (most of a busy log);
+            # failures are logged at ERROR by celery.app.trace whatever this says.
+            "celery.worker.strategy": {"level": celery_tasks_level},
+            "celery.app.trace": {"level": celery_tasks_level},
+            "screener.access": {"level": access_level},
+        },
     }
+
+
+class Answered5xxFilter(logging.Filter):
+    """A 502/503/504 a view chose to answer (a user's webhook test that failed, an unhealthy probe) is a warning: the
+    server did its job. Unhandled exceptions (with a traceback) stay errors."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "status_code", None) in (502, 503, 504) and not record.exc_info:
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
 
 
 def logging_setup(config: dict[str, Any]) -> None:

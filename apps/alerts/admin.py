@@ -11,11 +11,13 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from apps.metrics.indicators import INDICATOR_NAMES
+from screener_project.strict_json import StrictJSONDecoder, json_formfield_overrides
 
 from .builtin_rules import BUILTIN_RULES
 from .conditions import CANDLE_FIELDS, FUNCTIONS, SERIES
 from .engine import TIMEFRAMES, RuleError, rule_compile
 from .models import AlertRule, UserSettings
+from .rule_types import rule_type_validator
 
 MAX_COOLDOWN_MINUTES = 1440
 
@@ -47,6 +49,7 @@ class AlertRuleForm(forms.ModelForm):
     )
     parameters = forms.JSONField(
         required=False,
+        decoder=StrictJSONDecoder,
         widget=forms.Textarea(attrs={"rows": 6, "cols": 110, "style": "font-family: monospace"}),
         help_text='Named numbers the conditions refer to, as a JSON object, e.g. {"change_1h_min": 1.6}.',
     )
@@ -70,6 +73,11 @@ class AlertRuleForm(forms.ModelForm):
         stored = self.initial.get("conditions")
         if isinstance(stored, list):
             self.initial["conditions"] = "\n".join(str(line) for line in stored)
+
+    def clean_rule_type(self) -> str:
+        value = self.cleaned_data["rule_type"]
+        rule_type_validator(value)
+        return value
 
     def clean_conditions(self) -> list[str]:
         text = self.cleaned_data.get("conditions") or ""
@@ -165,6 +173,7 @@ class AlertRuleAdmin(admin.ModelAdmin):
 
 @admin.register(UserSettings)
 class UserSettingsAdmin(admin.ModelAdmin):
+    formfield_overrides = json_formfield_overrides()
     list_display = ("user_id", "notification_enabled", "webhook_url", "updated_at")
     list_filter = ("notification_enabled",)
     search_fields = ("user_id", "webhook_url")

@@ -214,7 +214,10 @@ class _Compiler:
         if isinstance(node, ast.Constant):
             if isinstance(node.value, bool) or not isinstance(node.value, (int, float)):
                 raise self.fail(f"{_token(node, self.text)!r} is not a number", node)
-            return Number(float(node.value))
+            value = finite_float(node.value)
+            if value is None:
+                raise self.fail(f"{_token(node, self.text)[:40]!r} is not a finite number in range", node)
+            return Number(value)
         if isinstance(node, ast.Name):
             return self.name(node)
         if isinstance(node, ast.UnaryOp):
@@ -234,7 +237,10 @@ class _Compiler:
             if isinstance(left, Number) and isinstance(right, Number):
                 if symbol == "/" and right.value == 0:
                     raise self.fail(f"division by zero in {_token(node, self.text)!r}", node)
-                return Number(float(function(left.value, right.value)))
+                folded = finite_float(function(left.value, right.value))
+                if folded is None:
+                    raise self.fail(f"{_token(node, self.text)[:40]!r} is not a finite number in range", node)
+                return Number(folded)
             return Arithmetic(symbol, function, left, right)
         if isinstance(node, ast.Call):
             return self.call(node, depth)
@@ -362,7 +368,18 @@ def parameters_validate(parameters: object) -> dict[str, float]:
             raise ConditionError(f"parameter name {name!r} is not a valid identifier", token=str(name))
         if name in reserved_names():
             raise ConditionError(f"parameter {name!r} would hide the metric of the same name", token=name)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ConditionError(f"parameter {name!r} must be a finite number, got {value!r}", token=name)
-        out[name] = float(value)
+        number = None if isinstance(value, bool) or not isinstance(value, (int, float)) else finite_float(value)
+        if number is None:
+            shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:40] + "..."
+            raise ConditionError(f"parameter {name!r} must be a finite number, got {shown}", token=name)
+        out[name] = number
     return out
+
+
+def finite_float(value: int | float) -> float | None:
+    """The value as a finite float, or None when it is infinite, NaN or an integer too large for a float."""
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None

@@ -84,3 +84,14 @@ class UserSettings(models.Model):
 
     def __str__(self) -> str:
         return self.user_id
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        from .notifications.safety import UnsafeDestination, url_check
+
+        if self.webhook_url:
+            try:
+                url_check(self.webhook_url)
+            except UnsafeDestination as exc:
+                raise ValidationError({"webhook_url": str(exc)}) from None

@@ -22,6 +22,7 @@ logger = logging.getLogger(__name__)
 
 ASYMMETRIC_ALGORITHMS = ("ES256", "RS256")
 SUPPORTED_ALGORITHMS = ("HS256", *ASYMMETRIC_ALGORITHMS)
+SUBJECT_MAX_LENGTH = 64
 # An unknown kid triggers a JWKS refetch at most this often, so forged kids cannot hammer the auth server.
 JWKS_MIN_REFETCH_SECONDS = 30.0
 
@@ -135,8 +136,12 @@ def token_verify(*, token: str) -> dict:
         raise TokenError("Token algorithm does not match its signing key") from exc
     except jwt.InvalidTokenError as exc:
         raise TokenError(f"Token is invalid: {exc}") from exc
-    if not isinstance(claims.get("sub"), str) or not claims["sub"]:
+    subject = claims.get("sub")
+    if not isinstance(subject, str) or not subject:
         raise TokenError("Token has no user id (sub)")
+    # Stored as UserSettings.user_id (at most 64 characters); control characters (NUL) no database column accepts.
+    if len(subject) > SUBJECT_MAX_LENGTH or not subject.isprintable():
+        raise TokenError(f"Token user id (sub) must be 1-{SUBJECT_MAX_LENGTH} printable characters")
     return claims
 
 

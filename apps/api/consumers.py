@@ -28,7 +28,9 @@ from django.conf import settings
 from prometheus_client import Counter
 
 from apps.alerts.models import UserSettings
+from apps.alerts.rule_types import RULE_TYPE_PATTERN
 from screener_project.observability import WS_CONNECTIONS
+from screener_project.strict_json import JsonRefused, json_loads_strict
 
 from .auth import TokenError, token_verify
 from .fanout import PING_FRAME, alert_frame, alert_hub
@@ -40,7 +42,11 @@ CLOSE_PING_TIMEOUT = 4408
 # "Try again later": the client could not keep up and its outbox overflowed.
 CLOSE_TOO_SLOW = 1013
 MAX_FILTER_ITEMS = 1000
+# The longest client frame: a subscribe naming MAX_FILTER_ITEMS symbols and types fits with room to spare.
+MAX_FRAME_CHARS = 256 * 1024
 _NAME = re.compile(r"^[A-Za-z0-9_]{1,64}$")
+# Alert types are rule types, as everywhere else (apps.alerts.rule_types).
+_RULE_TYPE = re.compile(RULE_TYPE_PATTERN)
 
 WS_EVENTS = Counter(
     "screener_websocket_events_total",
@@ -53,14 +59,14 @@ class ProtocolError(ValueError):
     """A client frame that breaks the protocol; the message goes back to the client."""
 
 
-def _names(message: dict, field: str, *, upper: bool) -> frozenset[str] | None:
+def _names(message: dict, field: str, *, upper: bool, pattern: re.Pattern[str] = _NAME) -> frozenset[str] | None:
     value = message.get(field)
     if value is None:
         return None
     if not isinstance(value, list) or len(value) > MAX_FILTER_ITEMS:
         raise ProtocolError(f"'{field}' must be a list of at most {MAX_FILTER_ITEMS} names")
-    if not all(isinstance(item, str) and _NAME.match(item) for item in value):
-        raise ProtocolError(f"'{field}' must hold names of letters, digits and '_'")
+    if not all(isinstance(item, str) and pattern.match(item) for item in value):
+        raise ProtocolError(f"'{field}' must hold names of letters, digits and '_' ({pattern.pattern})")
     names = frozenset(item.upper() if upper else item for item in value)
     return names or None
 
@@ -197,10 +203,12 @@ class AlertConsumer(HubConsumer):
         try:
             if text_data is None:
                 raise ProtocolError("Frames must be JSON text")
+            if len(text_data) > MAX_FRAME_CHARS:
+                raise ProtocolError(f"Frame is longer than {MAX_FRAME_CHARS} characters")
             try:
-                message = json.loads(text_data)
-            except ValueError as exc:
-                raise ProtocolError("Frame is not valid JSON") from exc
+                message = json_loads_strict(text_data)
+            except JsonRefused as exc:
+                raise ProtocolError(f"Frame is not valid JSON: {exc}") from exc
             if not isinstance(message, dict):
                 raise ProtocolError("Frame must be a JSON object")
             kind = message.get("type")
@@ -249,7 +257,7 @@ class AlertConsumer(HubConsumer):
         if not isinstance(channels, list) or "alerts" not in channels:
             raise ProtocolError("'channels' must be a list containing 'alerts'")
         symbols = _names(message, "symbols", upper=True)
-        alert_types = _names(message, "alert_types", upper=False)
+        alert_types = _names(message, "alert_types", upper=False, pattern=_RULE_TYPE)
         self.symbols = symbols
         self.explicit_types = "alert_types" in message
         self.alert_types = alert_types

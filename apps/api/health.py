@@ -20,7 +20,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from apps.alerts.notifications.selectors import destinations_paused
+from apps.alerts.notifications.selectors import destinations_paused, destinations_paused_count
 from apps.collector.store import key
 
 logger = logging.getLogger(__name__)
@@ -98,18 +98,29 @@ def _database_state() -> str:
         return DOWN
 
 
-def _notifications_detail() -> dict:
-    """Webhook destinations paused after failing; they hold their alerts until an operator resumes them."""
+def _notifications_detail(*, full: bool) -> dict:
+    """How many webhook destinations are paused after failing; with `full`, which ones and why (names, user ids and
+    hosts: for operators only)."""
     try:
+        if not full:
+            return {"paused_count": destinations_paused_count()}
         paused = destinations_paused()
     except Exception as exc:  # health must answer even if this detail cannot be read
         logger.warning("Health: paused destinations unreadable: %s", exc)
-        return {"paused_destinations": None}
-    return {"paused_destinations": paused}
+        return {"paused_count": None}
+    return {"paused_count": len(paused), "paused_destinations": paused}
 
 
-def health_report() -> dict:
-    """The health body of docs/api.md, with per-service details."""
+def health_details_allowed(request) -> bool:
+    """Staff signed in to the admin, or a caller presenting the metrics token, see the operators' details."""
+    from screener_project.metrics_view import metrics_token_presented
+
+    user = getattr(request, "user", None)
+    return bool(user is not None and user.is_active and user.is_staff) or metrics_token_presented(request)
+
+
+def health_report(*, full: bool = False) -> dict:
+    """The health body of docs/api.md, with per-service details; `full` adds what only operators may see."""
     now_ms = time.time() * 1000.0
     services: dict[str, str] = {}
     details: dict[str, dict] = {}
@@ -136,7 +147,7 @@ def health_report() -> dict:
         services["redis"] = UP
     services["database"] = _database_state()
     if services["database"] == UP:
-        details["notifications"] = _notifications_detail()
+        details["notifications"] = _notifications_detail(full=full)
     if any(services[name] == DOWN for name in CRITICAL_SERVICES):
         status = UNHEALTHY
     elif all(state == UP for state in services.values()):

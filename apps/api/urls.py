@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 from django.urls import path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularSwaggerView
 
 from . import views
+from .schema_view import CachedSchemaApi
 from .threads import pooled_view
+from .throttling import AnonIpThrottle, UserIdThrottle
 
 urlpatterns = [
     path("health", pooled_view(views.HealthApi.as_view()), name="health"),
@@ -14,6 +16,10 @@ urlpatterns = [
     path("rules", pooled_view(views.RuleListApi.as_view()), name="rules"),
     path("candles/<str:symbol>", pooled_view(views.CandleListApi.as_view()), name="candles"),
     path("settings", pooled_view(views.SettingsApi.as_view()), name="settings"),
-    path("schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("schema/", CachedSchemaApi.as_view(), name="schema"),
+    path(
+        "docs/",
+        SpectacularSwaggerView.as_view(url_name="schema", throttle_classes=[AnonIpThrottle, UserIdThrottle]),
+        name="docs",
+    ),
 ]

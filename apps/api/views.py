@@ -6,22 +6,23 @@ from django.core.validators import RegexValidator, URLValidator
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.alerts.notifications.safety import UnsafeDestination, url_check
+from apps.alerts.rule_types import RULE_TYPE_PATTERN, rule_type_validator, rule_types_unknown  # noqa: F401 (compat)
 from apps.alerts.selectors import alert_payload, alerts_list, iso_utc, rules_list
 
 from . import selectors, services
 from .auth import SupabaseJWTAuthentication
-from .health import UNHEALTHY, health_report
+from .health import UNHEALTHY, health_details_allowed, health_report
 from .throttling import AnonIpThrottle, UserIdThrottle
 
 SYMBOL_PATTERN = r"^[A-Za-z0-9]{2,32}$"
-RULE_TYPE_PATTERN = r"^[a-z0-9_]{1,64}$"
 symbol_validator = RegexValidator(SYMBOL_PATTERN, "Must be a symbol of 2-32 letters and digits, e.g. BTCUSDT.")
-rule_type_validator = RegexValidator(RULE_TYPE_PATTERN, "Must be a rule type of lowercase letters, digits and '_'.")
 
 
 class BaseApi(APIView):
@@ -67,6 +68,8 @@ class AlertSerializer(serializers.Serializer):
 class HealthApi(APIView):
     # Probes come often from one address; they are never throttled.
     throttle_classes: list = []
+    # The admin's session tells staff apart, who see which webhook destinations are paused (anyone sees how many).
+    authentication_classes = [SessionAuthentication]
 
     class OutputSerializer(serializers.Serializer):
         class Meta:
@@ -82,7 +85,7 @@ class HealthApi(APIView):
         responses={200: OutputSerializer, 503: OutputSerializer},
     )
     def get(self, request):
-        report = health_report()
+        report = health_report(full=health_details_allowed(request))
         code = status.HTTP_503_SERVICE_UNAVAILABLE if report["status"] == UNHEALTHY else status.HTTP_200_OK
         return Response(report, status=code)
 
@@ -98,6 +101,11 @@ class AlertListApi(BaseApi):
 
         def validate_symbol(self, value: str) -> str:
             return value.upper()
+
+        def validate_type(self, value: str) -> str:
+            if rule_types_unknown([value]):
+                raise ValidationError(f"Unknown rule type {value!r}; GET /api/rules lists them.")
+            return value
 
         def validate(self, attrs):
             if "since" in attrs and "until" in attrs and attrs["since"] > attrs["until"]:
@@ -155,7 +163,7 @@ class MetricsDetailApi(BaseApi):
 
     @extend_schema(
         summary="Newest window metrics and indicators of a symbol, per timeframe (5m, 15m, 1h, 4h, 8h, 1d)",
-        parameters=[OpenApiParameter("symbol", OpenApiTypes.STR, OpenApiParameter.PATH)],
+        parameters=[OpenApiParameter("symbol", OpenApiTypes.STR, OpenApiParameter.PATH, pattern=SYMBOL_PATTERN)],
         responses=inline_serializer(
             "MetricsOutput",
             fields={
@@ -234,7 +242,10 @@ class CandleListApi(BaseApi):
 
     @extend_schema(
         summary="Candles of a symbol at an interval, oldest first (the newest bar may still be forming)",
-        parameters=[InputSerializer, OpenApiParameter("symbol", OpenApiTypes.STR, OpenApiParameter.PATH)],
+        parameters=[
+            InputSerializer,
+            OpenApiParameter("symbol", OpenApiTypes.STR, OpenApiParameter.PATH, pattern=SYMBOL_PATTERN),
+        ],
         responses=inline_serializer(
             "CandleListOutput",
             fields={
@@ -275,9 +286,16 @@ class SettingsApi(BaseApi):
         )
         notification_enabled = serializers.BooleanField(required=False)
 
+        def validate_webhook_url(self, value: str | None) -> str | None:
+            if value:
+                try:
+                    url_check(value)
+                except UnsafeDestination as exc:
+                    raise ValidationError(str(exc)) from None
+            return value
+
         def validate_selected_alerts(self, value: list[str]) -> list[str]:
-            known = {rule.rule_type for rule in rules_list()}
-            unknown = sorted(set(value) - known)
+            unknown = rule_types_unknown(value)
             if unknown:
                 raise ValidationError(f"Unknown rule types: {', '.join(unknown)}.")
             return list(dict.fromkeys(value))

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import os
+import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -9,9 +14,17 @@ import environ
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+# `./screener run` keeps its generated secrets here (screener_project.env_file); exported variables win.
+ENV_FILE = Path(os.environ.get("DJANGO_ENV_FILE", BASE_DIR / ".env"))
+environ.Env.read_env(ENV_FILE, overwrite=False)
 
-SECRET_KEY = env("DJANGO_SECRET_KEY", default="insecure-development-key-change-me")
+# Keys once shipped as defaults: anyone could sign sessions and tokens with them, so they are never accepted.
+PUBLIC_SECRET_KEYS = frozenset({"insecure-development-key-change-me", "compose-only-insecure-secret-key-change-me"})
+# Without a configured key a process gets a random one of its own: safe, though sessions and compat tokens then
+# last only as long as the process (`./screener run` generates and keeps one in .env).
+SECRET_KEY = env("DJANGO_SECRET_KEY", default="")
+if not SECRET_KEY or SECRET_KEY in PUBLIC_SECRET_KEYS:
+    SECRET_KEY = secrets.token_urlsafe(48)
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 
@@ -28,6 +41,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "channels",
+    "axes",
     "apps.collector",
     "apps.metrics",
     "apps.alerts",
@@ -38,6 +52,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Before anything reads a body: one too large is a 413, not a traceback.
+    "apps.api.middleware.BodySizeLimitMiddleware",
     # Serves the admin's and the API docs' static files from daphne itself; no separate web server needed.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
@@ -47,7 +63,22 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: turns a locked-out admin login into its 429 answer.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# Admin login lockout (django-axes): after ADMIN_LOGIN_FAILURE_LIMIT wrong passwords for one username, or from one IP
+# address, further attempts are refused for ADMIN_LOGIN_LOCKOUT_MINUTES, even with the right password. The
+# compatibility surface's login has limits of its own (COMPAT_LOGIN_RATE_LIMIT); its failures still count here.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_ONLY_ADMIN_SITE = True
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_FAILURE_LIMIT = env.int("ADMIN_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("ADMIN_LOGIN_LOCKOUT_MINUTES", default=15.0))
+AXES_RESET_ON_SUCCESS = True
 
 ROOT_URLCONF = "screener_project.urls"
 ASGI_APPLICATION = "screener_project.asgi.application"
@@ -169,6 +200,8 @@ ANON_RATE_LIMIT = env("ANON_RATE_LIMIT", default="100/minute")
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # JSON only (other content types: 415), refusing deep nesting, lone surrogates and NUL (400), big bodies (413).
+    "DEFAULT_PARSER_CLASSES": ["apps.api.parsers.StrictJSONParser"],
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
     "UNAUTHENTICATED_USER": None,
@@ -182,6 +215,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "apps.api.schema_errors.error_responses_add",
+    ],
 }
 
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")
@@ -211,7 +248,11 @@ API_VIEW_THREADS = env.int("API_VIEW_THREADS", default=8)
 # Mounted at /<COMPAT_PREFIX>/api/... and /<COMPAT_PREFIX>/ws/alerts; empty turns it off.
 COMPAT_PREFIX = env("COMPAT_PREFIX", default="compat/pulsaryx").strip("/")
 # Signs the tokens its login issues (HS256); separate from Supabase's, so neither surface accepts the other's.
-COMPAT_JWT_SECRET = env("COMPAT_JWT_SECRET", default=SECRET_KEY)
+# When not configured it is derived from SECRET_KEY (never equal to it, never a public value).
+COMPAT_JWT_SECRET = (
+    env("COMPAT_JWT_SECRET", default="")
+    or hmac.new(SECRET_KEY.encode(), b"screener compat tokens", hashlib.sha256).hexdigest()
+)
 COMPAT_TOKEN_TTL_SECONDS = env.int("COMPAT_TOKEN_TTL_SECONDS", default=7 * 24 * 3600)
 # The client polls about 75 requests a minute per tab: its signed-in users get a limit well above ANON_RATE_LIMIT.
 COMPAT_USER_RATE_LIMIT = env("COMPAT_USER_RATE_LIMIT", default="1200/minute")
@@ -227,7 +268,13 @@ from screener_project.observability import logging_dict  # noqa: E402
 
 LOG_FORMAT = env("LOG_FORMAT", default="json")
 LOGGING_CONFIG = "screener_project.observability.logging_setup"
-LOGGING = logging_dict(log_format=LOG_FORMAT, level=LOG_LEVEL)
+# Celery's per-task "received"/"succeeded" lines (INFO shows them again) and the web's access lines (one JSON line per
+# HTTP request, screener_project.access_log; WARNING hides them).
+LOG_LEVEL_CELERY_TASKS = env("LOG_LEVEL_CELERY_TASKS", default="WARNING")
+LOG_LEVEL_ACCESS = env("LOG_LEVEL_ACCESS", default="INFO")
+LOGGING = logging_dict(
+    log_format=LOG_FORMAT, level=LOG_LEVEL, celery_tasks_level=LOG_LEVEL_CELERY_TASKS, access_level=LOG_LEVEL_ACCESS
+)
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Modules holding tasks outside an app's tasks.py.
 CELERY_IMPORTS = ["apps.alerts.housekeeping"]

@@ -30,5 +30,8 @@ CELERY_REDBEAT_REDIS_URL = CELERY_BROKER_URL
 CELERY_REDBEAT_KEY_PREFIX = REDIS_KEY_PREFIX + ":redbeat:"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 SUPABASE_JWT_SECRET = "test-supabase-secret-with-at-least-32-bytes!"
+# Fixed, so processes a test starts (daphne, celery) verify the tokens the test process signs.
+SECRET_KEY = env("DJANGO_SECRET_KEY", default="test-only-django-secret-key-not-for-any-deployment")
+COMPAT_JWT_SECRET = env("COMPAT_JWT_SECRET", default="test-only-compat-token-secret-not-for-any-deployment")
 # Parallel test runs on one machine each name their own database.
 DATABASES["default"]["TEST"] = {"NAME": env("TEST_DATABASE_NAME", default="test_screener")}

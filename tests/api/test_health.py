@@ -131,15 +131,37 @@ def test_database_unreachable_is_unhealthy_503(redis_client, monkeypatch):
     assert code == 503 and body["status"] == "unhealthy" and body["services"]["database"] == "down"
 
 
-def test_paused_webhook_destinations_are_listed_with_their_reason(redis_client):
+def test_paused_webhook_destinations_are_counted_for_anyone_and_listed_for_operators(redis_client, settings):
+    from django.contrib.auth import get_user_model
     from django.utils import timezone
+    from rest_framework.test import APIClient
 
     from apps.alerts.notifications.models import Destination
 
     Destination.objects.create(name="ops discord", kind="discord", url="https://discord.example/api/webhooks/1/x")
     Destination.objects.create(
-        name="desk", kind="webhook", url="https://hooks.example/a", paused_at=timezone.now(), paused_reason="HTTP 404"
+        name="user 5f0c@example.com",
+        kind="webhook",
+        url="https://hooks.example/a",
+        user_id="5f0c-supabase-id",
+        paused_at=timezone.now(),
+        paused_reason="HTTP 404 from 203.0.113.9",
     )
     _, body = get_health()
-    paused = body["details"]["notifications"]["paused_destinations"]
-    assert [(d["name"], d["reason"]) for d in paused] == [("desk", "HTTP 404")]
+    assert body["details"]["notifications"] == {"paused_count": 1}
+    raw = APIClient().get("/api/health").content.decode()
+    assert "5f0c" not in raw and "203.0.113.9" not in raw and "hooks.example" not in raw
+
+    staff = APIClient()
+    staff.force_login(get_user_model().objects.create_user("ops", password="pw-long-enough-1", is_staff=True))
+    notifications = staff.get("/api/health").json()["details"]["notifications"]
+    assert notifications["paused_count"] == 1
+    assert [(d["name"], d["reason"]) for d in notifications["paused_destinations"]] == [
+        ("user 5f0c@example.com", "HTTP 404 from 203.0.113.9")
+    ]
+
+    settings.METRICS_TOKEN = "scrape-token-of-this-test"
+    wrong = APIClient().get("/api/health", HTTP_AUTHORIZATION="Bearer nope").json()
+    assert "paused_destinations" not in wrong["details"]["notifications"]
+    scraper = APIClient().get("/api/health", HTTP_AUTHORIZATION="Bearer scrape-token-of-this-test").json()
+    assert len(scraper["details"]["notifications"]["paused_destinations"]) == 1

@@ -125,12 +125,14 @@ def test_permanent_404_is_not_retried_and_pauses_the_destination_until_resumed(
     assert [(p["name"], p["pending"]) for p in paused] == [("gone", 0)]
     assert "HTTP 404" in paused[0]["reason"]
 
-    # While paused, new alerts wait (pending) instead of being sent or dropped; resuming sends them once.
+    # While paused, new alerts cost the destination nothing (no delivery, no task) and are not dropped: resuming
+    # creates and sends what it missed, once.
     later = make_alert(symbol="ETHUSDT")
     notifications_enqueue(alerts=[later])
     assert drain(destination.id) == 0 and len(receiver.requests) == 1
-    assert destinations_paused()[0]["pending"] == 1
-    destination_resume(destination=destination)
+    assert destinations_paused()[0]["pending"] == 0
+    assert Delivery.objects.filter(destination=destination).count() == 1
+    assert destination_resume(destination=destination) == 1
     drain(destination.id)
 
     assert alert_ids_received(receiver) == {str(later.id): 1}

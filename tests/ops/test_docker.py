@@ -65,6 +65,8 @@ def test_web_runs_daphne_on_8000_with_a_fresh_metrics_directory(tmp_path: Path):
         "-p",
         "8000",
         "--proxy-headers",
+        "--access-log",
+        "/dev/null",
         "screener_project.asgi:application",
     ]
     assert (tmp_path / "prom").is_dir() and not stale.exists()

@@ -86,7 +86,12 @@ tick_due.apply()
 
 
 def test_the_real_tick_task_logs_with_its_tick_id(redis_client):
-    env = dict(os.environ, DJANGO_SETTINGS_MODULE="screener_project.settings.test", LOG_FORMAT="json")
+    env = dict(
+        os.environ,
+        DJANGO_SETTINGS_MODULE="screener_project.settings.test",
+        LOG_FORMAT="json",
+        LOG_LEVEL_CELERY_TASKS="INFO",  # Celery's per-task lines are quiet by default
+    )
     done = subprocess.run(
         [sys.executable, "-c", REAL_TICK_CODE], env=env, cwd=REPO_ROOT, capture_output=True, text=True, check=True
     )
@@ -101,3 +106,60 @@ def test_the_real_tick_task_logs_with_its_tick_id(redis_client):
     assert due and all("tick_id" not in r for r in due)
     # Celery's own line about the tick task is inside the context too
     assert any(r["event"].startswith("Task alerts.tick[") and r.get("tick_id") for r in records)
+
+
+def test_celery_per_task_lines_are_quiet_by_default(redis_client):
+    env = dict(os.environ, DJANGO_SETTINGS_MODULE="screener_project.settings.test", LOG_FORMAT="json")
+    env.pop("LOG_LEVEL_CELERY_TASKS", None)
+    done = subprocess.run(
+        [sys.executable, "-c", REAL_TICK_CODE], env=env, cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    )
+    records = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+    assert any(r["event"].startswith("tick 1763634420000 started") for r in records)
+    assert not any(r["event"].startswith("Task alerts.") for r in records)
+
+
+def test_access_lines_are_structured_records(caplog):
+    import asyncio
+    import logging
+
+    from screener_project.access_log import AccessLogMiddleware
+
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 404, "headers": []})
+        await send({"type": "http.response.body", "body": b"nope"})
+
+    async def call() -> None:
+        async def receive():
+            return {"type": "http.request", "body": b""}
+
+        async def send(message):
+            return None
+
+        scope = {"type": "http", "method": "GET", "path": "/api/x", "client": ("10.1.1.1", 5000)}
+        await AccessLogMiddleware(app)(scope, receive, send)
+
+    with caplog.at_level(logging.INFO, logger="screener.access"):
+        asyncio.run(call())
+    (record,) = [r for r in caplog.records if r.name == "screener.access"]
+    assert record.getMessage() == "GET /api/x 404"
+    assert (record.status_code, record.bytes, record.client) == (404, 4, "10.1.1.1")
+    assert record.duration_ms >= 0
+
+
+def test_a_502_a_view_chose_is_a_warning_and_an_exception_stays_an_error():
+    import logging
+
+    from screener_project.observability import Answered5xxFilter
+
+    answered = logging.LogRecord("django.request", logging.ERROR, __file__, 1, "Bad Gateway: %s", ("/x",), None)
+    answered.status_code = 502
+    assert Answered5xxFilter().filter(answered) and answered.levelno == logging.WARNING
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError:
+        crashed = logging.LogRecord(
+            "django.request", logging.ERROR, __file__, 1, "Internal Server Error", (), sys.exc_info()
+        )
+    crashed.status_code = 502
+    assert Answered5xxFilter().filter(crashed) and crashed.levelno == logging.ERROR

@@ -5,6 +5,8 @@ from django.db import models
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from screener_project.strict_json import json_formfield_overrides
+
 from .models import Delivery, DeliveryAttempt, Destination
 from .services import destination_resume
 
@@ -50,7 +52,7 @@ class DestinationAdmin(admin.ModelAdmin):
     ]
     list_select_related = ["owner"]
     actions = ["resume", "pause"]
-    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+    formfield_overrides = {**json_formfield_overrides(), models.URLField: {"assume_scheme": "https"}}
     fieldsets = [
         (None, {"fields": ["name", "kind", "enabled"]}),
         (

@@ -200,7 +200,7 @@ def _failure_count(*, destination: Destination, error: TransportError, now) -> N
     Destination.objects.filter(pk=destination.pk, paused_at__isnull=True).update(
         paused_at=now, paused_reason=reason[:300]
     )
-    logger.error("notifications: destination %s (%s) paused: %s", destination.pk, destination.name, reason)
+    logger.warning("notifications: destination %s (%s) paused: %s", destination.pk, destination.name, reason)
 
 
 def _backoff(attempts: int, retry_after: float | None) -> float:

@@ -68,6 +68,19 @@ class Destination(models.Model):
     def __str__(self) -> str:
         return f"{self.name} ({self.kind})"
 
+    def save(self, *args, **kwargs) -> None:
+        # A save that lifts a pause (the admin, a user's new URL) creates the deliveries missed while paused: a paused
+        # destination gets none as alerts fire (apps.alerts.notifications.services).
+        update_fields = kwargs.get("update_fields")
+        lifted_since = None
+        if self.pk and self.paused_at is None and (update_fields is None or "paused_at" in update_fields):
+            lifted_since = Destination.objects.filter(pk=self.pk).values_list("paused_at", flat=True).first()
+        super().save(*args, **kwargs)
+        if lifted_since is not None:
+            from .services import destination_pause_lifted
+
+            destination_pause_lifted(destination=self, since=lifted_since)
+
     @property
     def is_paused(self) -> bool:
         return self.paused_at is not None
@@ -80,7 +93,7 @@ class Destination(models.Model):
         )
 
     def clean(self) -> None:
-        from .safety import UnsafeDestination, url_check_syntax
+        from .safety import UnsafeDestination, url_check
 
         errors: dict[str, str] = {}
         if self.kind in (self.Kind.DISCORD, self.Kind.WEBHOOK, self.Kind.SLACK):
@@ -88,7 +101,7 @@ class Destination(models.Model):
                 errors["url"] = f"A {self.get_kind_display()} needs a URL."
             else:
                 try:
-                    url_check_syntax(self.url)
+                    url_check(self.url)
                 except UnsafeDestination as exc:
                     errors["url"] = str(exc)
         if self.kind == self.Kind.TELEGRAM:

@@ -65,10 +65,11 @@ def deliveries_create(*, alerts: Iterable[AlertHistory]) -> list[int]:
     """
     alerts = list(alerts)
     alert_types = sorted({a.alert_type for a in alerts})
-    operator = list(Destination.objects.filter(user_id__isnull=True, enabled=True))
-    users = _user_destinations(alert_types=alert_types)
+    # A paused destination gets nothing now (no row, no task): lifting the pause creates what it missed
+    # (destination_pause_lifted).
+    operator = list(Destination.objects.filter(user_id__isnull=True, enabled=True, paused_at__isnull=True))
+    users = [(d, wanted) for d, wanted in _user_destinations(alert_types=alert_types) if not d.is_paused]
     rows: list[tuple] = []
-    now = timezone.now()
     for alert in alerts:
         matched = [d for d in operator if d.matches(alert_type=alert.alert_type, symbol=alert.symbol)]
         matched += [d for d, wanted in users if not wanted or alert.alert_type in wanted]
@@ -76,8 +77,15 @@ def deliveries_create(*, alerts: Iterable[AlertHistory]) -> list[int]:
             rows.append(
                 (destination.id, alert.triggered_at, alert.symbol, alert.alert_type, alert.id, destination.kind)
             )
+    return _deliveries_insert(rows)
+
+
+def _deliveries_insert(rows: list[tuple]) -> list[int]:
+    """Insert pending deliveries (destination id, triggered_at, symbol, alert type, alert id, kind), skipping those
+    that exist; returns the destinations that got new ones."""
     if not rows:
         return []
+    now = timezone.now()
     columns = list(zip(*rows, strict=True))
     with transaction.atomic(), connection.cursor() as cursor:
         # One statement for the whole batch, the rows passed as five arrays (fast to bind however many there are);
@@ -167,14 +175,47 @@ def user_webhook_kind(url: str) -> str:
 
 
 def destination_resume(*, destination: Destination) -> int:
-    """Lift a pause and send what waited; returns the number of pending deliveries scheduled."""
+    """Lift a pause and send what it missed; returns the number of pending deliveries scheduled."""
+    since = Destination.objects.filter(pk=destination.pk).values_list("paused_at", flat=True).first()
     Destination.objects.filter(pk=destination.pk).update(
         paused_at=None, paused_reason="", consecutive_failures=0, updated_at=timezone.now()
     )
+    destination.refresh_from_db()
+    return destination_pause_lifted(destination=destination, since=since)
+
+
+# Alerts created this long before the pause are looked at again: one that fired just before the pause may not have
+# had its delivery yet. Deliveries that exist are skipped (the unique constraint), so none is sent twice.
+BACKFILL_MARGIN = timedelta(minutes=5)
+
+
+def destination_pause_lifted(*, destination: Destination, since: datetime | None) -> int:
+    """After a pause (from `since`) ends: create the deliveries of the alerts the destination matches that fired
+    meanwhile (still in the history), and schedule sending; returns how many deliveries are pending."""
+    if since is not None and destination.enabled and not destination.is_paused and _wants_alerts(destination):
+        from apps.alerts.models import AlertHistory
+
+        fired = AlertHistory.objects.filter(created_at__gte=since - BACKFILL_MARGIN).order_by("triggered_at")
+        _deliveries_insert(
+            [
+                (destination.pk, a.triggered_at, a.symbol, a.alert_type, a.id, destination.kind)
+                for a in fired.iterator(chunk_size=2000)
+                if destination.matches(alert_type=a.alert_type, symbol=a.symbol)
+            ]
+        )
     pending = Delivery.objects.filter(destination=destination, status=Delivery.Status.PENDING).count()
     if pending:
-        destination_schedule(destination_id=destination.pk, delay=0.0)
+        transaction.on_commit(lambda: destination_schedule(destination_id=destination.pk, delay=0.0))
     return pending
+
+
+def _wants_alerts(destination: Destination) -> bool:
+    """A user's mirror destination wants alerts only while the user's notifications are on."""
+    if destination.user_id is None:
+        return True
+    from apps.alerts.models import UserSettings
+
+    return UserSettings.objects.filter(user_id=destination.user_id, notification_enabled=True).exists()
 
 
 def deliveries_sweep(*, older_than: timedelta = timedelta(seconds=30)) -> int:

@@ -9,6 +9,8 @@ from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 
+from screener_project.strict_json import json_formfield_overrides
+
 from .account_services import compat_destinations_sync
 from .models import AccountProfile, UserWebhook
 
@@ -20,6 +22,7 @@ class AccountProfileInline(admin.StackedInline):
     can_delete = False
     max_num = 1
     verbose_name_plural = "web client profile"
+    formfield_overrides = json_formfield_overrides()
     fields = [
         "status",
         "trial_ends_at",
@@ -56,6 +59,7 @@ class UserAdmin(BaseUserAdmin):
 
 @admin.register(UserWebhook)
 class UserWebhookAdmin(admin.ModelAdmin):
+    formfield_overrides = json_formfield_overrides()
     list_display = ["name", "user", "webhook_type", "scope", "is_enabled", "max_alerts_per_minute", "destination"]
     list_filter = ["webhook_type", "scope", "is_enabled"]
     search_fields = ["name", "webhook_url", "user__email"]

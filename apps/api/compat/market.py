@@ -186,7 +186,12 @@ class KlineListApi(CompatApi):
     @extend_schema(
         summary="Binance klines (12-field arrays, oldest first) from the stored candles and bars",
         parameters=[InputSerializer],
-        responses={200: OpenApiResponse(OpenApiTypes.OBJECT, description="[[open ms, open, high, ...], ...]")},
+        responses={
+            200: OpenApiResponse(
+                {"type": "array", "items": {"type": "array", "minItems": 12, "maxItems": 12, "items": {}}},
+                description="[[open ms, open, high, low, close, volume, close ms, quote volume, trades, ...], ...]",
+            )
+        },
     )
     def get(self, request):
         params = self.InputSerializer(data=request.query_params)

@@ -53,7 +53,11 @@ def compat_token_user(token: str):
         raise CompatTokenError("Token has expired.") from None
     except jwt.InvalidTokenError as exc:
         raise CompatTokenError(f"Invalid token: {exc}") from None
-    user = get_user_model().objects.filter(pk=claims["sub"], is_active=True).first()
+    subject = claims["sub"]
+    # The user's primary key as issued (decimal digits); anything else names no user and must not reach a query.
+    if not isinstance(subject, str) or not subject.isascii() or not subject.isdigit() or len(subject) > 18:
+        raise CompatTokenError("Token names no user (sub must be a user id).")
+    user = get_user_model().objects.filter(pk=int(subject), is_active=True).first()
     if user is None:
         raise CompatTokenError("Token names no active user.")
     return user
