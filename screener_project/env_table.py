@@ -37,7 +37,15 @@ _SHELL_READ = re.compile(r"\$\{([A-Z][A-Z0-9_]*)(:[-?])?")
 
 MEANINGS = {
     "DJANGO_SECRET_KEY": "Django's signing key; production refuses to start without it",
-    "DJANGO_DEBUG": "Django debug mode",
+    "DJANGO_DEBUG": "Django debug mode (off unless asked for: `./screener run --debug` sets it)",
+    "COMPAT_JWT_SECRET": (
+        "signs the compatibility surface's login tokens (default: derived from DJANGO_SECRET_KEY, never equal to it;"
+        " `./screener run` generates one into .env)"
+    ),
+    "ADMIN_LOGIN_FAILURE_LIMIT": "wrong admin passwords, per username or per IP address, before the admin login locks",
+    "ADMIN_LOGIN_LOCKOUT_MINUTES": "how long a locked admin login stays locked",
+    "LOG_LEVEL_CELERY_TASKS": "level of Celery's per-task received/succeeded lines (INFO shows them)",
+    "LOG_LEVEL_ACCESS": "level of the web's one-JSON-line-per-request access log (WARNING hides it)",
     "DJANGO_ALLOWED_HOSTS": "host names the web process answers to",
     "DATABASE_URL": "PostgreSQL (TimescaleDB features are used when the extension is present)",
     "DATABASE_CONN_MAX_AGE": "seconds a database connection is reused",
