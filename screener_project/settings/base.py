@@ -69,12 +69,13 @@ MIDDLEWARE = [
 
 # Admin login lockout (django-axes): after ADMIN_LOGIN_FAILURE_LIMIT wrong passwords for one username, or from one IP
 # address, further attempts are refused for ADMIN_LOGIN_LOCKOUT_MINUTES, even with the right password. The
-# compatibility surface's login has limits of its own (COMPAT_LOGIN_RATE_LIMIT); its failures still count here.
+# compatibility surface's login has limits of its own (COMPAT_LOGIN_RATE_LIMIT); its failures are not counted here.
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
 AXES_ONLY_ADMIN_SITE = True
+AXES_HANDLER = "screener_project.admin_lockout.AdminLoginHandler"
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 AXES_FAILURE_LIMIT = env.int("ADMIN_LOGIN_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = timedelta(minutes=env.float("ADMIN_LOGIN_LOCKOUT_MINUTES", default=15.0))

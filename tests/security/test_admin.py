@@ -137,3 +137,16 @@ def test_json_fields_refuse_deep_or_unstorable_json(admin_client, path, data, fi
     assert response.status_code == 200
     assert field in response.context["adminform"].form.errors
     assert admin_client.get("/admin/").status_code == 200
+
+
+def test_wrong_passwords_at_the_web_client_login_do_not_lock_the_admin(admins, settings):
+    # The web client's login has limits of its own; its failures must not let anyone lock an operator out.
+    web_login = "/" + settings.COMPAT_PREFIX + "/auth/login"
+    codes = [
+        Client(REMOTE_ADDR=f"10.0.6.{n}").post(
+            web_login, {"email": "admin0@example.com", "password": "wrong"}, content_type="application/json"
+        )
+        for n in range(settings.AXES_FAILURE_LIMIT + 2)
+    ]
+    assert {response.status_code for response in codes} == {401}
+    assert signed_in("admin0", "10.0.6.200")
