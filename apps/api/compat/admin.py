@@ -90,7 +90,7 @@ class InviteAdmin(admin.ModelAdmin):
     readonly_fields = ["uses", "created_by", "created_at"]
 
     def get_changeform_initial_data(self, request) -> dict:
-        from .account_services import invite_code_new
+        from .auth_services import invite_code_new
 
         return {**super().get_changeform_initial_data(request), "code": invite_code_new()}
 

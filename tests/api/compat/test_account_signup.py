@@ -228,3 +228,18 @@ def test_the_tv_username_is_kept_and_shown_in_billing(client_of):
     assert client_of.get(prefix() + "/api/billing").json()["tv_username"] == "trader_42"
     bad = client_of.put(prefix() + "/api/settings/tv-username", {"tv_username": "no spaces"}, format="json")
     assert bad.status_code == 400 and bad.json()["error"].startswith("tv_username:")
+
+
+def test_operators_make_invites_in_the_admin(make_user, client):
+    admin = make_user("admin@example.com", is_staff=True, is_superuser=True)
+    client.force_login(admin)
+    page = client.get("/admin/compat/invite/add/")
+    assert page.status_code == 200
+    code = re.search(r'name="code"[^>]*value="([^"]+)"', page.content.decode()).group(1)
+    assert len(code) >= 12
+    saved = client.post(
+        "/admin/compat/invite/add/", {"code": code, "note": "for Ann", "max_uses": 1, "trial_days": 7, "uses": 0}
+    )
+    assert saved.status_code == 302
+    invite = Invite.objects.get(code=code)
+    assert invite.created_by == admin and invite.uses == 0
