@@ -81,13 +81,18 @@ def receiver_start(port: int) -> ThreadingHTTPServer:
     return server
 
 
+# Playwright's sync API delivers events (WebSocket frames, responses) only while one of its calls runs: waits go
+# through the page's own timer once a page exists.
+_pause = time.sleep
+
+
 def wait_until(condition, *, timeout: float, step: float = 0.5):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = condition()
         if value:
             return value
-        time.sleep(step)
+        _pause(step)
     return condition()
 
 
@@ -190,6 +195,8 @@ def run(args: argparse.Namespace) -> int:
             context = browser.new_context(viewport={"width": 1500, "height": 950})
             context.grant_permissions(["notifications"])
             page = context.new_page()
+            global _pause
+            _pause = lambda seconds: page.wait_for_timeout(seconds * 1000)  # noqa: E731
             page.on("dialog", lambda dialog: dialog.accept())  # confirm() of delete, alert() of a webhook test
             frames: list[str] = []
             page.on("websocket", lambda ws: ws.on("framereceived", lambda payload: frames.append(str(payload))))
@@ -250,23 +257,25 @@ def run(args: argparse.Namespace) -> int:
             for interval in INTERVALS:
                 page.get_by_role("button", name=interval, exact=True).first.click()
                 drawn = wait_until(lambda: page.locator("canvas").count() > 0, timeout=20)
-                time.sleep(1.5)  # the chart debounces interval changes
+                _pause(1.5)  # the chart debounces interval changes
                 report.check("chart", f"{interval} drawn", bool(drawn), report.shot(page, f"chart-{interval}"))
 
             # Watchlist: star a coin, see it kept by the server, unstar it.
-            star = page.get_by_label("Add to watchlist").first
+            star = page.locator("[aria-label='Add to watchlist'] >> visible=true").first
             star.click()
             token = page.evaluate("localStorage.getItem('auth_token')")
             added = wait_until(lambda: api(args.api, "/api/watchlist", token=token)["count"] > 0, timeout=10)
             page.reload()
-            starred = wait_until(lambda: page.get_by_label("Remove from watchlist").count() > 0, timeout=30)
+            starred = wait_until(
+                lambda: page.locator("[aria-label='Remove from watchlist'] >> visible=true").count() > 0, timeout=30
+            )
             report.check(
                 "watchlist",
                 f"kept by the server as {api(args.api, '/api/watchlist', token=token)['symbols']}, starred on reload",
                 bool(added and starred),
                 report.shot(page, "watchlist-added"),
             )
-            page.get_by_label("Remove from watchlist").first.click()
+            page.locator("[aria-label='Remove from watchlist'] >> visible=true").first.click()
             removed = wait_until(lambda: api(args.api, "/api/watchlist", token=token)["count"] == 0, timeout=10)
             report.check("watchlist", "remove", bool(removed), report.shot(page, "watchlist-removed"))
 
@@ -281,14 +290,14 @@ def run(args: argparse.Namespace) -> int:
                 if box.count():
                     box.click(force=True)
                     flipped += 1
-                    time.sleep(0.3)
-            time.sleep(2)
+                    _pause(0.3)
+            _pause(2)
             report.shot(page, "rules-flipped")
             page.reload()
             after = {r["rule_type"]: r["enabled"] for r in api(args.api, "/api/alert-rules", token=token)["rules"]}
             changed_rules = [k for k in before if before[k] != after.get(k)]
             open_settings(page, "Alert Rules")
-            time.sleep(2)
+            _pause(2)
             report.check(
                 "rule switches",
                 f"{flipped} flipped in the client, {len(changed_rules)} of {len(before)} kept by the server on reload",
@@ -324,7 +333,7 @@ def run(args: argparse.Namespace) -> int:
             )
             page.reload()
             open_settings(page, "Webhooks")
-            time.sleep(1.5)
+            _pause(1.5)
             report.check(
                 "webhooks",
                 "toggled off, off after reload",
