@@ -291,3 +291,18 @@ def test_without_the_local_allowance_a_local_origin_gets_no_cors_headers(setting
     settings.CORS_ALLOWED_ORIGINS = []
     response = Client().get(prefix() + "/api/health", HTTP_ORIGIN="http://localhost:4173")
     assert "Access-Control-Allow-Origin" not in response
+
+
+def test_webhooks_made_before_the_catalogue_filter_get_it_on_migration(client_of, user, seeded):
+    import importlib
+
+    from django.apps import apps as django_apps
+
+    migration = importlib.import_module("apps.api.compat.migrations.0003_webhooks_client_rules_only")
+    body = {"name": "Desk", "webhook_type": "discord", "webhook_url": "https://discord.example.com/api/webhooks/1/x"}
+    client_of.post(prefix() + "/api/webhooks", body, format="json")
+    Destination.objects.filter(owner=user).update(rule_types=[])  # as synced before
+    migration.forwards(django_apps, None)
+    destination = Destination.objects.get(owner=user)
+    assert not destination.matches(alert_type="flat_1m", symbol="BTCUSDT")
+    assert destination.matches(alert_type="big_bear_60m", symbol="BTCUSDT")
