@@ -378,6 +378,8 @@ def run(args: argparse.Namespace) -> int:
             signup.fill("input[type=email]", new_email)
             for box in signup.locator("input[type=password]").all():
                 box.fill(args.new_password)
+            for box in signup.locator("input[type=checkbox]").all():  # the terms
+                box.check()
             signup.click("button[type=submit]")
             registered = wait_until(lambda: "/app" in signup.url, timeout=20)
             report.check(
