@@ -343,6 +343,10 @@ def run(args: argparse.Namespace) -> int:
             page.get_by_role("button", name="Edit").first.click()
             page.get_by_placeholder("My Discord Channel").fill("Desk renamed")
             page.get_by_role("button", name="Save").click()
+            # The reload below must not cut the save short.
+            wait_until(
+                lambda: api(args.api, "/api/webhooks", token=token)["webhooks"][0]["name"] == "Desk renamed", timeout=10
+            )
             page.reload()
             open_settings(page, "Webhooks")
             renamed = wait_until(lambda: page.get_by_text("Desk renamed", exact=True).count() > 0, timeout=10)
@@ -403,7 +407,10 @@ def run(args: argparse.Namespace) -> int:
                 for box in reset.locator("input[type=password]").all():
                     box.fill(args.new_password + "!2")
                 reset.click("button[type=submit]")
-                wait_until(lambda: reset.get_by_text(re.compile("(?i)success|updated|reset")).count() > 0, timeout=10)
+                wait_until(
+                    lambda: reset.get_by_text(re.compile("success|updated|reset", re.IGNORECASE)).count() > 0,
+                    timeout=10,
+                )
                 report.shot(reset, "reset-done")
                 ok = api(args.api, "/auth/login", body={"email": new_email, "password": args.new_password + "!2"})
                 report.check(
