@@ -9,7 +9,7 @@ RETENTION_HOURS, so changing the setting is honoured by both paths.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import structlog
 from celery import shared_task
@@ -85,7 +85,27 @@ def retention_purge_run(
     return result
 
 
+def retention_now() -> datetime:
+    """The run's own clock: the exchange's time as the collector last saw it, else the wall clock.
+
+    Live, the two agree. A replay runs on the simulator's clock (faster than the wall clock, or in the past), and
+    its data must be kept for RETENTION_HOURS of that clock, not of the wall clock.
+    """
+    from apps.collector.store import key, redis_client
+
+    try:
+        clock = redis_client().get(key("collector", "clock"))
+    except Exception:  # Redis down: the wall clock is the only one left
+        logger.warning("retention falls back to the wall clock: the exchange clock is unreadable")
+        clock = None
+    if clock is None:
+        return timezone.now()
+    return datetime.fromtimestamp(int(float(clock)) / 1000, tz=UTC)
+
+
 @shared_task(name="alerts.retention_purge", ignore_result=True)
 def retention_purge() -> dict[str, int | str]:
     # No retry: the next scheduled run picks up where this one stopped (batches are independent).
-    return retention_purge_run(hours=settings.RETENTION_HOURS, batch_size=settings.RETENTION_BATCH_SIZE)
+    return retention_purge_run(
+        hours=settings.RETENTION_HOURS, batch_size=settings.RETENTION_BATCH_SIZE, now=retention_now()
+    )

@@ -104,6 +104,40 @@ def market_load(data_dir: Path, *, synthesize: int = 0) -> dict[str, SymbolSerie
     return series
 
 
+def replay_start_default(market: dict[str, SymbolSeries]) -> int:
+    """Where a replay starts when not told: one day after the first candle, so REST has a day of history."""
+    first_open = min(int(s.open_times[0]) for s in market.values())
+    return first_open + 1440 * MINUTE_MS
+
+
+def market_shift(market: dict[str, SymbolSeries], offset_ms: int) -> dict[str, SymbolSeries]:
+    """The same candles moved in time by a whole number of minutes: open times change, prices and volumes do not.
+
+    Series shared between symbols (synthesized ones) stay shared.
+    """
+    if offset_ms % MINUTE_MS:
+        raise ValueError("the shift must be a whole number of minutes")
+    shifted: dict[int, SymbolSeries] = {}
+    result = {}
+    for symbol, series in market.items():
+        if id(series) not in shifted:
+            shifted[id(series)] = SymbolSeries(series.open_times + np.int64(offset_ms), series.values)
+        result[symbol] = shifted[id(series)]
+    return result
+
+
+def shift_to_now(market: dict[str, SymbolSeries], *, start_ms: int | None, now_ms: int) -> tuple[dict, int, int]:
+    """Move the replay so that it starts at the current minute: returns (shifted market, its start, the offset).
+
+    A replay dated in the past would look dead to a client asking for "the last 48 hours", and to anything that
+    compares data times with the wall clock; shifted, it reads like a live market from the moment it starts.
+    """
+    start = start_ms if start_ms is not None else replay_start_default(market)
+    start -= start % MINUTE_MS
+    offset = (now_ms - now_ms % MINUTE_MS) - start
+    return market_shift(market, offset), start + offset, offset
+
+
 @dataclass
 class Faults:
     """Fault rates; probabilities are per closed frame unless said otherwise."""
@@ -256,9 +290,8 @@ class ExchangeSimulator:
         # Listed symbols are in exchangeInfo and stream; /sim/list and /sim/delist change that at runtime.
         self.listed = set(market) - set(unlisted)
         self.symbols = sorted(self.listed)
-        first_open = min(int(s.open_times[0]) for s in market.values())
         last_close = max(int(s.open_times[-1]) for s in market.values()) + MINUTE_MS
-        start = start_ms if start_ms is not None else first_open + 1440 * MINUTE_MS
+        start = start_ms if start_ms is not None else replay_start_default(market)
         start -= start % MINUTE_MS
         end = last_close if minutes is None else min(last_close, start + minutes * MINUTE_MS)
         # Held, the clock waits at `start` until `hold_until_connect` WebSocket clients have connected, so slow-starting

@@ -107,6 +107,14 @@ DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Checked when users choose a password themselves (sign-up, reset and change in the web client).
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 8}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = False
@@ -196,6 +204,11 @@ SUPABASE_JWT_SECRET = env("SUPABASE_JWT_SECRET", default="")
 SUPABASE_JWKS_URL = env("SUPABASE_JWKS_URL", default="")
 SUPABASE_JWT_AUDIENCE = env("SUPABASE_JWT_AUDIENCE", default="authenticated")
 CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])
+# Pages served from this machine (localhost, 127.0.0.1, [::1], any port, http or https) may call the API: a web client
+# started next to a local run works out of the box. Off in production settings; deployments list CORS_ALLOWED_ORIGINS.
+CORS_ALLOW_LOCALHOST = env.bool("CORS_ALLOW_LOCALHOST", default=False)
+LOCALHOST_ORIGIN_REGEX = r"^https?://(localhost|127\.0\.0\.1|\[::1\])(:\d{1,5})?$"
+CORS_ALLOWED_ORIGIN_REGEXES = [LOCALHOST_ORIGIN_REGEX] if CORS_ALLOW_LOCALHOST else []
 ANON_RATE_LIMIT = env("ANON_RATE_LIMIT", default="100/minute")
 
 REST_FRAMEWORK = {
@@ -260,6 +273,38 @@ COMPAT_USER_RATE_LIMIT = env("COMPAT_USER_RATE_LIMIT", default="1200/minute")
 # Login attempts per IP and per email (brute force), and webhook test sends per user.
 COMPAT_LOGIN_RATE_LIMIT = env("COMPAT_LOGIN_RATE_LIMIT", default="10/minute")
 COMPAT_WEBHOOK_TEST_RATE_LIMIT = env("COMPAT_WEBHOOK_TEST_RATE_LIMIT", default="6/minute")
+# Sign-ups, reset emails and reset attempts per IP (and reset emails per address).
+COMPAT_ACCOUNT_RATE_LIMIT = env("COMPAT_ACCOUNT_RATE_LIMIT", default="5/minute")
+COMPAT_WEBHOOKS_PER_USER = env.int("COMPAT_WEBHOOKS_PER_USER", default=10)
+# Alerts of rules the client has no switch for (this screener's whale, volume and flat rules, rules made in the
+# admin) are left out of this surface unless this is set.
+COMPAT_SEND_ALL_RULES = env.bool("COMPAT_SEND_ALL_RULES", default=False)
+# Who may sign up from the client: "closed" (operators create accounts), "invite" (an invite code made in the
+# admin), "open" (anyone).
+COMPAT_REGISTRATION = env("COMPAT_REGISTRATION", default="invite")
+# Trial days of an account signed up without an invite (open registration); an invite carries its own.
+COMPAT_SIGNUP_TRIAL_DAYS = env.int("COMPAT_SIGNUP_TRIAL_DAYS", default=7)
+# The client's address, for the link of the password-reset email; empty: the page's origin when CORS allows it.
+COMPAT_CLIENT_URL = env("COMPAT_CLIENT_URL", default="").rstrip("/")
+# Where the billing page's "manage" button leads (there is no payment provider: plans are set in the admin).
+COMPAT_BILLING_MANAGE_URL = env("COMPAT_BILLING_MANAGE_URL", default="")
+
+# --- Email (password-reset links) ------------------------------------------------------------------
+# Printed to the console unless an SMTP host is named.
+EMAIL_HOST = env("EMAIL_HOST", default="")
+EMAIL_BACKEND = env(
+    "EMAIL_BACKEND",
+    default="django.core.mail.backends.smtp.EmailBackend"
+    if EMAIL_HOST
+    else "django.core.mail.backends.console.EmailBackend",
+)
+EMAIL_PORT = env.int("EMAIL_PORT", default=587)
+EMAIL_HOST_USER = env("EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD", default="")
+EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=True)
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="screener@localhost")
+PASSWORD_RESET_TIMEOUT = env.int("PASSWORD_RESET_TIMEOUT", default=24 * 3600)
 
 # --- Operations ----------------------------------------------------------------------------------
 # Structured logs: one JSON object per line (LOG_FORMAT=console for a readable terminal). Django hands LOGGING to

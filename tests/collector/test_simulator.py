@@ -113,3 +113,29 @@ async def test_websocket_streams_forming_then_closed_klines_and_answers_subscrib
             assert sim.status()["done"]
     finally:
         await sim.stop()
+
+
+async def test_a_replay_shifted_to_now_starts_at_the_current_minute_with_the_same_prices(market):
+    import time
+
+    from apps.collector.simulator import replay_start_default, shift_to_now
+
+    now_ms = int(time.time() * 1000)
+    shifted, start, offset = shift_to_now(market, start_ms=None, now_ms=now_ms)
+    assert start == now_ms - now_ms % MINUTE_MS
+    assert offset == start - replay_start_default(market) and offset % MINUTE_MS == 0
+    for symbol, series in market.items():
+        assert np.array_equal(shifted[symbol].open_times, series.open_times + offset)
+        assert shifted[symbol].values is series.values  # prices and volumes untouched
+    sim = ExchangeSimulator(shifted, speed=600.0, start_ms=start)
+    client = await serve(sim, PORT + 7)
+    try:
+        symbol = sorted(market)[0]
+        rows = (await client.get("/fapi/v1/klines", params={"symbol": symbol, "interval": "1m", "limit": 5})).json()
+        newest_open = rows[-1][0]
+        assert start - 5 * MINUTE_MS <= newest_open < start + MINUTE_MS * 10
+        original = market[symbol].index_of(newest_open - offset)
+        assert float(rows[-1][4]) == market[symbol].values[original][3]  # the close, bit for bit
+    finally:
+        await client.aclose()
+        await sim.stop()

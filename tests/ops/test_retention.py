@@ -138,3 +138,35 @@ def test_purge_is_registered_and_scheduled_on_the_default_queue():
     entries = [e for e in celery_app.conf.beat_schedule.values() if e["task"] == "alerts.retention_purge"]
     assert len(entries) == 1
     assert entries[0]["options"]["queue"] == "default"
+
+
+@pytest.mark.django_db
+def test_purge_task_follows_the_exchange_clock_of_the_run(settings):
+    """A replay runs on the simulator's clock: its rows are kept for RETENTION_HOURS of that clock, whatever the wall
+    clock says (here the replay is dated a year ago and would otherwise be deleted whole)."""
+    from apps.collector.store import key, redis_client
+
+    settings.RETENTION_HOURS = 1
+    exchange_now = datetime(2025, 11, 20, 12, 0, tzinfo=UTC)
+    for ago, symbol in ((30, "BTCUSDT"), (90, "ETHUSDT")):
+        Candle1m.objects.create(
+            time=exchange_now - timedelta(minutes=ago),
+            symbol=symbol,
+            open=1,
+            high=1,
+            low=1,
+            close=1,
+            volume=0,
+            quote_volume=0,
+        )
+    client = redis_client()
+    client.set(key("collector", "clock"), int(exchange_now.timestamp() * 1000))
+    try:
+        result = retention_purge.apply().get()
+    finally:
+        client.delete(key("collector", "clock"))
+    if _timescale_installed():
+        assert result["candles_1m"] == "timescale"
+        return
+    assert result["candles_1m"] == 1
+    assert list(Candle1m.objects.values_list("symbol", flat=True)) == ["BTCUSDT"]

@@ -149,4 +149,5 @@ def test_wrong_passwords_at_the_web_client_login_do_not_lock_the_admin(admins, s
         for n in range(settings.AXES_FAILURE_LIMIT + 2)
     ]
     assert {response.status_code for response in codes} == {401}
+    assert all("error" in response.json() for response in codes)
     assert signed_in("admin0", "10.0.6.200")

@@ -14,10 +14,12 @@ from django.utils import timezone
 
 from apps.alerts.models import AlertRule
 from apps.alerts.selectors import iso_utc
+from apps.collector.models import Symbol
 
-from .account_services import account_profile_get
+from .account_services import QUOTE_ASSETS, account_profile_get
 from .base import rule_id
 from .models import AccountProfile, UserWebhook
+from .rule_catalogue import CLIENT_RULES, CLIENT_RULES_BY_TYPE, OTHER_CATEGORY, rule_shown, send_all_rules
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -53,27 +55,55 @@ def user_payload(*, user) -> dict[str, Any]:
 
 
 def rule_payload(rule: AlertRule, *, disabled: set[str] | frozenset[str]) -> dict[str, Any]:
+    """A rule this screener has: enabled when it is on for everyone and this user has not switched it off."""
+    client_rule = CLIENT_RULES_BY_TYPE.get(rule.rule_type)
     return {
         "rule_type": rule_id(rule.rule_type),
         "description": rule.description or rule.name,
         "enabled": rule.enabled and rule.rule_type not in disabled,
-        "category": rule.category,
+        "category": client_rule.category if client_rule else OTHER_CATEGORY,
     }
 
 
 def user_rules(*, user) -> list[dict[str, Any]]:
-    """Every rule, `enabled` when it is on for everyone and this user has not switched it off."""
-    disabled = set(account_profile_get(user=user).disabled_rule_types)
-    return [rule_payload(rule, disabled=disabled) for rule in AlertRule.objects.order_by("id")]
+    """The client's catalogue in its order, then (when the operator sends every rule) this screener's other rules.
+
+    A catalogue rule this screener does not have yet reads as the user's switch, else the client's default.
+    """
+    profile = account_profile_get(user=user)
+    disabled, switched_on = set(profile.disabled_rule_types), set(profile.enabled_rule_types)
+    rows = {rule.rule_type: rule for rule in AlertRule.objects.order_by("id")}
+    rules = []
+    for client_rule in CLIENT_RULES:
+        row = rows.get(client_rule.rule_type)
+        if row is not None:
+            rules.append(rule_payload(row, disabled=disabled))
+            continue
+        on = client_rule.rule_type in switched_on or (
+            client_rule.enabled_by_default and client_rule.rule_type not in disabled
+        )
+        rules.append(
+            {
+                "rule_type": rule_id(client_rule.rule_type),
+                "description": client_rule.description,
+                "enabled": on,
+                "category": client_rule.category,
+            }
+        )
+    if send_all_rules():
+        rules += [rule_payload(r, disabled=disabled) for t, r in rows.items() if t not in CLIENT_RULES_BY_TYPE]
+    return rules
 
 
 def compat_user_alert_types(user) -> frozenset[str] | None:
-    """The rule types this user receives: None when they switched none off (every rule), else every rule type but
-    the ones they switched off (a rule disabled for everyone fires for no one, so it needs no filtering here)."""
+    """The rule types this user receives: None for every rule (they switched none off, and the operator sends every
+    rule), else the rule types this surface shows but the ones they switched off (a rule disabled for everyone fires
+    for no one, so it needs no filtering here)."""
     disabled = set(account_profile_get(user=user).disabled_rule_types)
-    if not disabled:
+    if not disabled and send_all_rules():
         return None
-    return frozenset(AlertRule.objects.exclude(rule_type__in=disabled).values_list("rule_type", flat=True))
+    types = AlertRule.objects.exclude(rule_type__in=disabled).values_list("rule_type", flat=True)
+    return frozenset(t for t in types if rule_shown(t))
 
 
 def compat_user_disabled_rules(user) -> frozenset[str]:
@@ -86,8 +116,22 @@ def compat_user_watchlist(user) -> list[str]:
     return list(account_profile_get(user=user).watchlist)
 
 
+def base_asset(symbol: str, known: dict[str, str]) -> str:
+    """The base asset the client shows for a pair: the listed one, else the pair without its quote suffix."""
+    if known.get(symbol):
+        return known[symbol]
+    for quote in QUOTE_ASSETS:
+        if symbol.endswith(quote) and len(symbol) > len(quote):
+            return symbol[: -len(quote)]
+    return symbol
+
+
 def watchlist_payload(profile: AccountProfile) -> dict[str, Any]:
-    return {"symbols": list(profile.watchlist), "count": len(profile.watchlist)}
+    """The watchlist as the client keys it, by base asset (`ETH` for ETHUSDT), in the user's order."""
+    pairs = list(profile.watchlist)
+    known = dict(Symbol.objects.filter(symbol__in=pairs).values_list("symbol", "base_asset"))
+    symbols = list(dict.fromkeys(base_asset(pair, known) for pair in pairs))
+    return {"symbols": symbols, "count": len(symbols)}
 
 
 def user_webhooks(*, user) -> QuerySet[UserWebhook]:

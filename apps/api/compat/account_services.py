@@ -26,6 +26,7 @@ from apps.api.fanout import user_rules_broadcast
 from apps.collector.models import Symbol
 
 from .models import AccountProfile, UserWebhook
+from .rule_catalogue import CLIENT_RULE_TYPES, send_all_rules
 
 logger = logging.getLogger(__name__)
 
@@ -70,16 +71,21 @@ def compat_user_key(user) -> str:
 
 
 def rule_switch_set(*, user, rule_type: str, enabled: bool) -> AccountProfile:
-    """Switch one rule on or off for this user only."""
+    """Switch one rule on or off for this user only; the switch is kept whether or not this screener has the rule
+    (the client's catalogue is larger than some screeners')."""
     with transaction.atomic():
         profile = _profile_for_update(user=user)
-        disabled = [t for t in profile.disabled_rule_types if t != rule_type]
-        if not enabled:
-            disabled.append(rule_type)
+        disabled = sorted(t for t in profile.disabled_rule_types if t != rule_type)
+        switched_on = sorted(t for t in profile.enabled_rule_types if t != rule_type)
+        (switched_on if enabled else disabled).append(rule_type)
+        disabled.sort()
+        switched_on.sort()
         changed = disabled != profile.disabled_rule_types
+        if changed or switched_on != profile.enabled_rule_types:
+            profile.disabled_rule_types = disabled
+            profile.enabled_rule_types = switched_on
+            profile.save(update_fields=["disabled_rule_types", "enabled_rule_types", "updated_at"])
         if changed:
-            profile.disabled_rule_types = sorted(disabled)
-            profile.save(update_fields=["disabled_rule_types", "updated_at"])
             compat_destinations_sync(user=user)
     if changed:
         try:  # the user's open alert sockets follow at once
@@ -90,6 +96,26 @@ def rule_switch_set(*, user, rule_type: str, enabled: bool) -> AccountProfile:
 
 
 # --- Watchlist -------------------------------------------------------------------------------------
+
+
+QUOTE_ASSETS = ("USDT", "FDUSD", "TRY")
+
+
+def watchlist_pair(value: str) -> str:
+    """The pair a watchlist entry names: the client sends base assets (`ETH` for ETHUSDT); a full pair is accepted
+    too. A base asset maps to its USDT pair first, then FDUSD, then TRY, among the symbols the screener lists (to
+    `<base>USDT` while that list is still empty). An unknown name is returned as it is, for the caller's check."""
+    value = value.upper()
+    if Symbol.objects.filter(symbol=value).exists():
+        return value
+    candidates = [value + quote for quote in QUOTE_ASSETS]
+    listed = set(Symbol.objects.filter(symbol__in=candidates).values_list("symbol", flat=True))
+    for candidate in candidates:
+        if candidate in listed:
+            return candidate
+    if not Symbol.objects.exists() and not value.endswith(QUOTE_ASSETS):
+        return value + "USDT"
+    return value
 
 
 def _unknown_symbols(symbols: list[str]) -> list[str]:
@@ -109,7 +135,8 @@ def _watchlist_save(*, user, profile: AccountProfile, symbols: list[str]) -> Acc
 
 
 def watchlist_add(*, user, symbol: str) -> AccountProfile:
-    """Append a (validated, upper-case) symbol; adding one already listed changes nothing."""
+    """Append a (validated, upper-case) symbol or base asset; adding one already listed changes nothing."""
+    symbol = watchlist_pair(symbol)
     if _unknown_symbols([symbol]):
         raise WatchlistError(f"Unknown symbol: {symbol}", field="symbol", not_found=True)
     with transaction.atomic():
@@ -122,15 +149,16 @@ def watchlist_add(*, user, symbol: str) -> AccountProfile:
 
 
 def watchlist_remove(*, user, symbol: str) -> AccountProfile:
-    """Remove a symbol; removing one not listed changes nothing."""
+    """Remove a symbol or base asset; removing one not listed changes nothing."""
+    symbol = watchlist_pair(symbol)
     with transaction.atomic():
         profile = _profile_for_update(user=user)
         return _watchlist_save(user=user, profile=profile, symbols=[s for s in profile.watchlist if s != symbol])
 
 
 def watchlist_replace(*, user, symbols: list[str]) -> AccountProfile:
-    """Replace the whole watchlist (order kept, duplicates dropped)."""
-    symbols = list(dict.fromkeys(symbols))
+    """Replace the whole watchlist with symbols or base assets (order kept, duplicates dropped)."""
+    symbols = list(dict.fromkeys(watchlist_pair(s) for s in symbols))
     if len(symbols) > WATCHLIST_MAX:
         raise WatchlistError(f"The watchlist holds at most {WATCHLIST_MAX} symbols.", field="symbols")
     unknown = _unknown_symbols(symbols)
@@ -240,7 +268,8 @@ def _destination_fields(*, webhook: UserWebhook, profile: AccountProfile, user) 
         "telegram_bot_token": str(config.get("bot_token") or "") if kind == Destination.Kind.TELEGRAM else "",
         "telegram_chat_id": str(config.get("chat_id") or "") if kind == Destination.Kind.TELEGRAM else "",
         "secret": str(config.get("secret") or "") if kind == Destination.Kind.WEBHOOK else "",
-        "rule_types": [],
+        # Only the rules the client can switch, unless the operator sends every rule to this surface.
+        "rule_types": [] if send_all_rules() else sorted(CLIENT_RULE_TYPES),
         "excluded_rule_types": list(profile.disabled_rule_types),
         "symbols": list(profile.watchlist) if watch_only else [],
         # A watchlist-scoped webhook with an empty watchlist wants nothing (an empty symbol filter would mean all).
@@ -282,4 +311,5 @@ def compat_destinations_sync(*, user) -> None:
 
 
 def known_rule_type(rule_type: str) -> bool:
-    return AlertRule.objects.filter(rule_type=rule_type).exists()
+    """A rule of the client's catalogue (whether or not this screener has it yet) or one this screener has."""
+    return rule_type in CLIENT_RULE_TYPES or AlertRule.objects.filter(rule_type=rule_type).exists()

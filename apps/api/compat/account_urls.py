@@ -7,6 +7,7 @@ from django.urls import re_path
 from apps.api.threads import pooled_view
 
 from . import account_views as views
+from . import auth_views
 
 
 def route(pattern: str, view, name: str):
@@ -15,6 +16,15 @@ def route(pattern: str, view, name: str):
 
 urlpatterns = [
     route("auth/login", views.LoginApi, "compat-login"),
+    route("auth/register", auth_views.RegisterApi, "compat-register"),
+    route(r"auth/invite/(?P<code>[^/]+)", auth_views.InviteApi, "compat-invite"),
+    route("auth/forgot-password", auth_views.ForgotPasswordApi, "compat-forgot-password"),
+    route("auth/reset-password", auth_views.ResetPasswordApi, "compat-reset-password"),
+    route("api/change-password", auth_views.ChangePasswordApi, "compat-change-password"),
+    route("api/billing", auth_views.BillingApi, "compat-billing"),
+    route("api/billing/confirm", auth_views.CheckoutApi, "compat-billing-confirm"),
+    route("api/checkout", auth_views.CheckoutApi, "compat-checkout"),
+    route("api/settings/tv-username", auth_views.TvUsernameApi, "compat-tv-username"),
     route("api/refresh", views.RefreshApi, "compat-refresh"),
     route("api/me", views.MeApi, "compat-me"),
     route("api/alert-rules", views.AlertRuleListApi, "compat-alert-rules"),

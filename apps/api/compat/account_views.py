@@ -379,14 +379,29 @@ def _own_webhook(request, webhook_id: str) -> UserWebhook:
 class WebhookListApi(CompatApi):
     permission_classes = [IsAuthenticated]
 
-    @extend_schema(summary="The user's webhooks", responses=WebhookPayloadSerializer(many=True))
+    @extend_schema(
+        summary="The user's webhooks, how many, and how many they may have",
+        responses=inline_serializer(
+            "CompatWebhookList",
+            fields={
+                "webhooks": WebhookPayloadSerializer(many=True),
+                "count": serializers.IntegerField(),
+                "limit": serializers.IntegerField(),
+            },
+        ),
+    )
     def get(self, request):
-        return Response([selectors.webhook_payload(w) for w in selectors.user_webhooks(user=request.user)])
+        webhooks = [selectors.webhook_payload(w) for w in selectors.user_webhooks(user=request.user)]
+        return Response({"webhooks": webhooks, "count": len(webhooks), "limit": settings.COMPAT_WEBHOOKS_PER_USER})
 
     @extend_schema(summary="Create a webhook", request=WebhookSerializer, responses={201: WebhookPayloadSerializer})
     def post(self, request):
         body = WebhookSerializer(data=request.data)
         body.is_valid(raise_exception=True)
+        if selectors.user_webhooks(user=request.user).count() >= settings.COMPAT_WEBHOOKS_PER_USER:
+            raise ValidationError(
+                {"detail": f"You can have at most {settings.COMPAT_WEBHOOKS_PER_USER} webhooks; delete one first."}
+            )
         webhook = services.webhook_create(user=request.user, data=body.validated_data)
         return Response(selectors.webhook_payload(webhook), status=status.HTTP_201_CREATED)
 
@@ -477,4 +492,9 @@ class WebhookTestApi(CompatApi):
     )
     def post(self, request, webhook_id: str):
         result = services.webhook_test(webhook=_own_webhook(request, webhook_id))
-        return Response(result, status=status.HTTP_200_OK if result["success"] else status.HTTP_502_BAD_GATEWAY)
+        if not result["success"]:
+            # The client shows `error` of a failed call.
+            return Response(
+                {"error": f"Test failed: {result['message']}", **result}, status=status.HTTP_502_BAD_GATEWAY
+            )
+        return Response(result)

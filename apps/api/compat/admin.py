@@ -1,6 +1,7 @@
-"""The client's accounts in the admin: the profile inline on the user, and the users' webhooks.
+"""The client's accounts in the admin: the profile inline on the user, the users' webhooks, and invites.
 
-Operators create users here (email as the username); the client offers no self-registration.
+Operators create users here (email as the username), or invites that let people sign up themselves
+(COMPAT_REGISTRATION decides whether sign-up is closed, needs an invite, or is open).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from screener_project.strict_json import json_formfield_overrides
 
 from .account_services import compat_destinations_sync
-from .models import AccountProfile, UserWebhook
+from .models import AccountProfile, Invite, UserWebhook
 
 User = get_user_model()
 
@@ -30,7 +31,10 @@ class AccountProfileInline(admin.StackedInline):
         "plan_activated_at",
         "plan_expires_at",
         "tv_addon_active",
+        "tv_username",
+        "membership_id",
         "disabled_rule_types",
+        "enabled_rule_types",
         "watchlist",
     ]
 
@@ -81,3 +85,20 @@ class UserWebhookAdmin(admin.ModelAdmin):
 
         for webhook in queryset:
             webhook_delete(webhook=webhook)
+
+
+@admin.register(Invite)
+class InviteAdmin(admin.ModelAdmin):
+    list_display = ["code", "note", "uses", "max_uses", "expires_at", "trial_days", "created_at"]
+    search_fields = ["code", "note"]
+    readonly_fields = ["uses", "created_by", "created_at"]
+
+    def get_changeform_initial_data(self, request) -> dict:
+        from .auth_services import invite_code_new
+
+        return {**super().get_changeform_initial_data(request), "code": invite_code_new()}
+
+    def save_model(self, request, obj, form, change) -> None:
+        if not change:
+            obj.created_by = request.user
+        super().save_model(request, obj, form, change)

@@ -1,4 +1,4 @@
-"""What every view of the compatibility surface shares: its tokens, its rate limits, its rule ids."""
+"""What every view of the compatibility surface shares: its tokens, its rate limits, its rule ids, its errors."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from rest_framework.views import APIView
 
 from apps.api.throttling import AnonIpThrottle, UserIdThrottle
 
+from .errors import compat_exception_handler
 from .tokens import CompatTokenAuthentication
 
 # The client's rule ids (apps/api/compat/README.md); the rule types not listed are `futures_<rule_type>`.
@@ -21,6 +22,8 @@ RULE_IDS = {
     "big_bear_15m": "futures_15_big_bear",
     "bottom_hunter": "futures_bottom_hunter",
     "top_hunter": "futures_top_hunter",
+    "big_bull_60m_v2": "futures_big_bull_60_v2",
+    "big_bear_60m_v2": "futures_big_bear_60_v2",
 }
 _RULE_TYPES = {rule_id: rule_type for rule_type, rule_id in RULE_IDS.items()}
 
@@ -52,3 +55,7 @@ class CompatApi(APIView):
 
     authentication_classes = [CompatTokenAuthentication]
     throttle_classes = [AnonIpThrottle, CompatUserThrottle]
+
+    def get_exception_handler(self):
+        # The client shows `error` of a failed call: every error body here carries one.
+        return compat_exception_handler

@@ -30,6 +30,7 @@ from screener_project.observability import WS_CONNECTIONS
 from .account_selectors import compat_user_disabled_rules
 from .account_services import compat_user_key
 from .market_selectors import compat_alert, rule_descriptions
+from .rule_catalogue import rule_shown
 from .tokens import CompatTokenError, compat_token_user
 
 logger = logging.getLogger(__name__)
@@ -146,9 +147,9 @@ class CompatAlertConsumer(HubConsumer):
     # --- AlertHub client protocol -----------------------------------------------------------------------------
 
     def wants(self, symbol: str, alert_type: str) -> bool:
-        # Every alert but the rules this user switched off (PUT {p}/api/alert-rules/...), as for their webhooks; the
-        # watchlist is the client's own filter.
-        return not self.closing and alert_type not in self.disabled
+        # Every alert the client can switch but the rules this user switched off (PUT {p}/api/alert-rules/...), as
+        # for their webhooks; the watchlist is the client's own filter.
+        return not self.closing and alert_type not in self.disabled and rule_shown(alert_type)
 
     def deliver(self, frame: str) -> None:
         if self.closing:

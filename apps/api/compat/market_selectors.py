@@ -17,8 +17,8 @@ from decimal import Decimal
 import numpy as np
 import orjson
 
-from apps.alerts.models import AlertRule
-from apps.alerts.selectors import alert_payload, alerts_list, iso_utc
+from apps.alerts.models import AlertHistory, AlertRule
+from apps.alerts.selectors import alert_payload, iso_utc
 from apps.api.selectors import candle_rows
 from apps.collector.bars_store import BAR_INTERVALS, bar_count, bars_matrices
 from apps.collector.candles import FIELD_INDEX, MINUTE_MS
@@ -28,6 +28,7 @@ from apps.metrics.selectors import SNAPSHOT_FIELDS
 from apps.metrics.windows import WINDOWS
 
 from .base import rule_id
+from .rule_catalogue import CLIENT_RULE_TYPES, send_all_rules
 
 logger = logging.getLogger(__name__)
 
@@ -290,8 +291,18 @@ def compat_alert(alert: dict, descriptions: dict[str, str]) -> dict:
 
 
 def compat_alerts_list(*, symbol: str | None, rule_type: str | None, since: datetime | None, limit: int) -> list[dict]:
-    """Fired alerts newest first in the client's shape."""
-    page, _ = alerts_list(symbol=symbol, alert_type=rule_type, since=since, limit=limit)
+    """Fired alerts newest first in the client's shape: the rules the client can switch (every rule when the
+    operator sends them all)."""
+    alerts = AlertHistory.objects.all()
+    if not send_all_rules():
+        alerts = alerts.filter(alert_type__in=CLIENT_RULE_TYPES)
+    if symbol:
+        alerts = alerts.filter(symbol=symbol)
+    if rule_type:
+        alerts = alerts.filter(alert_type=rule_type)
+    if since is not None:
+        alerts = alerts.filter(triggered_at__gte=since)
+    page = list(alerts.order_by("-triggered_at", "symbol", "alert_type")[:limit])
     descriptions = rule_descriptions() if page else {}
     return [compat_alert(alert_payload(alert), descriptions) for alert in page]
 

@@ -30,8 +30,14 @@ class AccountProfile(models.Model):
     plan_activated_at = models.DateTimeField(null=True, blank=True)
     plan_expires_at = models.DateTimeField(null=True, blank=True)
     tv_addon_active = models.BooleanField(default=False, verbose_name="TradingView add-on active")
+    tv_username = models.CharField(max_length=64, blank=True, default="", verbose_name="TradingView username")
+    # Shown by the client's billing page (the identifier of a membership with an outside payment provider, if any).
+    membership_id = models.CharField(max_length=100, blank=True, default="")
     # Rule types this user switched off (per user: a trader's switch never disables a rule for everyone).
     disabled_rule_types = models.JSONField(default=list, blank=True)
+    # Rule types this user switched on: what the client shows for its catalogue rules this screener lacks, whose
+    # default may be off (a rule this screener has is on when it is on for everyone and not switched off).
+    enabled_rule_types = models.JSONField(default=list, blank=True)
     # Upper-case symbols in the user's order, no duplicates.
     watchlist = models.JSONField(default=list, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -105,3 +111,27 @@ class UserWebhook(models.Model):
             errors["max_alerts_per_minute"] = "Between 1 and 600."
         if errors:
             raise ValidationError(errors)
+
+
+class Invite(models.Model):
+    """An invite code an operator made in the admin: signs up `max_uses` accounts until `expires_at`."""
+
+    code = models.CharField(max_length=64, unique=True)
+    note = models.CharField(max_length=200, blank=True, default="", help_text="Who it is for (operators only).")
+    max_uses = models.PositiveIntegerField(default=1)
+    uses = models.PositiveIntegerField(default=0)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    # The days of trial a user who signs up with it gets (0: an active account straight away).
+    trial_days = models.PositiveIntegerField(default=7)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "compat_invites"
+        ordering = ["-created_at"]
+        verbose_name = "web client invite"
+
+    def __str__(self) -> str:
+        return self.code

@@ -61,14 +61,17 @@ def test_login_email_is_case_insensitive(anon, user):
 def test_wrong_password_is_401_with_a_clear_message(anon, user):
     response = login(anon, email="trader@example.com", password="wrong")
     assert response.status_code == 401
-    assert response.json() == {"detail": "Invalid email or password."}
+    assert response.json() == {"error": "Invalid email or password.", "detail": "Invalid email or password."}
     user.refresh_from_db()
     assert user.last_login is None
 
 
 def test_unknown_email_is_the_same_401(anon):
     response = login(anon, email="nobody@example.com", password="whatever")
-    assert (response.status_code, response.json()) == (401, {"detail": "Invalid email or password."})
+    assert (response.status_code, response.json()) == (
+        401,
+        {"error": "Invalid email or password.", "detail": "Invalid email or password."},
+    )
 
 
 @pytest.mark.parametrize("missing", ["email", "password"])
@@ -77,7 +80,7 @@ def test_a_missing_field_is_400_naming_it(anon, missing):
     del body[missing]
     response = login(anon, **body)
     assert response.status_code == 400
-    assert list(response.json()) == [missing]
+    assert [k for k in response.json() if k != "error"] == [missing]
 
 
 def test_malformed_json_is_400_not_500(anon):
@@ -88,10 +91,13 @@ def test_malformed_json_is_400_not_500(anon):
 def test_an_inactive_user_cannot_sign_in(anon, make_user):
     make_user("gone@example.com", is_active=False)
     response = login(anon, email="gone@example.com", password=PASSWORD)
-    assert (response.status_code, response.json()) == (401, {"detail": "This account is disabled."})
+    assert (response.status_code, response.json()) == (
+        401,
+        {"error": "This account is disabled.", "detail": "This account is disabled."},
+    )
     # Whoever does not know the password learns nothing about the account.
     response = login(anon, email="gone@example.com", password="guess")
-    assert response.json() == {"detail": "Invalid email or password."}
+    assert response.json() == {"error": "Invalid email or password.", "detail": "Invalid email or password."}
 
 
 def test_login_attempts_are_limited_per_ip(anon, user, settings):

@@ -81,7 +81,7 @@ def test_list_get_update_and_delete(client_of, user):
     second = create(client_of, name="two", webhook_type="discord", webhook_url="https://discord.com/api/webhooks/1/x")
     second = second.json()
 
-    assert [w["name"] for w in client_of.get(prefix() + "/api/webhooks").json()] == ["one", "two"]
+    assert [w["name"] for w in client_of.get(prefix() + "/api/webhooks").json()["webhooks"]] == ["one", "two"]
     assert client_of.get(url(first["id"])).json() == first
 
     response = client_of.patch(url(second["id"]), {"name": "renamed", "scope": "watchlist"}, format="json")
@@ -101,14 +101,14 @@ def test_list_get_update_and_delete(client_of, user):
     assert response.status_code == 200 and response.json() == {"success": True, "id": first["id"]}
     assert client_of.get(url(first["id"])).status_code == 404
     assert not Destination.objects.filter(pk=destination_id).exists()
-    assert [w["name"] for w in client_of.get(prefix() + "/api/webhooks/").json()] == ["renamed"]
+    assert [w["name"] for w in client_of.get(prefix() + "/api/webhooks/").json()["webhooks"]] == ["renamed"]
 
 
 def test_another_users_webhook_is_404_for_every_operation(make_user, signed_in):
     alice, bob = signed_in(make_user("alice@example.com")), signed_in(make_user("bob@example.com"))
     webhook_id = create(alice).json()["id"]
 
-    assert bob.get(prefix() + "/api/webhooks").json() == []
+    assert bob.get(prefix() + "/api/webhooks").json()["webhooks"] == []
     assert bob.get(url(webhook_id)).status_code == 404
     assert bob.patch(url(webhook_id), {"name": "mine now"}, format="json").status_code == 404
     assert bob.delete(url(webhook_id)).status_code == 404
@@ -136,7 +136,7 @@ def test_toggle_switches_the_destination_and_validates(client_of):
     assert response.status_code == 200 and response.json()["is_enabled"] is False
     assert not UserWebhook.objects.get(pk=webhook_id).destination.enabled
     response = client_of.patch(url(webhook_id, "/toggle"), {"enabled": "later"}, format="json")
-    assert response.status_code == 400 and list(response.json()) == ["enabled"]
+    assert response.status_code == 400 and [k for k in response.json() if k != "error"] == ["enabled"]
     assert client_of.patch(url(webhook_id, "/toggle"), {"enabled": True}, format="json").json()["is_enabled"] is True
 
 
@@ -184,7 +184,7 @@ def test_bad_fields_are_400_naming_the_field(client_of, body, field):
 
 def test_a_missing_type_is_400(client_of):
     response = client_of.post(prefix() + "/api/webhooks", {"webhook_url": "https://a.example.com"}, format="json")
-    assert response.status_code == 400 and list(response.json()) == ["webhook_type"]
+    assert response.status_code == 400 and [k for k in response.json() if k != "error"] == ["webhook_type"]
 
 
 @pytest.mark.parametrize(
@@ -219,7 +219,7 @@ def test_an_update_is_validated_against_the_stored_fields(client_of):
     response = client_of.patch(url(webhook_id), {"webhook_type": "telegram"}, format="json")
     assert response.status_code == 400 and "config" in response.json()
     response = client_of.patch(url(webhook_id), {"webhook_url": "gopher://x"}, format="json")
-    assert response.status_code == 400 and list(response.json()) == ["webhook_url"]
+    assert response.status_code == 400 and [k for k in response.json() if k != "error"] == ["webhook_url"]
     assert UserWebhook.objects.get(pk=webhook_id).webhook_type == "http"
 
 

@@ -201,9 +201,9 @@ async def test_the_route_lives_under_the_compat_prefix_only(token):
 
 async def test_rules_the_user_switched_off_are_not_pushed_and_a_switch_applies_at_once(token):
     user = await sync_to_async(compat_token_user)(token)
-    await sync_to_async(rule_switch_set)(user=user, rule_type="bull_whale", enabled=False)
+    await sync_to_async(rule_switch_set)(user=user, rule_type="big_bull_5m", enabled=False)
     client = await connect(token)
-    await publish(alert(alert_type="bull_whale"))
+    await publish(alert(alert_type="big_bull_5m"))
     await publish(alert(alert_type="pioneer_bull"))
     assert (await client.receive_json_from(timeout=3))["rule_type"] == "futures_pioneer_bull"
     assert await client.receive_nothing(timeout=0.2)
@@ -215,16 +215,30 @@ async def test_rules_the_user_switched_off_are_not_pushed_and_a_switch_applies_a
     )
     assert response.status_code == 200
     await sync_to_async(api.put)(
-        f"/{settings.COMPAT_PREFIX}/api/alert-rules/futures_bull_whale", {"enabled": True}, format="json"
+        f"/{settings.COMPAT_PREFIX}/api/alert-rules/futures_5_big_bull", {"enabled": True}, format="json"
     )
-    # Frames of one socket arrive in publish order: once the bull_whale is in, the pioneer_bull before it was dropped.
+    # Frames of one socket arrive in publish order: once the big_bull_5m is in, the pioneer_bull before it was dropped.
     for _ in range(100):
         await publish(alert(alert_type="pioneer_bull"))
-        await publish(alert(alert_type="bull_whale"))
-        if (await client.receive_json_from(timeout=3))["rule_type"] == "futures_bull_whale":
+        await publish(alert(alert_type="big_bull_5m"))
+        if (await client.receive_json_from(timeout=3))["rule_type"] == "futures_5_big_bull":
             break
         await client.receive_json_from(timeout=3)
     else:
         raise AssertionError("the switches never reached the open socket")
     assert await client.receive_nothing(timeout=0.3)
+    await client.disconnect()
+
+
+async def test_rules_the_client_cannot_switch_are_not_pushed_unless_the_operator_sends_them(token, settings):
+    client = await connect(token)
+    await publish(alert(alert_type="bull_whale"))  # this screener's own rule: no switch in the client
+    await publish(alert(alert_type="flat_8h"))
+    await publish(alert(alert_type="top_hunter"))
+    assert (await client.receive_json_from(timeout=3))["rule_type"] == "futures_top_hunter"
+    assert await client.receive_nothing(timeout=0.3)
+
+    settings.COMPAT_SEND_ALL_RULES = True
+    await publish(alert(alert_type="bull_whale"))
+    assert (await client.receive_json_from(timeout=3))["rule_type"] == "futures_bull_whale"
     await client.disconnect()

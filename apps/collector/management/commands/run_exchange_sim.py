@@ -6,13 +6,14 @@ import asyncio
 import json
 import logging
 import signal
+import time
 from datetime import datetime
 from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from apps.collector.simulator import WEIGHT_LIMIT_1M, ExchangeSimulator, Faults, market_load
+from apps.collector.simulator import WEIGHT_LIMIT_1M, ExchangeSimulator, Faults, market_load, shift_to_now
 
 logger = logging.getLogger("apps.collector.simulator")
 
@@ -42,6 +43,11 @@ class Command(BaseCommand):
             help="ISO time the replay starts at (default: first candle + 1 day of REST history)",
         )
         parser.add_argument("--minutes", type=int, default=None, help="stop the replay after N simulated minutes")
+        parser.add_argument(
+            "--shift-to-now",
+            action="store_true",
+            help="move the data in time so the replay starts at the current minute (prices and volumes unchanged)",
+        )
         parser.add_argument(
             "--synthesize",
             type=int,
@@ -105,6 +111,10 @@ class Command(BaseCommand):
         if not data.is_dir():
             raise CommandError(f"--data {data} is not a directory")
         market = market_load(data, synthesize=options["synthesize"])
+        start_ms = _iso_ms(options["start"]) if options["start"] else None
+        if options["shift_to_now"]:
+            market, start_ms, offset = shift_to_now(market, start_ms=start_ms, now_ms=int(time.time() * 1000))
+            logger.info("replay shifted by %+.2f days so that it starts now", offset / 86_400_000)
         faults = Faults(
             disconnect_per_minute=options["fault_disconnect"],
             silence_per_minute=options["fault_silence"],
@@ -120,7 +130,7 @@ class Command(BaseCommand):
         simulator = ExchangeSimulator(
             market,
             speed=options["speed"],
-            start_ms=_iso_ms(options["start"]) if options["start"] else None,
+            start_ms=start_ms,
             minutes=options["minutes"],
             faults=faults,
             weight_limit=options["weight_limit"],
