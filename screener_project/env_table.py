@@ -42,6 +42,15 @@ MEANINGS = {
         "signs the compatibility surface's login tokens (default: derived from DJANGO_SECRET_KEY, never equal to it;"
         " `./screener run` generates one into .env)"
     ),
+    "COMPAT_WEBHOOKS_PER_USER": "webhooks a web client user may have",
+    "EMAIL_BACKEND": "Django email backend (default: SMTP when EMAIL_HOST is set, else printed on the console)",
+    "EMAIL_PORT": "SMTP port for password-reset emails",
+    "EMAIL_HOST_USER": "SMTP user",
+    "EMAIL_HOST_PASSWORD": "SMTP password",
+    "EMAIL_USE_TLS": "SMTP with STARTTLS",
+    "EMAIL_TIMEOUT": "seconds an SMTP connection may take",
+    "DEFAULT_FROM_EMAIL": "sender of password-reset emails",
+    "PASSWORD_RESET_TIMEOUT": "seconds a password-reset link stays valid (it works once)",
     "ADMIN_LOGIN_FAILURE_LIMIT": "wrong admin passwords, per username or per IP address, before the admin login locks",
     "ADMIN_LOGIN_LOCKOUT_MINUTES": "how long a locked admin login stays locked",
     "LOG_LEVEL_CELERY_TASKS": "level of Celery's per-task received/succeeded lines (INFO shows them)",
