@@ -14,7 +14,7 @@ from apps.metrics.indicators import INDICATOR_NAMES
 
 from .builtin_rules import BUILTIN_RULES
 from .conditions import CANDLE_FIELDS, FUNCTIONS, SERIES
-from .engine import TIMEFRAMES, RuleError, rule_compile
+from .engine import TIMEFRAMES, RuleError, rule_compile, rules_stored_resolver
 from .models import AlertRule, UserSettings
 
 MAX_COOLDOWN_MINUTES = 1440
@@ -99,6 +99,7 @@ class AlertRuleForm(forms.ModelForm):
                 conditions=cleaned["conditions"],
                 parameters=cleaned["parameters"],
                 timeframe=cleaned["timeframe"],
+                held_rules=rules_stored_resolver(),
             )
         except RuleError as error:
             self.add_error(error.field, str(error))

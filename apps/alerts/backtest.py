@@ -27,13 +27,20 @@ from apps.metrics.shard_bars import indicator_metrics, indicators_by_timeframe
 from apps.metrics.windows import LONGEST_WINDOW, window_metrics
 
 from .engine import CompiledRule, cooldown_suppresses, rule_context, rules_evaluate, rules_indicator_timeframes
+from .rule_inputs import BacktestExtras
 
 # Rows per block. Small blocks (128 windows x 1440 minutes x 10 fields = 15 MB) in one reused buffer measured
 # up to twice as fast as freshly allocated 512-row blocks: the copy out of the sliding windows dominated there.
 CHUNK_ROWS = 128
-HORIZONS = {"5m": 5, "15m": 15, "1h": 60, "4h": 240}
+HORIZONS = {"5m": 5, "15m": 15, "1h": 60, "4h": 240, "1d": 1440}
 BASE_COLUMNS = ["symbol", "alert_type", "candle_open_time", "price", "change_pct"]
 DIRECTION = {"bull": 1.0, "bear": -1.0}
+HIT_RATE_NOTE = (
+    "Hit rate: the share of alerts after which the price moved in the rule's direction by the horizon: up for a "
+    "bull rule, down for a bear rule (a bear rule hits when the price falls); neutral rules have none. Returns "
+    "are signed as the price moved (a bear rule's good alert has a negative return); '-' where no alert has a "
+    "price that far ahead."
+)
 
 
 @dataclass
@@ -76,9 +83,14 @@ def frames_from_files(paths: Iterable[Path]) -> dict[str, pd.DataFrame]:
 
 
 def frames_from_database(
-    *, start_ms: int | None = None, end_ms: int | None = None, symbols: Sequence[str] | None = None
+    *,
+    start_ms: int | None = None,
+    end_ms: int | None = None,
+    symbols: Sequence[str] | None = None,
+    history_days: int = 1,
 ) -> dict[str, pd.DataFrame]:
-    """Candle frames per symbol from candles_1m (pandas through SQLAlchemy), with a day of history before start."""
+    """Candle frames per symbol from candles_1m (pandas through SQLAlchemy), with `history_days` days of history
+    before start (one fills the 1m block; the daily changes need 31)."""
     from django.db import connection
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import URL
@@ -95,7 +107,8 @@ def frames_from_database(
     clauses, params = [], {}
     if start_ms is not None:
         clauses.append("time >= :since")
-        params["since"] = pd.Timestamp((start_ms - (LONGEST_WINDOW - 1) * MINUTE_MS) * 1_000_000, tz="UTC")
+        history_ms = (max(history_days, 1) * LONGEST_WINDOW - 1) * MINUTE_MS
+        params["since"] = pd.Timestamp((start_ms - history_ms) * 1_000_000, tz="UTC")
     if end_ms is not None:
         clauses.append("time <= :until")
         params["until"] = pd.Timestamp(end_ms * 1_000_000, tz="UTC")
@@ -170,6 +183,7 @@ def backtest_run(
     """
     rules = list(rules)
     timeframes = rules_indicator_timeframes(rules)
+    extras = BacktestExtras(rules, frames)
     metric_columns: list[str] = []
     for rule in rules:
         metric_columns += [label for label in rule.inputs if label not in metric_columns]
@@ -207,6 +221,7 @@ def backtest_run(
             if timeframes
             else None
         )
+        extra_values = extras.for_symbol(grid, first - (LONGEST_WINDOW - 1) * MINUTE_MS) if extras else None
         fired_parts: dict[str, list[dict[str, np.ndarray]]] = {rule.rule_type: [] for rule in rules}
         for chunk_start in range(0, len(starts), chunk_rows):
             began = time.perf_counter()
@@ -216,7 +231,16 @@ def backtest_run(
             if history is not None:  # window `i` ends at grid column i + LONGEST_WINDOW - 1, its minute t
                 bar_closes = history.closes(rows + LONGEST_WINDOW - 1)
                 indicators = indicator_metrics(indicators_by_timeframe(bar_closes), timeframes)
-            context = rule_context(candles=block, metrics=window_metrics(block), indicators=indicators)
+            if extra_values is not None:
+                minutes = first + rows.astype(np.int64) * MINUTE_MS
+                found = extra_values(minutes, block[FIELDS.index("close"), :, -1])
+                indicators = {**(indicators or {}), **found}
+            context = rule_context(
+                candles=block,
+                metrics=window_metrics(block),
+                indicators=indicators,
+                symbols=np.full(len(rows), symbol, dtype=object),
+            )
             fired = rules_evaluate(rules, context)
             price = context.value("close")
             for rule in rules:

@@ -27,6 +27,7 @@ from apps.metrics.windows import LONGEST_WINDOW, window_metrics
 from screener_project.observability import TICK_LAG_SECONDS, TICK_STAGE_SECONDS
 
 from .engine import CompiledRule, rule_context, rules_evaluate, rules_indicator_timeframes, rules_load
+from .rule_inputs import rule_extras_load
 from .services import alerts_fire
 
 logger = logging.getLogger(__name__)
@@ -183,7 +184,9 @@ def shard_tick_run(
                         indicator_values, bars = rule_indicators_load(
                             client, rules=rules, minute_ms=minute, symbols=symbols, block=block
                         )
-                context = rule_context(candles=block, metrics=metrics, indicators=indicator_values)
+                extras = rule_extras_load(client, rules=rules, minute_ms=minute, symbols=symbols, block=block)
+                values = {**(indicator_values or {}), **extras}
+                context = rule_context(candles=block, metrics=metrics, indicators=values, symbols=symbols)
                 fired = rules_evaluate(rules, context)
             with stage("alerts", timings):
                 alerts = alerts_fire(

@@ -21,6 +21,8 @@ RULE_IDS = {
     "big_bear_15m": "futures_15_big_bear",
     "bottom_hunter": "futures_bottom_hunter",
     "top_hunter": "futures_top_hunter",
+    "big_bull_60m_v2": "futures_big_bull_60_v2",
+    "big_bear_60m_v2": "futures_big_bear_60_v2",
 }
 _RULE_TYPES = {rule_id: rule_type for rule_type, rule_id in RULE_IDS.items()}
 
