@@ -457,8 +457,15 @@ class _Compiler:
                     token=rule_type,
                 )
             span = max(span, condition.lookback, *(_window_of(label) for label in condition.inputs))
-        n = self.expression(n_node, depth + 1)
         limit = LONGEST_WINDOW - span
+        if limit < 1:
+            raise self.fail(
+                f"rule {rule_type!r} reads {span} minutes at a time, which leaves nothing of the 1m block to look "
+                "back over",
+                name_node,
+                token=rule_type,
+            )
+        n = self.expression(n_node, depth + 1)
         if not isinstance(n, Number) or not float(n.value).is_integer() or not 1 <= n.value <= limit:
             raise self.fail(
                 f"n of held_within({rule_type}, n) must be an integer from 1 to {limit} (the 1m block holds "
@@ -620,8 +627,9 @@ def condition_compile(
     try:
         tree = ast.parse(text, mode="eval")
     except (SyntaxError, ValueError) as error:  # ValueError: an integer literal beyond Python's digit limit
-        offset = ((getattr(error, "offset", None) or 1) - 1) if isinstance(error, SyntaxError) else 0
-        token = text[offset : offset + 10] or text
+        offset = (getattr(error, "offset", None) or 0) if isinstance(error, SyntaxError) else 0
+        # Without a position (a condition that ends too early, such as `x > 0 or`), the last word is the culprit.
+        token = text[offset - 1 : offset + 9] if offset > 0 else text.split()[-1][:20]
         raise ConditionError(f"syntax error near {token!r} in condition {text!r}", token=token) from None
     compiler = _Compiler(text, parameters, held_rules)
     logic = compiler.logic(tree.body)
