@@ -181,7 +181,8 @@ CASES: dict[str, tuple[dict, list[str], dict[str, float] | None, Callable]] = {
     "whale_accumulation": ({}, ["LAYERUSDT", "XMRUSDT"], None, lambda r, p, s: whale(r, p, "accumulation")),
     "whale_distribution": ({}, ["LAYERUSDT", "XMRUSDT"], None, lambda r, p, s: whale(r, p, "distribution")),
     "surge_42": (
-        {"change_5m_max": -0.4, "change_15m_max": -0.5, "excluded_symbols": ["ENAUSDT"]  # ENAUSDT fires 43 times when not listed},
+        # ENAUSDT fires 43 times when not listed.
+        {"change_5m_max": -0.4, "change_15m_max": -0.5, "excluded_symbols": ["ENAUSDT"]},
         ["ENAUSDT", "LAYERUSDT", "SUIUSDT", "AVAXUSDT"],
         {"ENAUSDT": 1.0, "LAYERUSDT": 1.08, "SUIUSDT": 1.0, "AVAXUSDT": 1.0},
         surge_42,
