@@ -329,3 +329,13 @@ def test_held_within_at_the_boundary_minutes(frames):
     assert s + MINUTE_MS in got and s + n * MINUTE_MS in got
     assert s not in got and s + (n + 1) * MINUTE_MS not in got and s - MINUTE_MS not in got
     assert got == {s + k * MINUTE_MS for k in range(1, n + 1)}
+
+
+def test_the_warm_up_seeds_enough_daily_bars_for_the_longest_change(settings):
+    """The collector seeds INDICATOR_BARS bars of every interval, 1d included, into a ring of that many slots:
+    change_30d needs the current bar and the 30 before it."""
+    from apps.collector.bars_store import BAR_INTERVALS
+    from apps.metrics.daily import DAILY_METRICS
+
+    assert "1d" in BAR_INTERVALS
+    assert settings.INDICATOR_BARS >= max(DAILY_METRICS.values()) + 1
