@@ -348,6 +348,12 @@ def test_database_source_matches_files(frames):
     got = backtest_run(frames=from_db, rules=rules, start_ms=start)
     assert got.keys() == expected.keys()
     assert got.candles == expected.candles == 2 * 600
+    # Daily changes need older daily bars: with history_days the database source reaches that far back.
+    assert int(from_db["BTCUSDT"]["open_time"].iloc[0]) == start - 1439 * MINUTE_MS
+    later = start + 600 * MINUTE_MS
+    assert int(frames_from_database(start_ms=later)["BTCUSDT"]["open_time"].iloc[0]) == later - 1439 * MINUTE_MS
+    longer = frames_from_database(start_ms=later, history_days=2)  # back to the first stored candle
+    assert int(longer["BTCUSDT"]["open_time"].iloc[0]) == int(part["BTCUSDT"]["open_time"].iloc[0])
 
 
 def test_bundled_data_alerts_per_rule(frames, capsys):
