@@ -318,6 +318,11 @@ class Condition:
     # held_within nodes: evaluated only on the rows still candidates, as they cost more than a comparison.
     held: tuple[Held, ...] = ()
 
+    @property
+    def deferred(self) -> tuple[str, ...]:
+        """The names it reads that are loaded on demand (indicators, daily changes, reference symbols)."""
+        return tuple(name for name in self.inputs if deferred_name(name))
+
     def evaluate(self, context: Context) -> np.ndarray:
         """True where the condition holds (unknown counts as not holding)."""
         with np.errstate(all="ignore"):
@@ -334,6 +339,12 @@ class HeldRule:
 
 # rule_type -> HeldRule, or a ConditionError naming what is wrong with it.
 HeldRules = Callable[[str], HeldRule]
+
+
+def deferred_name(name: str) -> bool:
+    """A name whose values are loaded on demand, for the rows that still need them: an indicator, a daily change
+    or a reference symbol's metric (everything else comes from the block and its window metrics)."""
+    return name in INDICATOR_METRICS or name in DAILY_METRICS or "." in name
 
 
 def _window_of(name: str) -> int:

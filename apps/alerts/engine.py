@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,6 +25,7 @@ from .conditions import (
     HeldRule,
     HeldRules,
     condition_compile,
+    deferred_name,
     held_rule_types,
     indicator_timeframes_ordered,
     parameters_validate,
@@ -208,24 +209,34 @@ def rules_load() -> list[CompiledRule]:
     return rules_compile([r for r in rows if r.enabled], others=[r for r in rows if not r.enabled])
 
 
+# (row indices of a context, or None for all its rows; names) -> {name: values over those rows}: loads the values
+# that are not part of the block (indicators, daily changes, reference symbols' metrics) for just those rows.
+ValuesLoad = Callable[[np.ndarray | None, tuple[str, ...]], Mapping[str, np.ndarray]]
+
+
 @dataclass(eq=False)
 class RuleContext:
-    """The inputs of one evaluation: a (fields, rows, minutes) candle block, its window metrics, the row's symbols,
-    and the extra values the rules name when any does: indicators (`rsi_14_1h`), reference-symbol metrics
-    (`BTCUSDT.change_1h`) and daily changes (`change_7d`), one value per row."""
+    """The inputs of one evaluation: a (fields, rows, minutes) candle block, its window metrics, the rows' symbols,
+    and the values the rules name beyond those: indicators (`rsi_14_1h`), daily changes (`change_7d`) and reference
+    symbols' metrics (`BTCUSDT.change_1h`), given (`indicators`) or loaded on demand by `loader`, for only the rows a
+    rule still needs them for. A row without a candle at minute t has none of them (see rule_context)."""
 
     candles: np.ndarray
     metrics: Mapping[str, np.ndarray]
     indicators: Mapping[str, np.ndarray] = field(default_factory=dict)
     symbols: np.ndarray | None = None
+    loader: ValuesLoad | None = None
     _cache: dict[object, np.ndarray] = field(default_factory=dict, repr=False)
+    # Values loaded for every row (masked), and for row subsets by (rows, names).
+    _loaded: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    _loaded_rows: dict[tuple, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
 
     @property
     def rows(self) -> int:
         return self.candles.shape[1]
 
     def value(self, name: str) -> np.ndarray:
-        """A window metric, an extra value, or a field of the newest candle (minute t)."""
+        """A window metric, a given or loaded value, or a field of the newest candle (minute t)."""
         found = self.metrics.get(name)
         if found is not None:
             return found
@@ -234,9 +245,38 @@ class RuleContext:
         found = self.indicators.get(name)
         if found is not None:
             return found
+        if self.loader is not None and deferred_name(name):
+            return self.load(None, (name,))[name]
         # A window longer than the block, or a value nobody supplied, has no value: NaN, so nothing that needs it
         # fires.
         return np.full(self.rows, np.nan)
+
+    def _traded(self, rows: np.ndarray | None) -> np.ndarray:
+        close = self.candles[FIELD_INDEX["close"], :, -1]
+        return ~np.isnan(close if rows is None else close[rows])
+
+    def load(self, rows: np.ndarray | None, names: Sequence[str]) -> dict[str, np.ndarray]:
+        """Deferred values over some rows (None: all), loading only what is not loaded yet; NaN where the row has
+        no candle at t or nothing can supply the name."""
+        count = self.rows if rows is None else len(rows)
+        have = {name: self.indicators[name] for name in names if name in self.indicators}
+        have |= {name: self._loaded[name] for name in names if name in self._loaded and name not in have}
+        if rows is not None:
+            have = {name: values[rows] for name, values in have.items()}
+            cached = self._loaded_rows.get((rows.tobytes(), tuple(names)))
+            if cached is not None:
+                return cached
+        missing = tuple(name for name in names if name not in have)
+        if missing and self.loader is not None and count:
+            traded = self._traded(rows)
+            got = {name: np.where(traded, values, np.nan) for name, values in self.loader(rows, missing).items()}
+            if rows is None:
+                self._loaded.update(got)
+            have |= {name: got[name] for name in missing if name in got}
+        out = {name: have.get(name, np.full(count, np.nan)) for name in names}
+        if rows is not None:
+            self._loaded_rows[(rows.tobytes(), tuple(names))] = out
+        return out
 
     def series(self, name: str, n: int) -> np.ndarray:
         """The last n minutes of a per-candle series, (rows, n); only that tail is computed."""
@@ -284,14 +324,21 @@ class RuleContext:
         self._cache[cache_key] = found
         return found
 
-    def subset(self, rows: np.ndarray) -> RuleContext:
-        """The same evaluation restricted to some rows (an index array)."""
+    def subset(self, rows: np.ndarray, names: Sequence[str] = ()) -> RuleContext:
+        """The same evaluation restricted to some rows (an index array), with the deferred `names` loaded for
+        just those rows."""
         return RuleContext(
             candles=self.candles[:, rows],
             metrics={name: values[rows] for name, values in self.metrics.items()},
-            indicators={name: values[rows] for name, values in self.indicators.items()},
+            indicators=self.load(rows, names) if names else {},
             symbols=None if self.symbols is None else self.symbols[rows],
         )
+
+    def values_at(self, rows: np.ndarray, labels: Sequence[str]) -> dict[str, np.ndarray]:
+        """The values of rule inputs over some rows only (what a fired alert records); deferred values are loaded
+        for those rows alone."""
+        loaded = self.load(rows, [label for label in labels if deferred_name(label)])
+        return {label: loaded[label] if label in loaded else self.input_value(label)[rows] for label in labels}
 
     def input_value(self, label: str) -> np.ndarray:
         """The values of a rule input (a metric name or a min_n/max_n label) over the rows."""
@@ -372,11 +419,12 @@ def rule_context(
     metrics: dict[str, np.ndarray],
     indicators: Mapping[str, np.ndarray] | None = None,
     symbols: Sequence[str] | np.ndarray | None = None,
+    loader: ValuesLoad | None = None,
 ) -> RuleContext:
-    """Wrap a candles_matrix block, its window_metrics, the rows' symbols and the extra values the rules need
-    (indicators, reference-symbol metrics, daily changes) for rules_evaluate.
+    """Wrap a candles_matrix block, its window_metrics, the rows' symbols and the values the rules name beyond
+    them (given as `indicators`, or loaded on demand by `loader`) for rules_evaluate.
 
-    A row without a candle at minute t gets no extra value: its forming bar may still have a close (an earlier
+    A row without a candle at minute t gets none of those values: its forming bar may still have a close (an earlier
     minute's), but a symbol that did not trade at t is not evaluated at t (the backtest has no row for it).
     """
     if candles.ndim != 3 or candles.shape[0] != len(FIELD_INDEX):
@@ -384,27 +432,37 @@ def rule_context(
     rows = None if symbols is None else np.asarray(symbols, dtype=object)
     if rows is not None and len(rows) != candles.shape[1]:
         raise ValueError(f"{len(rows)} symbols for {candles.shape[1]} rows")
-    if not indicators:
-        return RuleContext(candles=candles, metrics=metrics, symbols=rows)
-    traded = ~np.isnan(candles[FIELD_INDEX["close"], :, -1])
-    masked = {name: np.where(traded, values, np.nan) for name, values in indicators.items()}
-    return RuleContext(candles=candles, metrics=metrics, indicators=masked, symbols=rows)
+    masked: dict[str, np.ndarray] = {}
+    if indicators:
+        traded = ~np.isnan(candles[FIELD_INDEX["close"], :, -1])
+        masked = {name: np.where(traded, values, np.nan) for name, values in indicators.items()}
+    return RuleContext(candles=candles, metrics=metrics, indicators=masked, symbols=rows, loader=loader)
+
+
+# Below this share of rows still standing, a deferred condition loads its values for those rows only.
+SUBSET_BELOW = 0.5
 
 
 def rules_evaluate(rules: Iterable[CompiledRule], context: RuleContext) -> dict[str, np.ndarray]:
     """rule_type -> boolean array over the context's rows: True where every condition holds.
 
-    A held_within condition looks back over many minutes, so it is evaluated only on the rows every earlier
-    condition left standing.
+    A condition that reads a deferred value (an indicator, a daily change, a reference symbol) or looks back with
+    held_within is evaluated only on the rows every earlier condition left standing, and its values are loaded for
+    those rows only; while every row is still standing they are loaded for all rows, once for every rule.
     """
     out: dict[str, np.ndarray] = {}
     for rule in rules:
         fired = np.ones(context.rows, dtype=bool)
-        for condition in rule.conditions:
-            if condition.held and not fired.all():
+        for condition in rule.conditions if context.rows else ():
+            deferred = condition.deferred
+            # held_within always on the standing rows; deferred values for all rows (shared with the indicators
+            # stage) when most still stand.
+            if condition.held or (deferred and fired.mean() < SUBSET_BELOW):
                 rows = np.flatnonzero(fired)
-                fired[rows] = condition.evaluate(context.subset(rows))
+                fired[rows] = condition.evaluate(context.subset(rows, deferred))
             else:
+                if deferred:
+                    context.load(None, deferred)
                 fired &= condition.evaluate(context)
             if not fired.any():
                 break

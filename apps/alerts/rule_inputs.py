@@ -1,18 +1,23 @@
-"""The values rules read beyond a shard's own block and window metrics, loaded only when a rule names them.
+"""The values rules read beyond a shard's block and window metrics, loaded on demand for the rows that need them.
 
-- Reference-symbol metrics (`BTCUSDT.change_1h`): the reference symbol's window metrics at the same minute t,
-  computed in every shard that needs them from that symbol's own 1m block (its row of the shard's block when it
-  is in the shard, else read from the candle ring), so a shard sees them wherever the symbol hashes. The
-  backtest computes them with the same window_metrics on the same block shape (ReferenceSeries), so live and
-  backtest numbers are identical; a minute where the reference symbol has no candle gives no value.
+- Indicators (`rsi_14_15m`): from the rows' clock-aligned bars (apps.metrics.shard_bars), live from the block and
+  the bar store, in the backtest from each symbol's history (apps.metrics.history_closes).
 - Daily changes (`change_7d`): close at t against the open of an older 1d bar (apps.metrics.daily).
+- Reference-symbol metrics (`BTCUSDT.change_1h`): the reference symbol's window metrics at the same minute t,
+  computed in every shard that needs them from that symbol's own 1m block (its row of the shard's block when it is
+  in the shard, else read from the candle ring), so a shard sees them wherever the symbol hashes. The backtest
+  computes them with the same window_metrics on the same block shape (ReferenceSeries), so live and backtest
+  numbers are identical; a minute where the reference symbol has no candle gives no value.
 
-Both are handed to rule_context beside the indicators, so a row without a candle at t gets none of them.
+apps.alerts.engine.rules_evaluate asks a loader for values only for the rows still standing when a rule reaches the
+condition that reads them (all rows while most stand), so a rule such as whale_accumulation computes its 15m RSI
+for the few symbols with a volume spike. Every value of a row depends on that row's data only, so it is the same
+whichever rows are loaded together.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -20,24 +25,18 @@ import redis as redis_lib
 
 from apps.collector.candles import FIELD_INDEX, MINUTE_MS
 from apps.collector.store import candles_matrix
-from apps.metrics.daily import DailyOpens, daily_changes, daily_opens_load
+from apps.metrics.daily import DAILY_METRICS, DailyOpens, daily_changes, daily_opens_load
+from apps.metrics.history_closes import HistoryCloses
+from apps.metrics.shard_bars import INDICATOR_METRICS, ShardBars, indicator_metrics, indicators_by_timeframe, shard_bars
 from apps.metrics.windows import LONGEST_WINDOW, window_metrics
 
-from .engine import CompiledRule
+from .conditions import indicator_timeframes_ordered
 
 # symbols -> their (fields, symbols, LONGEST_WINDOW) block ending at minute t.
 BlockLoad = Callable[[list[str]], np.ndarray]
 
 
-def rules_references(rules: Iterable[CompiledRule]) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(label for rule in rules for label in rule.references))
-
-
-def rules_daily(rules: Iterable[CompiledRule]) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(name for rule in rules for name in rule.daily))
-
-
-def references_by_symbol(labels: Iterable[str]) -> dict[str, list[str]]:
+def references_by_symbol(labels: Sequence[str]) -> dict[str, list[str]]:
     """`{"BTCUSDT": ["change_1h", ...]}` from `BTCUSDT.change_1h` labels."""
     out: dict[str, list[str]] = {}
     for label in labels:
@@ -55,41 +54,76 @@ def reference_values(block: np.ndarray, names: Sequence[str]) -> dict[str, np.nd
     }
 
 
-def rule_extras_load(
-    client: redis_lib.Redis,
-    *,
-    rules: Sequence[CompiledRule],
-    minute_ms: int,
-    symbols: Sequence[str],
-    block: np.ndarray,
-    block_load: BlockLoad | None = None,
-) -> dict[str, np.ndarray]:
-    """Live: `{label: (symbols,)}` of the reference-symbol metrics and daily changes the rules name (empty when
-    none does). `block_load` gives other symbols' blocks ending at t (default: the closed candle ring)."""
-    out: dict[str, np.ndarray] = {}
-    rows = len(symbols)
-    references = references_by_symbol(rules_references(rules))
-    if references:
-        index = {symbol: i for i, symbol in enumerate(symbols)}
-        outside = [symbol for symbol in references if symbol not in index]
-        if outside:
-            load = block_load or (
-                lambda wanted: candles_matrix(client, wanted, end_minute_ms=minute_ms, length=LONGEST_WINDOW)
-            )
-            loaded = load(outside)
-        for symbol, names in references.items():
+def _split(names: Sequence[str]) -> tuple[tuple[str, ...], list[str], list[str]]:
+    """(indicator timeframes, daily names, reference labels) among deferred names."""
+    timeframes = indicator_timeframes_ordered(INDICATOR_METRICS[n][1] for n in names if n in INDICATOR_METRICS)
+    return timeframes, [n for n in names if n in DAILY_METRICS], [n for n in names if "." in n]
+
+
+class LiveValues:
+    """The loader of a live shard at minute t (apps.alerts.engine.ValuesLoad).
+
+    Indicators asked for all rows build the shard's ShardBars (`bars`), which the indicators stage then completes
+    instead of starting over; asked for a few rows, they are computed from those rows' bars alone (unless the
+    shard's bars exist already). `block_load` gives other symbols' blocks ending at t (default: the candle ring).
+    """
+
+    def __init__(
+        self,
+        client: redis_lib.Redis,
+        *,
+        minute_ms: int,
+        symbols: Sequence[str],
+        block: np.ndarray,
+        block_load: BlockLoad | None = None,
+    ) -> None:
+        self.client = client
+        self.minute_ms = minute_ms
+        self.symbols = list(symbols)
+        self.block = block
+        self.block_load = block_load or (
+            lambda wanted: candles_matrix(client, wanted, end_minute_ms=minute_ms, length=LONGEST_WINDOW)
+        )
+        self.bars: ShardBars | None = None
+        self._references: dict[str, float] = {}
+
+    def __call__(self, rows: np.ndarray | None, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+        timeframes, daily, references = _split(names)
+        symbols = self.symbols if rows is None else [self.symbols[i] for i in rows]
+        out: dict[str, np.ndarray] = {}
+        if timeframes:
+            if rows is None or self.bars is not None:
+                if self.bars is None:
+                    self.bars = shard_bars(minute_ms=self.minute_ms, symbols=self.symbols, block=self.block)
+                values = self.bars.metrics(self.client, timeframes)
+                out.update(values if rows is None else {name: v[rows] for name, v in values.items()})
+            else:
+                bars = shard_bars(minute_ms=self.minute_ms, symbols=symbols, block=self.block[:, rows])
+                out.update(bars.metrics(self.client, timeframes))
+        if daily:
+            close = self.block[FIELD_INDEX["close"], :, -1]
+            opens = daily_opens_load(self.client, symbols, minute_ms=self.minute_ms, names=daily)
+            out.update(daily_changes(close if rows is None else close[rows], opens))
+        if references:
+            self._references_load([label for label in references if label not in self._references])
+            out.update({label: np.full(len(symbols), self._references[label]) for label in references})
+        return out
+
+    def _references_load(self, labels: list[str]) -> None:
+        wanted = references_by_symbol(labels)
+        if not wanted:
+            return
+        index = {symbol: i for i, symbol in enumerate(self.symbols)}
+        outside = [symbol for symbol in wanted if symbol not in index]
+        loaded = self.block_load(outside) if outside else None
+        for symbol, names in wanted.items():
             if symbol in index:
-                ref_block = block[:, index[symbol] : index[symbol] + 1]
+                block = self.block[:, index[symbol] : index[symbol] + 1]
             else:
                 i = outside.index(symbol)
-                ref_block = loaded[:, i : i + 1]
-            for name, value in reference_values(ref_block, names).items():
-                out[f"{symbol}.{name}"] = np.full(rows, value[0])
-    daily = rules_daily(rules)
-    if daily:
-        opens = daily_opens_load(client, list(symbols), minute_ms=minute_ms, names=daily)
-        out.update(daily_changes(block[FIELD_INDEX["close"], :, -1], opens))
-    return out
+                block = loaded[:, i : i + 1]
+            for name, value in reference_values(block, names).items():
+                self._references[f"{symbol}.{name}"] = float(value[0])
 
 
 class ReferenceSeries:
@@ -106,9 +140,8 @@ class ReferenceSeries:
             return
         grid, self.first = _grid(frame)
         windows = np.lib.stride_tricks.sliding_window_view(grid, LONGEST_WINDOW, axis=1)  # (F, minutes, W)
-        count = windows.shape[1]
         parts: dict[str, list[np.ndarray]] = {name: [] for name in self.names}
-        for start in range(0, count, chunk_rows):
+        for start in range(0, windows.shape[1], chunk_rows):
             part = np.ascontiguousarray(windows[:, start : start + chunk_rows, :])
             for name, value in reference_values(part, self.names).items():
                 parts[name].append(value)
@@ -126,30 +159,43 @@ class ReferenceSeries:
         return {name: np.where(inside, values[safe], np.nan) for name, values in self.values.items()}
 
 
-class BacktestExtras:
-    """Backtest: the extra values of rule_extras_load for rows of one symbol at given minutes."""
+class BacktestValues:
+    """Backtest: the loaders of one symbol's chunks of rows, from its history (built once per symbol)."""
 
-    def __init__(self, rules: Sequence[CompiledRule], frames: Mapping[str, pd.DataFrame]) -> None:
-        self.daily = rules_daily(rules)
-        self.references = {
-            symbol: ReferenceSeries(frames.get(symbol), names)
-            for symbol, names in references_by_symbol(rules_references(rules)).items()
-        }
+    def __init__(
+        self, references: Mapping[str, ReferenceSeries], history: HistoryCloses | None, daily: DailyOpens | None
+    ) -> None:
+        self.references = references
+        self.history = history
+        self.daily = daily
 
-    def __bool__(self) -> bool:
-        return bool(self.daily or self.references)
+    def loader(self, *, columns: np.ndarray, minutes_ms: np.ndarray, close: np.ndarray):
+        """The ValuesLoad of a chunk whose rows end at these grid columns / minutes, with these closes at t."""
 
-    def for_symbol(self, grid: np.ndarray, grid_start_ms: int) -> Callable[[np.ndarray, np.ndarray], dict]:
-        """(minutes ms, closes at t) -> `{label: values}` for one symbol's rows."""
-        opens = DailyOpens(grid, grid_start_ms=grid_start_ms) if self.daily else None
-
-        def values(minutes_ms: np.ndarray, close: np.ndarray) -> dict[str, np.ndarray]:
+        def load(rows: np.ndarray | None, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+            pick = slice(None) if rows is None else rows
+            timeframes, daily, references = _split(names)
             out: dict[str, np.ndarray] = {}
-            for symbol, series in self.references.items():
-                for name, value in series.at(minutes_ms).items():
-                    out[f"{symbol}.{name}"] = value
-            if opens is not None:
-                out.update(daily_changes(close, opens.at(minutes_ms, self.daily)))
+            count = len(minutes_ms) if rows is None else len(rows)
+            if timeframes:
+                if self.history is None:
+                    out.update({n: np.full(count, np.nan) for n in names if n in INDICATOR_METRICS})
+                else:
+                    closes = self.history.closes(columns[pick])
+                    values = indicators_by_timeframe({tf: closes[tf] for tf in timeframes if tf in closes})
+                    out.update(indicator_metrics(values, [tf for tf in timeframes if tf in values]))
+            if daily:
+                opens = (
+                    self.daily.at(minutes_ms[pick], daily)
+                    if self.daily is not None
+                    else {n: np.full(count, np.nan) for n in daily}
+                )
+                out.update(daily_changes(close[pick], opens))
+            for symbol, wanted in references_by_symbol(references).items():
+                series = self.references.get(symbol)
+                found = series.at(minutes_ms[pick]) if series is not None else {}
+                for name in wanted:
+                    out[f"{symbol}.{name}"] = found.get(name, np.full(count, np.nan))
             return out
 
-        return values
+        return load

@@ -14,9 +14,8 @@ from django.core.management import CommandError, call_command
 from apps.alerts.backtest import _cooldown_keep, _grid, backtest_run, frames_from_database, frames_from_files
 from apps.alerts.engine import rule_compile, rule_context, rules_evaluate, rules_load, rules_resolver
 from apps.alerts.models import AlertHistory, AlertRule
-from apps.alerts.rule_inputs import rule_extras_load
+from apps.alerts.rule_inputs import LiveValues
 from apps.alerts.services import alerts_fire
-from apps.alerts.tick import rule_indicators_load
 from apps.collector.candles import FIELDS, MINUTE_MS, Candle
 from apps.collector.models import Candle1m
 from apps.collector.store import active_symbols_set, candles_matrix, candles_store
@@ -83,8 +82,8 @@ def test_live_path_over_redis_yields_the_backtest_alert_set(frames, redis_client
     for minute in range(first_ms, last_ms + MINUTE_MS, MINUTE_MS):
         candles_store(redis_client, by_minute.get(minute, []), mark_closed=False)
         block = candles_matrix(redis_client, symbols, end_minute_ms=minute, length=LONGEST_WINDOW)
-        extras = rule_extras_load(redis_client, rules=rules, minute_ms=minute, symbols=symbols, block=block)
-        context = rule_context(candles=block, metrics=window_metrics(block), indicators=extras, symbols=symbols)
+        values = LiveValues(redis_client, minute_ms=minute, symbols=symbols, block=block)
+        context = rule_context(candles=block, metrics=window_metrics(block), symbols=symbols, loader=values)
         fired = rules_evaluate(rules, context)
         stamps = {"candle_close_ms": minute + MINUTE_MS, "received_ms": 0, "evaluated_ms": 0}
         alerts_fire(minute_ms=minute, symbols=symbols, fired=fired, context=context, rules=rules, timestamps=stamps)
@@ -142,13 +141,12 @@ def replay_live(
         for shard in shards:
             block = candles_matrix(client, shard, end_minute_ms=minute, length=LONGEST_WINDOW)
             metrics = window_metrics(block)
-            indicators, bars = rule_indicators_load(client, rules=rules, minute_ms=minute, symbols=shard, block=block)
-            extras = rule_extras_load(client, rules=rules, minute_ms=minute, symbols=shard, block=block)
-            values = {**(indicators or {}), **extras}
-            context = rule_context(candles=block, metrics=metrics, indicators=values, symbols=shard)
+            values = LiveValues(client, minute_ms=minute, symbols=shard, block=block)
+            context = rule_context(candles=block, metrics=metrics, symbols=shard, loader=values)
             fired = rules_evaluate(rules, context)
             stamps = {"candle_close_ms": minute + MINUTE_MS, "received_ms": 0, "evaluated_ms": 0}
             alerts_fire(minute_ms=minute, symbols=shard, fired=fired, context=context, rules=rules, timestamps=stamps)
+            bars = values.bars
             shard_indicators_run(client, minute_ms=minute, symbols=shard, block=block, metrics=metrics, bars=bars)
             if on_minute is not None:
                 on_minute(minute, bars)

@@ -17,7 +17,7 @@ from apps.alerts.backtest import backtest_run, frames_from_files
 from apps.alerts.builtin_rules import BUILTIN_RULES
 from apps.alerts.conditions import ConditionError, condition_compile, parameters_validate
 from apps.alerts.engine import RuleContext, RuleError, rule_compile, rules_resolver
-from apps.alerts.rule_inputs import rule_extras_load
+from apps.alerts.rule_inputs import LiveValues
 from apps.collector.candles import FIELDS, MINUTE_MS
 from apps.collector.store import candles_matrix, candles_store
 from apps.metrics.daily import DAY_MS
@@ -242,7 +242,8 @@ def test_live_daily_changes_read_the_seeded_daily_bars(frames, redis_client):
     seed_history(redis_client, {s: frames[s] for s in symbols[:2]}, minute // DAY_MS * DAY_MS - MINUTE_MS)
     block = candles_matrix(redis_client, symbols, end_minute_ms=minute, length=LONGEST_WINDOW)
     rules = [compile_rule(["change_3d > 0", "change_7d > 0", "change_14d > 0"])]
-    got = rule_extras_load(redis_client, rules=rules, minute_ms=minute, symbols=symbols, block=block)
+    load = LiveValues(redis_client, minute_ms=minute, symbols=symbols, block=block)
+    got = load(None, tuple(rules[0].daily))
     for i, symbol in enumerate(symbols):
         candles = ref.dense(frames[symbol])
         for days in (3, 7, 14):
