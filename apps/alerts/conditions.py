@@ -204,6 +204,10 @@ class Logic:
     def truth(self, context: Context) -> Truth:
         raise NotImplementedError
 
+    def holds(self, context: Context) -> np.ndarray:
+        """The true mask alone: what a condition needs unless a `not` asks for the false one too."""
+        return self.truth(context)[0]
+
 
 def _shape(context: Context, mask: np.ndarray | bool) -> np.ndarray:
     return np.broadcast_to(np.asarray(mask, dtype=bool), _rows_shape(context)).copy()
@@ -232,6 +236,16 @@ class Comparison(Logic):
             false = fails if false is None else false | fails
         assert true is not None and false is not None
         return _shape(context, true), _shape(context, false)
+
+    def holds(self, context: Context) -> np.ndarray:
+        # NaN compares false, so the true mask needs no missing-value bookkeeping.
+        values = [operand.evaluate(context) for operand in self.operands]
+        true = None
+        for (_, compare), left, right in zip(self.comparisons, values, values[1:], strict=False):
+            holds = np.asarray(compare(left, right), dtype=bool)
+            true = holds if true is None else true & holds
+        assert true is not None
+        return true
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,6 +287,9 @@ class Not(Logic):
         true, false = self.operand.truth(context)
         return false, true
 
+    def holds(self, context: Context) -> np.ndarray:
+        return self.operand.truth(context)[1]
+
 
 @dataclass(frozen=True, slots=True)
 class And(Logic):
@@ -286,6 +303,12 @@ class And(Logic):
             false |= f
         return true, false
 
+    def holds(self, context: Context) -> np.ndarray:
+        true = self.operands[0].holds(context).copy()
+        for operand in self.operands[1:]:
+            true &= operand.holds(context)
+        return true
+
 
 @dataclass(frozen=True, slots=True)
 class Or(Logic):
@@ -298,6 +321,12 @@ class Or(Logic):
             true |= t
             false &= f
         return true, false
+
+    def holds(self, context: Context) -> np.ndarray:
+        true = self.operands[0].holds(context).copy()
+        for operand in self.operands[1:]:
+            true |= operand.holds(context)
+        return true
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,16 +346,13 @@ class Condition:
     daily: tuple[str, ...] = ()
     # held_within nodes: evaluated only on the rows still candidates, as they cost more than a comparison.
     held: tuple[Held, ...] = ()
-
-    @property
-    def deferred(self) -> tuple[str, ...]:
-        """The names it reads that are loaded on demand (indicators, daily changes, reference symbols)."""
-        return tuple(name for name in self.inputs if deferred_name(name))
+    # The names it reads that are loaded on demand (indicators, daily changes, reference symbols).
+    deferred: tuple[str, ...] = ()
 
     def evaluate(self, context: Context) -> np.ndarray:
         """True where the condition holds (unknown counts as not holding)."""
         with np.errstate(all="ignore"):
-            return self.logic.truth(context)[0]
+            return self.logic.holds(context)
 
 
 @dataclass(frozen=True, slots=True)
@@ -655,6 +681,7 @@ def condition_compile(
         references=tuple(compiler.references),
         daily=tuple(compiler.daily),
         held=tuple(compiler.held),
+        deferred=tuple(name for name in compiler.inputs if deferred_name(name)),
     )
 
 

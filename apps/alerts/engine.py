@@ -324,11 +324,13 @@ class RuleContext:
         self._cache[cache_key] = found
         return found
 
-    def subset(self, rows: np.ndarray, names: Sequence[str] = ()) -> RuleContext:
+    def subset(self, rows: np.ndarray, names: Sequence[str] = (), *, minutes: int | None = None) -> RuleContext:
         """The same evaluation restricted to some rows (an index array), with the deferred `names` loaded for
-        just those rows."""
+        just those rows; `minutes` keeps only the newest minutes of the block (what a condition reads directly),
+        since window metrics come along already computed."""
+        candles = self.candles if minutes is None else self.candles[:, :, -max(minutes, 1) :]
         return RuleContext(
-            candles=self.candles[:, rows],
+            candles=candles[:, rows],
             metrics={name: values[rows] for name, values in self.metrics.items()},
             indicators=self.load(rows, names) if names else {},
             symbols=None if self.symbols is None else self.symbols[rows],
@@ -459,7 +461,8 @@ def rules_evaluate(rules: Iterable[CompiledRule], context: RuleContext) -> dict[
             # stage) when most still stand.
             if condition.held or (deferred and fired.mean() < SUBSET_BELOW):
                 rows = np.flatnonzero(fired)
-                fired[rows] = condition.evaluate(context.subset(rows, deferred))
+                minutes = None if condition.held else condition.lookback
+                fired[rows] = condition.evaluate(context.subset(rows, deferred, minutes=minutes))
             else:
                 if deferred:
                     context.load(None, deferred)
