@@ -355,8 +355,10 @@ def test_database_source_matches_files(frames):
 
 
 def test_bundled_data_alerts_per_rule(frames, capsys):
-    """Every rule over all bundled data; prints the per-rule counts and the throughput."""
+    """Every built-in rule, enabled or not, over all bundled data; prints the per-rule counts and the throughput."""
+    AlertRule.objects.update(enabled=True)
     rules = rules_load()
+    assert len(rules) == AlertRule.objects.count() == 26
     result = backtest_run(frames=frames, rules=rules)
     counts = result.alerts["alert_type"].value_counts()
     assert result.candles == sum(len(f) for f in frames.values())
