@@ -122,6 +122,10 @@ def rule_compile(
     )
 
 
+def _nested(rule_type: str) -> HeldRule:
+    raise ConditionError("a rule that held_within names cannot use held_within itself", token=rule_type)
+
+
 def rules_resolver(definitions: Mapping[str, Mapping]) -> HeldRules:
     """held_within's view of other rules: rule_type -> its compiled conditions, from their stored parts
     (conditions, parameters), whether enabled or not."""
@@ -135,7 +139,7 @@ def rules_resolver(definitions: Mapping[str, Mapping]) -> HeldRules:
             conditions = parts.get("conditions")
             if not isinstance(conditions, list) or not conditions:
                 raise ConditionError(f"rule {rule_type!r} has no conditions", token=rule_type)
-            compiled = tuple(condition_compile(text, parameters=params) for text in conditions)
+            compiled = tuple(condition_compile(text, parameters=params, held_rules=_nested) for text in conditions)
         except ConditionError as error:
             raise ConditionError(f"rule {rule_type!r} does not compile: {error}", token=rule_type) from None
         return HeldRule(rule_type, compiled)

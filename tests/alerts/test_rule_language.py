@@ -138,6 +138,8 @@ def test_existing_rules_of_plain_condition_lists_are_unchanged(frames):
         ("held_within(bottom_hunter, 2000)", "2000"),
         ("held_within(bottom_hunter)", "held_within"),
         ("held_within(big_bull_5m, 10)", "big_bull_5m"),  # reads change_1d: nothing left to look back over
+        ("held_within(surge_42, 10)", "surge_42"),  # uses held_within itself
+        ("held_within(whale_accumulation, 10)", "whale_accumulation"),  # reads an indicator
         ("BTCUSDT.rsi_14_1h > 50", "BTCUSDT.rsi_14_1h"),
         ("btcusdt.change_1h > 0", "btcusdt.change_1h"),
         ('symbol in ["btc"]', '"btc"'),
