@@ -15,7 +15,7 @@ from screener_project.strict_json import StrictJSONDecoder, json_formfield_overr
 
 from .builtin_rules import BUILTIN_RULES
 from .conditions import CANDLE_FIELDS, FUNCTIONS, SERIES
-from .engine import TIMEFRAMES, RuleError, rule_compile
+from .engine import TIMEFRAMES, RuleError, rule_compile, rules_stored_resolver
 from .models import AlertRule, UserSettings
 from .rule_types import rule_type_validator
 
@@ -107,6 +107,7 @@ class AlertRuleForm(forms.ModelForm):
                 conditions=cleaned["conditions"],
                 parameters=cleaned["parameters"],
                 timeframe=cleaned["timeframe"],
+                held_rules=rules_stored_resolver(),
             )
         except RuleError as error:
             self.add_error(error.field, str(error))

@@ -4,9 +4,11 @@ Every minute t of a symbol becomes a row of a (fields, rows, LONGEST_WINDOW) blo
 tick's candles_matrix block (missing minutes NaN, minute t last), built from numpy sliding windows made
 C-contiguous, a chunk of rows at a time. The block goes through the same window_metrics, rule_context and
 rules_evaluate as the live tick, and fired rows through the same cooldown rule, so replaying a data set through the
-live pipeline yields the alert set this module computes for it. When a rule names an indicator, each row also gets
-the K bar closes the live tick would read at its minute (apps.metrics.history_closes), through the same
-indicators_last; rules that name none cost what they did before.
+live pipeline yields the alert set this module computes for it. Indicators, daily changes and reference symbols'
+metrics are loaded on demand by the same rules_evaluate, for the rows that reach a condition reading them
+(apps.alerts.rule_inputs.BacktestValues): indicators from the K bar closes the live tick would read at each row's
+minute (apps.metrics.history_closes) through the same indicators_last, daily changes from the symbol's own daily
+bars, reference metrics from the reference symbol's own windows at the same minute.
 """
 
 from __future__ import annotations
@@ -22,18 +24,25 @@ from django.conf import settings
 from tqdm import tqdm
 
 from apps.collector.candles import FIELDS, MINUTE_MS, data_files, read_csv_candles, symbol_from_filename
+from apps.metrics.daily import DailyOpens
 from apps.metrics.history_closes import HistoryCloses
-from apps.metrics.shard_bars import indicator_metrics, indicators_by_timeframe
 from apps.metrics.windows import LONGEST_WINDOW, window_metrics
 
 from .engine import CompiledRule, cooldown_suppresses, rule_context, rules_evaluate, rules_indicator_timeframes
+from .rule_inputs import BacktestValues, ReferenceSeries, references_by_symbol
 
 # Rows per block. Small blocks (128 windows x 1440 minutes x 10 fields = 15 MB) in one reused buffer measured
 # up to twice as fast as freshly allocated 512-row blocks: the copy out of the sliding windows dominated there.
 CHUNK_ROWS = 128
-HORIZONS = {"5m": 5, "15m": 15, "1h": 60, "4h": 240}
+HORIZONS = {"5m": 5, "15m": 15, "1h": 60, "4h": 240, "1d": 1440}
 BASE_COLUMNS = ["symbol", "alert_type", "candle_open_time", "price", "change_pct"]
 DIRECTION = {"bull": 1.0, "bear": -1.0}
+HIT_RATE_NOTE = (
+    "Hit rate: the share of alerts after which the price moved in the rule's direction by the horizon: up for a "
+    "bull rule, down for a bear rule (a bear rule hits when the price falls); neutral rules have none. Returns "
+    "are signed as the price moved (a bear rule's good alert has a negative return); '-' where no alert has a "
+    "price that far ahead."
+)
 
 
 @dataclass
@@ -76,9 +85,14 @@ def frames_from_files(paths: Iterable[Path]) -> dict[str, pd.DataFrame]:
 
 
 def frames_from_database(
-    *, start_ms: int | None = None, end_ms: int | None = None, symbols: Sequence[str] | None = None
+    *,
+    start_ms: int | None = None,
+    end_ms: int | None = None,
+    symbols: Sequence[str] | None = None,
+    history_days: int = 1,
 ) -> dict[str, pd.DataFrame]:
-    """Candle frames per symbol from candles_1m (pandas through SQLAlchemy), with a day of history before start."""
+    """Candle frames per symbol from candles_1m (pandas through SQLAlchemy), with `history_days` days of history
+    before start (one fills the 1m block; the daily changes need 31)."""
     from django.db import connection
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import URL
@@ -95,7 +109,8 @@ def frames_from_database(
     clauses, params = [], {}
     if start_ms is not None:
         clauses.append("time >= :since")
-        params["since"] = pd.Timestamp((start_ms - (LONGEST_WINDOW - 1) * MINUTE_MS) * 1_000_000, tz="UTC")
+        history_ms = (max(history_days, 1) * LONGEST_WINDOW - 1) * MINUTE_MS
+        params["since"] = pd.Timestamp((start_ms - history_ms) * 1_000_000, tz="UTC")
     if end_ms is not None:
         clauses.append("time <= :until")
         params["until"] = pd.Timestamp(end_ms * 1_000_000, tz="UTC")
@@ -170,6 +185,11 @@ def backtest_run(
     """
     rules = list(rules)
     timeframes = rules_indicator_timeframes(rules)
+    daily = any(rule.daily for rule in rules)
+    references = {
+        symbol: ReferenceSeries(frames.get(symbol), names)
+        for symbol, names in references_by_symbol([label for rule in rules for label in rule.references]).items()
+    }
     metric_columns: list[str] = []
     for rule in rules:
         metric_columns += [label for label in rule.inputs if label not in metric_columns]
@@ -207,16 +227,25 @@ def backtest_run(
             if timeframes
             else None
         )
+        grid_start_ms = first - (LONGEST_WINDOW - 1) * MINUTE_MS
+        values = BacktestValues(references, history, DailyOpens(grid, grid_start_ms=grid_start_ms) if daily else None)
         fired_parts: dict[str, list[dict[str, np.ndarray]]] = {rule.rule_type: [] for rule in rules}
         for chunk_start in range(0, len(starts), chunk_rows):
             began = time.perf_counter()
             rows = starts[chunk_start : chunk_start + chunk_rows]
             block = _block(windows, rows, buffer)
-            indicators = None
-            if history is not None:  # window `i` ends at grid column i + LONGEST_WINDOW - 1, its minute t
-                bar_closes = history.closes(rows + LONGEST_WINDOW - 1)
-                indicators = indicator_metrics(indicators_by_timeframe(bar_closes), timeframes)
-            context = rule_context(candles=block, metrics=window_metrics(block), indicators=indicators)
+            # Window `i` ends at grid column i + LONGEST_WINDOW - 1, its minute t.
+            loader = values.loader(
+                columns=rows + LONGEST_WINDOW - 1,
+                minutes_ms=first + rows.astype(np.int64) * MINUTE_MS,
+                close=block[FIELDS.index("close"), :, -1],
+            )
+            context = rule_context(
+                candles=block,
+                metrics=window_metrics(block),
+                symbols=np.full(len(rows), symbol, dtype=object),
+                loader=loader,
+            )
             fired = rules_evaluate(rules, context)
             price = context.value("close")
             for rule in rules:
@@ -228,7 +257,7 @@ def backtest_run(
                     "minute_index": rows[hit],
                     "price": price[hit],
                     "change_pct": change[hit],
-                    **{label: context.input_value(label)[hit] for label in rule.inputs},
+                    **context.values_at(hit, rule.inputs),
                 }
                 fired_parts[rule.rule_type].append(columns)
             seconds += time.perf_counter() - began

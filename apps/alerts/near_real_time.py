@@ -28,8 +28,8 @@ from apps.metrics.windows import LONGEST_WINDOW, window_metrics
 
 from .engine import rule_context, rules_evaluate, rules_load
 from .models import AlertHistory
+from .rule_inputs import LiveValues
 from .services import alerts_fire
-from .tick import rule_indicators_load
 
 logger = logging.getLogger(__name__)
 
@@ -63,9 +63,19 @@ def near_real_time_shard(client: redis_lib.Redis, *, shard: int, symbols: list[s
         closed = candles_matrix(client, symbols, end_minute_ms=minute - MINUTE_MS, length=LONGEST_WINDOW)
         block = forming_block(closed=closed, forming=forming)
         rules = rules_load()
-        # Rules naming an indicator see it at the forming minute, its forming bars built from this block.
-        indicators, _ = rule_indicators_load(client, rules=rules, minute_ms=minute, symbols=symbols, block=block)
-        context = rule_context(candles=block, metrics=window_metrics(block), indicators=indicators)
+        # Indicators see the forming bars built from this block; reference symbols are read at the forming minute
+        # as well (their closed candles and forming candle).
+        values = LiveValues(
+            client,
+            minute_ms=minute,
+            symbols=symbols,
+            block=block,
+            block_load=lambda wanted: forming_block(
+                closed=candles_matrix(client, wanted, end_minute_ms=minute - MINUTE_MS, length=LONGEST_WINDOW),
+                forming=forming_rows(client, wanted, minute_ms=minute),
+            ),
+        )
+        context = rule_context(candles=block, metrics=window_metrics(block), symbols=symbols, loader=values)
         fired = rules_evaluate(rules, context)
         return alerts_fire(
             minute_ms=minute,

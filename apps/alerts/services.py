@@ -80,14 +80,15 @@ def _candidates(
         rows = np.flatnonzero(fired.get(rule.rule_type, ()))
         if rows.size == 0:
             continue
-        inputs = {label: context.input_value(label) for label in rule.inputs}
+        # Only the fired rows' values: an indicator the rule read was loaded for its candidate rows only.
+        inputs = context.values_at(rows, rule.inputs)
         volume, change = context.timeframe_values(rule.timeframe)
         vcp = context.value(f"vcp_{rule.timeframe}") if rule.timeframe != "1m" else None
-        for row in rows:
+        for position, row in enumerate(rows):
             metadata = {
                 "rule": rule.name,
                 "category": rule.category,
-                "metrics": {label: _finite(values[row]) for label, values in inputs.items()},
+                "metrics": {label: _finite(values[position]) for label, values in inputs.items()},
                 "parameters": dict(rule.parameters),
                 "vcp": _finite(vcp[row]) if vcp is not None else None,
                 "candle_open_ms": minute_ms,

@@ -21,12 +21,13 @@ from prometheus_client import Counter
 
 from apps.collector.candles import MINUTE_MS
 from apps.collector.store import active_symbols, candles_matrix, key, minute_closed_symbols
-from apps.metrics.shard_bars import ShardBars, shard_bars
+from apps.metrics.shard_bars import ShardBars
 from apps.metrics.sharding import shards_split
 from apps.metrics.windows import LONGEST_WINDOW, window_metrics
 from screener_project.observability import TICK_LAG_SECONDS, TICK_STAGE_SECONDS
 
-from .engine import CompiledRule, rule_context, rules_evaluate, rules_indicator_timeframes, rules_load
+from .engine import rule_context, rules_evaluate, rules_load
+from .rule_inputs import LiveValues
 from .services import alerts_fire
 
 logger = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ INDICATORS_FAILED = Counter(
     "screener_tick_indicators_failed_total", "Shard ticks whose in-task indicators failed (handed to the queue)"
 )
 # (minute_ms, symbols, 1m block, window metrics, bars) -> None: the indicators stage on what the shard tick loaded;
-# bars are those the rules already derived indicators from, or None when no rule names an indicator.
+# bars are the shard's, when the rules derived indicators from them for every symbol, else None.
 ShardIndicatorsRun = Callable[[int, list[str], np.ndarray, dict[str, np.ndarray], ShardBars | None], object]
 
 
@@ -100,22 +101,6 @@ def stage(name: str, timings: dict[str, float]):
         elapsed = time.perf_counter() - started
         timings[name] = timings.get(name, 0.0) + elapsed * 1000
         TICK_STAGE_SECONDS.labels(stage=name).observe(elapsed)
-
-
-def rule_indicators_load(
-    client: redis_lib.Redis, *, rules: Sequence[CompiledRule], minute_ms: int, symbols: Sequence[str], block: np.ndarray
-) -> tuple[dict[str, np.ndarray] | None, ShardBars | None]:
-    """The indicators the rules name, over the block's symbols at minute t, and the bars they came from.
-
-    (None, None) when no rule names an indicator: then nothing is computed before the alerts, as before indicators
-    could be named. Otherwise only the named timeframes are loaded and computed; the indicators stage completes
-    the same ShardBars afterwards instead of starting over.
-    """
-    timeframes = rules_indicator_timeframes(rules)
-    if not timeframes:
-        return None, None
-    bars = shard_bars(minute_ms=minute_ms, symbols=symbols, block=block)
-    return bars.metrics(client, timeframes), bars
 
 
 def shard_minutes_pending(last_done: int | None, minute_ms: int) -> list[int]:
@@ -177,13 +162,9 @@ def shard_tick_run(
                 metrics = window_metrics(block)
             with stage("rules", timings):
                 rules = rules_load()
-                indicator_values, bars = None, None
-                if rules_indicator_timeframes(rules):  # a rule names an indicator (timed within "rules" as well)
-                    with stage("rule_indicators", timings):
-                        indicator_values, bars = rule_indicators_load(
-                            client, rules=rules, minute_ms=minute, symbols=symbols, block=block
-                        )
-                context = rule_context(candles=block, metrics=metrics, indicators=indicator_values)
+                # Indicators, daily changes and reference symbols: loaded for the rows a rule reaches them with.
+                values = LiveValues(client, minute_ms=minute, symbols=symbols, block=block)
+                context = rule_context(candles=block, metrics=metrics, symbols=symbols, loader=values)
                 fired = rules_evaluate(rules, context)
             with stage("alerts", timings):
                 alerts = alerts_fire(
@@ -213,7 +194,7 @@ def shard_tick_run(
             # Indicators are off the alert critical path: they run once this minute's alerts are out.
             if indicators is not None and minute == pending[-1]:
                 try:
-                    indicators(minute, symbols, block, metrics, bars)
+                    indicators(minute, symbols, block, metrics, values.bars)
                     continue
                 except Exception:
                     INDICATORS_FAILED.inc()

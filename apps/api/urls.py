@@ -14,6 +14,7 @@ urlpatterns = [
     path("metrics/<str:symbol>", pooled_view(views.MetricsDetailApi.as_view()), name="metrics"),
     path("symbols", pooled_view(views.SymbolListApi.as_view()), name="symbols"),
     path("rules", pooled_view(views.RuleListApi.as_view()), name="rules"),
+    path("rules/<str:rule_type>/stats", pooled_view(views.RuleStatsApi.as_view()), name="rule-stats"),
     path("candles/<str:symbol>", pooled_view(views.CandleListApi.as_view()), name="candles"),
     path("settings", pooled_view(views.SettingsApi.as_view()), name="settings"),
     path("schema/", CachedSchemaApi.as_view(), name="schema"),

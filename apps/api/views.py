@@ -12,9 +12,10 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.alerts.models import AlertRule
 from apps.alerts.notifications.safety import UnsafeDestination, url_check
 from apps.alerts.rule_types import RULE_TYPE_PATTERN, rule_type_validator, rule_types_unknown  # noqa: F401 (compat)
-from apps.alerts.selectors import alert_payload, alerts_list, iso_utc, rules_list
+from apps.alerts.selectors import STATS_HORIZONS, alert_payload, alerts_list, iso_utc, rule_stats, rules_list
 
 from . import selectors, services
 from .auth import SupabaseJWTAuthentication
@@ -221,6 +222,66 @@ class RuleListApi(BaseApi):
     def get(self, request):
         rules = self.RuleSerializer(rules_list(), many=True).data
         return Response({"rules": rules, "count": len(rules)})
+
+
+class ReturnDistributionSerializer(serializers.Serializer):
+    count = serializers.IntegerField(help_text="Alerts whose forward candle is stored")
+    mean = serializers.FloatField(allow_null=True)
+    p10 = serializers.FloatField(allow_null=True)
+    p25 = serializers.FloatField(allow_null=True)
+    median = serializers.FloatField(allow_null=True)
+    p75 = serializers.FloatField(allow_null=True)
+    p90 = serializers.FloatField(allow_null=True)
+    min = serializers.FloatField(allow_null=True)
+    max = serializers.FloatField(allow_null=True)
+    hit_rate = serializers.FloatField(
+        allow_null=True, help_text="% of returns in the rule's direction (up: bull, down: bear); null if neutral"
+    )
+
+
+class RuleStatsApi(BaseApi):
+    class InputSerializer(QuerySerializer):
+        since = serializers.DateTimeField(required=False, help_text="ISO-8601 lower bound on triggered_at")
+        until = serializers.DateTimeField(required=False, help_text="ISO-8601 upper bound on triggered_at")
+
+        def validate(self, attrs):
+            if "since" in attrs and "until" in attrs and attrs["since"] > attrs["until"]:
+                raise ValidationError({"since": ["Must not be after until."]})
+            return attrs
+
+    @extend_schema(
+        summary="A rule's stored alerts and the forward returns after them (5m, 15m, 1h, 4h, 1d), in percent",
+        parameters=[
+            OpenApiParameter("rule_type", OpenApiTypes.STR, OpenApiParameter.PATH),
+            OpenApiParameter("since", OpenApiTypes.DATETIME),
+            OpenApiParameter("until", OpenApiTypes.DATETIME),
+        ],
+        responses=inline_serializer(
+            "RuleStatsOutput",
+            fields={
+                "rule_type": serializers.CharField(),
+                "category": serializers.CharField(),
+                "alerts": serializers.IntegerField(),
+                "symbols": serializers.IntegerField(),
+                "first": serializers.DateTimeField(allow_null=True),
+                "last": serializers.DateTimeField(allow_null=True),
+                "horizons": inline_serializer(
+                    "RuleStatsHorizons", fields={h: ReturnDistributionSerializer() for h in STATS_HORIZONS}
+                ),
+            },
+        ),
+    )
+    def get(self, request, rule_type: str):
+        try:
+            rule_type_validator(rule_type)
+        except Exception as exc:
+            raise ValidationError({"rule_type": [rule_type_validator.message]}) from exc
+        rule = AlertRule.objects.filter(rule_type=rule_type).first()
+        if rule is None:
+            raise NotFound(f"Unknown rule type: {rule_type}")
+        params = self.InputSerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        return Response(rule_stats(rule=rule, **params.validated_data))
 
 
 class CandleListApi(BaseApi):

@@ -5,7 +5,8 @@ alerts; the indicators stage (apps.metrics.services) needs all of them after the
 the bars of the shard's 1m block (always built, the bar store is rolled forward from them), the closes of the last
 K bars of each timeframe loaded so far (bars from the block, older ones from the bar store) and the indicators
 computed so far. Each stage asks only for the timeframes it lacks, so nothing is loaded or computed twice, and a
-tick whose rules name no indicator does none of this before its alerts.
+tick whose rules name no indicator does none of this before its alerts. (Rules that need an indicator for a few
+symbols only build a small ShardBars of those symbols instead: apps.alerts.rule_inputs.LiveValues.)
 """
 
 from __future__ import annotations

@@ -51,23 +51,28 @@ def _safe_divide(numerator: np.ndarray, denominator: np.ndarray, *, when_zero: f
 
 
 def window_metrics(candles: np.ndarray, windows: dict[str, int] = WINDOWS) -> dict[str, np.ndarray]:
-    """`{"<metric>_<window>": array over symbols}` for every window whose length fits the block."""
+    """`{"<metric>_<window>": array over symbols}` for every window whose length fits the block.
+
+    The minute axis is the last one; any axes between fields and minutes are kept (held_within passes a
+    (fields, symbols, minutes s, window) view of sliding windows and gets (symbols, minutes s) arrays), with the
+    same operations on the same contiguous runs of minutes.
+    """
     field = {name: candles[i] for name, i in FIELD_INDEX.items()}
-    length = candles.shape[2]
+    length = candles.shape[-1]
     out: dict[str, np.ndarray] = {}
     for window, n in windows.items():
         if n > length:
             continue
         start = length - n
-        complete = ~np.isnan(field["open_time"][:, start:]).any(axis=1)
-        open_ = field["open"][:, start]
-        high = field["high"][:, start:].max(axis=1)
-        low = field["low"][:, start:].min(axis=1)
-        close = field["close"][:, -1]
-        vol = field["quote_volume"][:, start:].sum(axis=1)
-        base_vol = field["volume"][:, start:].sum(axis=1)
-        trades = field["trades"][:, start:].sum(axis=1)
-        taker_buy_quote = field["taker_buy_quote_volume"][:, start:].sum(axis=1)
+        complete = ~np.isnan(field["open_time"][..., start:]).any(axis=-1)
+        open_ = field["open"][..., start]
+        high = field["high"][..., start:].max(axis=-1)
+        low = field["low"][..., start:].min(axis=-1)
+        close = field["close"][..., -1]
+        vol = field["quote_volume"][..., start:].sum(axis=-1)
+        base_vol = field["volume"][..., start:].sum(axis=-1)
+        trades = field["trades"][..., start:].sum(axis=-1)
+        taker_buy_quote = field["taker_buy_quote_volume"][..., start:].sum(axis=-1)
         price_range = high - low
         vwap = _safe_divide(vol, base_vol, when_zero=np.nan)
         pivot = (high + low + close) / 3

@@ -12,10 +12,10 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from apps.alerts.backtest import _cooldown_keep, _grid, backtest_run, frames_from_database, frames_from_files
-from apps.alerts.engine import rule_compile, rule_context, rules_evaluate, rules_load
-from apps.alerts.models import AlertHistory
+from apps.alerts.engine import rule_compile, rule_context, rules_evaluate, rules_load, rules_resolver
+from apps.alerts.models import AlertHistory, AlertRule
+from apps.alerts.rule_inputs import LiveValues
 from apps.alerts.services import alerts_fire
-from apps.alerts.tick import rule_indicators_load
 from apps.collector.candles import FIELDS, MINUTE_MS, Candle
 from apps.collector.models import Candle1m
 from apps.collector.store import active_symbols_set, candles_matrix, candles_store
@@ -58,7 +58,9 @@ def test_live_path_over_redis_yields_the_backtest_alert_set(frames, redis_client
     first_ms = int(frames[symbols[0]]["open_time"].iloc[0]) + 2 * 1440 * MINUTE_MS + 600 * MINUTE_MS
     last_ms = first_ms + 179 * MINUTE_MS
     data = with_gaps(frames, first_ms)
-    rules = rules_load()
+    # The enabled rules that read no indicator (those are replayed with their bars below).
+    rules = [rule for rule in rules_load() if not rule.indicator_timeframes]
+    assert any(rule.references for rule in rules)
 
     expected = backtest_run(frames=data, rules=rules, start_ms=first_ms, end_ms=last_ms)
     assert len(expected.alerts) > 50  # a busy stretch, or the comparison proves little
@@ -80,7 +82,8 @@ def test_live_path_over_redis_yields_the_backtest_alert_set(frames, redis_client
     for minute in range(first_ms, last_ms + MINUTE_MS, MINUTE_MS):
         candles_store(redis_client, by_minute.get(minute, []), mark_closed=False)
         block = candles_matrix(redis_client, symbols, end_minute_ms=minute, length=LONGEST_WINDOW)
-        context = rule_context(candles=block, metrics=window_metrics(block))
+        values = LiveValues(redis_client, minute_ms=minute, symbols=symbols, block=block)
+        context = rule_context(candles=block, metrics=window_metrics(block), symbols=symbols, loader=values)
         fired = rules_evaluate(rules, context)
         stamps = {"candle_close_ms": minute + MINUTE_MS, "received_ms": 0, "evaluated_ms": 0}
         alerts_fire(minute_ms=minute, symbols=symbols, fired=fired, context=context, rules=rules, timestamps=stamps)
@@ -110,11 +113,15 @@ INDICATOR_RULES = [
 ]
 
 
-def replay_live(client, data: dict[str, pd.DataFrame], rules, first_ms: int, last_ms: int, *, on_minute=None) -> None:
+def replay_live(
+    client, data: dict[str, pd.DataFrame], rules, first_ms: int, last_ms: int, *, on_minute=None, shards=None
+) -> None:
     """Minute by minute as the live system: the warm-up (1m ring and the bar history the exchange's klines give),
-    then per minute the shard tick (rules, with the indicators they name, and alerts) and its indicators stage,
-    which rolls the bars forward."""
+    then per minute the shard tick of each shard (rules, with the indicators, reference symbols and daily changes
+    they name, and alerts) and its indicators stage, which rolls the bars forward. `shards` splits the symbols
+    (default: one shard)."""
     symbols = sorted(data)
+    shards = shards or [symbols]
     active_symbols_set(client, symbols)
     history = [
         candle
@@ -131,16 +138,18 @@ def replay_live(client, data: dict[str, pd.DataFrame], rules, first_ms: int, las
             by_minute.setdefault(candle.open_time, []).append(candle)
     for minute in range(first_ms, last_ms + MINUTE_MS, MINUTE_MS):
         candles_store(client, by_minute.get(minute, []), mark_closed=False)
-        block = candles_matrix(client, symbols, end_minute_ms=minute, length=LONGEST_WINDOW)
-        metrics = window_metrics(block)
-        indicators, bars = rule_indicators_load(client, rules=rules, minute_ms=minute, symbols=symbols, block=block)
-        context = rule_context(candles=block, metrics=metrics, indicators=indicators)
-        fired = rules_evaluate(rules, context)
-        stamps = {"candle_close_ms": minute + MINUTE_MS, "received_ms": 0, "evaluated_ms": 0}
-        alerts_fire(minute_ms=minute, symbols=symbols, fired=fired, context=context, rules=rules, timestamps=stamps)
-        shard_indicators_run(client, minute_ms=minute, symbols=symbols, block=block, metrics=metrics, bars=bars)
-        if on_minute is not None:
-            on_minute(minute, bars)
+        for shard in shards:
+            block = candles_matrix(client, shard, end_minute_ms=minute, length=LONGEST_WINDOW)
+            metrics = window_metrics(block)
+            values = LiveValues(client, minute_ms=minute, symbols=shard, block=block)
+            context = rule_context(candles=block, metrics=metrics, symbols=shard, loader=values)
+            fired = rules_evaluate(rules, context)
+            stamps = {"candle_close_ms": minute + MINUTE_MS, "received_ms": 0, "evaluated_ms": 0}
+            alerts_fire(minute_ms=minute, symbols=shard, fired=fired, context=context, rules=rules, timestamps=stamps)
+            bars = values.bars
+            shard_indicators_run(client, minute_ms=minute, symbols=shard, block=block, metrics=metrics, bars=bars)
+            if on_minute is not None:
+                on_minute(minute, bars)
 
 
 @pytest.mark.django_db(transaction=True)  # the indicators stage commits its rows as in production
@@ -337,11 +346,19 @@ def test_database_source_matches_files(frames):
     got = backtest_run(frames=from_db, rules=rules, start_ms=start)
     assert got.keys() == expected.keys()
     assert got.candles == expected.candles == 2 * 600
+    # Daily changes need older daily bars: with history_days the database source reaches that far back.
+    assert int(from_db["BTCUSDT"]["open_time"].iloc[0]) == start - 1439 * MINUTE_MS
+    later = start + 600 * MINUTE_MS
+    assert int(frames_from_database(start_ms=later)["BTCUSDT"]["open_time"].iloc[0]) == later - 1439 * MINUTE_MS
+    longer = frames_from_database(start_ms=later, history_days=2)  # back to the first stored candle
+    assert int(longer["BTCUSDT"]["open_time"].iloc[0]) == int(part["BTCUSDT"]["open_time"].iloc[0])
 
 
 def test_bundled_data_alerts_per_rule(frames, capsys):
-    """Every rule over all bundled data; prints the per-rule counts and the throughput."""
+    """Every built-in rule, enabled or not, over all bundled data; prints the per-rule counts and the throughput."""
+    AlertRule.objects.update(enabled=True)
     rules = rules_load()
+    assert len(rules) == AlertRule.objects.count() == 26
     result = backtest_run(frames=frames, rules=rules)
     counts = result.alerts["alert_type"].value_counts()
     assert result.candles == sum(len(f) for f in frames.values())
@@ -352,3 +369,62 @@ def test_bundled_data_alerts_per_rule(frames, capsys):
             f"= {result.candles_per_second:,.0f} candles/s"
         )
         print({rule.rule_type: int(counts.get(rule.rule_type, 0)) for rule in rules})
+
+
+# Loose rules over each feature of the language, so that each fires in a three-hour stretch of the bundled data.
+FEATURE_RULES = [
+    ("daily_up", ["change_3d > 0 and change_15m > 0.3"], {}),
+    ("daily_week_down", ["change_7d < 0", "change_15m < -0.3"], {}),
+    ("ahead_of_btc", ["change_15m - BTCUSDT.change_15m > 0.3", "symbol not in skipped"], {"skipped": ["ETHUSDT"]}),
+    ("btc_has_a_candle", ["BTCUSDT.close > 0", "change_5m > 0.3 or change_5m < -0.3"], {}),
+    ("after_a_pioneer", ["held_within(pioneer_bull, 120)", "change_5m < 0"], {}),
+    ("no_pioneer_lately", ["not held_within(pioneer_bear, 60)", "not (change_15m > -0.4)", "change_5m < -0.2"], {}),
+]
+
+
+def feature_rules():
+    stored = AlertRule.objects.all()
+    resolver = rules_resolver({r.rule_type: {"conditions": r.conditions, "parameters": r.parameters} for r in stored})
+    return [
+        rule_compile(rule_type=name, conditions=conditions, parameters=parameters, held_rules=resolver)
+        for name, conditions, parameters in FEATURE_RULES
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_live_path_with_every_rule_and_feature_yields_the_backtest_alerts(frames, redis_client):
+    """Every built-in rule enabled plus rules over each language feature: daily changes (a week into the data),
+    a reference symbol that lives in another shard and misses some minutes, symbol lists and held_within."""
+    AlertRule.objects.update(enabled=True)
+    symbols = sorted(frames)
+    first_ms = int(frames[symbols[0]]["open_time"].iloc[0]) + 7 * 1440 * MINUTE_MS - 540 * MINUTE_MS
+    last_ms = first_ms + 179 * MINUTE_MS
+    data = with_gaps(frames, first_ms)
+    btc_gaps = [first_ms + k * MINUTE_MS for k in (20, 21, 95)]
+    btc = data["BTCUSDT"]
+    data["BTCUSDT"] = btc[~btc["open_time"].isin(btc_gaps)].reset_index(drop=True)
+    rules = [*rules_load(), *feature_rules()]
+    assert len(rules) == len(AlertRule.objects.all()) + len(FEATURE_RULES)
+
+    expected = backtest_run(frames=data, rules=rules, start_ms=first_ms, end_ms=last_ms)
+    counts = expected.alerts["alert_type"].value_counts()
+    for name, _, _ in FEATURE_RULES:
+        assert counts.get(name, 0) >= 3, counts  # each feature has something to agree on
+    btc_rules = expected.alerts[expected.alerts["alert_type"].isin(["ahead_of_btc", "btc_has_a_candle"])]
+    assert not btc_rules["candle_open_time"].isin(btc_gaps).any()  # no BTCUSDT candle: no value
+    assert "ETHUSDT" not in set(expected.alerts.loc[expected.alerts["alert_type"] == "ahead_of_btc", "symbol"])
+
+    # BTCUSDT in a shard of its own: the other shards read it from the candle ring.
+    shards = [[s for s in symbols if s != "BTCUSDT"][:7], ["BTCUSDT"], [s for s in symbols if s != "BTCUSDT"][7:]]
+    replay_live(redis_client, data, rules, first_ms, last_ms, shards=shards)
+    live = {
+        (a.symbol, a.alert_type, int(a.triggered_at.timestamp() * 1000) - MINUTE_MS): a
+        for a in AlertHistory.objects.all()
+    }
+    assert set(live) == expected.keys()
+    # Every value the rules read (reference metrics and daily changes too) is the backtest's, to the last bit.
+    for row in expected.alerts.to_dict("records"):
+        alert = live[(row["symbol"], row["alert_type"], row["candle_open_time"])]
+        rule = next(r for r in rules if r.rule_type == row["alert_type"])
+        for label in rule.inputs:
+            assert alert.metadata["metrics"][label] == row[label], (row["symbol"], row["alert_type"], label)

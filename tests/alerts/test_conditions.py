@@ -7,7 +7,7 @@ import pytest
 
 from apps.alerts.builtin_rules import BUILTIN_RULES
 from apps.alerts.conditions import ConditionError, condition_compile, parameters_validate
-from apps.alerts.engine import rule_compile, rule_context
+from apps.alerts.engine import rule_compile, rule_context, rules_resolver
 from apps.metrics.windows import window_metrics
 
 from .factories import Segment, block_of, candles_from_segments
@@ -24,7 +24,10 @@ def context():
 
 @pytest.mark.parametrize("rule", BUILTIN_RULES, ids=lambda r: r["rule_type"])
 def test_every_builtin_rule_compiles(rule):
-    compiled = rule_compile(rule_type=rule["rule_type"], conditions=rule["conditions"], parameters=rule["parameters"])
+    resolver = rules_resolver({r["rule_type"]: r for r in BUILTIN_RULES})
+    compiled = rule_compile(
+        rule_type=rule["rule_type"], conditions=rule["conditions"], parameters=rule["parameters"], held_rules=resolver
+    )
     assert len(compiled.conditions) == len(rule["conditions"])
     assert compiled.inputs
 

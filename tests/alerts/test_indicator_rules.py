@@ -9,8 +9,8 @@ import pytest
 import ta
 from django.test import override_settings
 
+from apps.alerts import rule_inputs, tick
 from apps.alerts import tasks as alert_tasks
-from apps.alerts import tick
 from apps.alerts.engine import rules_load
 from apps.alerts.models import AlertHistory, AlertRule
 from apps.alerts.near_real_time import near_real_time_run
@@ -134,8 +134,9 @@ def test_a_shard_tick_fires_indicator_rules_where_ta_says_and_computes_each_time
         assert alert.metadata["metrics"]["bb_middle_5m"] == pytest.approx(five[symbol]["bb_middle"], rel=1e-9)
         assert alert.metadata["metrics"]["close"] == close[symbol]
 
-    # The rules loaded what they named, the indicators stage only the rest: every timeframe once in the minute.
-    assert loads == [("5m", "15m", "1h"), ("4h", "8h", "1d")]
+    # The rules loaded what they named (each when a rule reached it with every symbol, or most, still standing), the
+    # indicators stage only the rest: every timeframe once in the minute.
+    assert loads == [("1h",), ("15m",), ("5m",), ("4h", "8h", "1d")]
     # ... and the stage's rows are those it computes on its own.
     rows = stored_rows(end_ms)
     assert len(rows) == len(symbols) * len(TIMEFRAMES)
@@ -146,9 +147,15 @@ def test_a_shard_tick_fires_indicator_rules_where_ta_says_and_computes_each_time
 
 def test_rules_without_indicators_compute_no_bars_before_their_alerts(redis_client, frames, ring, monkeypatch):
     end_ms = ring
-    assert all(not rule.indicator_timeframes for rule in rules_load())  # the built-in rules only
+    from apps.alerts.models import AlertRule
+
+    named = [rule.rule_type for rule in rules_load() if rule.indicator_timeframes]  # the client's catalogue has some
+    AlertRule.objects.filter(rule_type__in=named).update(enabled=False)
+    assert rules_load() and all(not rule.indicator_timeframes for rule in rules_load())
     before_alerts = []
-    monkeypatch.setattr(tick, "shard_bars", lambda **kw: before_alerts.append(kw) or pytest.fail("bars computed"))
+    monkeypatch.setattr(
+        rule_inputs, "shard_bars", lambda **kw: before_alerts.append(kw) or pytest.fail("bars computed")
+    )
     stages = []
     tick.shard_tick_run(
         redis_client,

@@ -102,3 +102,28 @@ def test_the_beat_task_runs_a_pass(redis_client):
         patch.setattr("apps.alerts.near_real_time.time.time", lambda: (T + 20_000) / 1000)
         assert near_real_time() == 1
     assert AlertHistory.objects.get().metadata["source"] == "forming"
+
+
+@override_settings(ALERTS_NEAR_REAL_TIME=True)
+def test_a_reference_symbol_in_another_shard_is_read_at_the_forming_minute(redis_client):
+    """REFUSDT, flat at 100 until t - 1, forms +3 % at t in a shard of its own: its change_5m at t is the forming
+    candle's (3 %), so `change_5m - REF.change_5m < -1` fires for PIONUSDT (change_5m about 1.2 %)."""
+    from apps.alerts.models import AlertRule
+
+    own = shard_of(SYMBOL, shard_count=settings.SHARD_COUNT)
+    ref = next(f"REF{i}USDT" for i in range(100) if shard_of(f"REF{i}USDT", shard_count=settings.SHARD_COUNT) != own)
+    AlertRule.objects.update(enabled=False)
+    AlertRule.objects.create(
+        rule_type="behind_ref", name="Behind", conditions=[f"change_5m - {ref}.change_5m < -1"], parameters={}
+    )
+    AlertRule.objects.create(rule_type="ahead_of_ref", name="Ahead", conditions=[f"change_5m > {ref}.change_5m"])
+    prepare(redis_client, last_minute=T - MINUTE_MS)
+    active_symbols_set(redis_client, [SYMBOL, ref])
+    flat = dict(open=100.0, high=100.0, low=100.0, close=100.0, volume=10.0, quote_volume=1000.0, trades=1)
+    candles_store(
+        redis_client, [Candle(symbol=ref, open_time=T - k * MINUTE_MS, **flat) for k in range(1, 30)], mark_closed=False
+    )
+    forming_store(redis_client, [Candle(symbol=ref, open_time=T, **{**flat, "high": 103.0, "close": 103.0})])
+    fired = near_real_time_run(redis_client, now_ms=T + 20_000)
+    assert [(a.symbol, a.alert_type) for a in fired] == [(SYMBOL, "behind_ref")]
+    assert fired[0].metadata["metrics"][f"{ref}.change_5m"] == pytest.approx(3.0)

@@ -162,11 +162,13 @@ def test_symbols_list(api):
     assert body["symbols"][0]["is_active"] is False and body["symbols"][1]["quote_volume_24h"] == 5e9
 
 
-def test_rules_list_has_the_sixteen_builtin_rules(api):
+def test_rules_list_has_the_builtin_rules(api):
+    from apps.alerts.builtin_rules import BUILTIN_RULES
+
     rules_builtin_seed()
     AlertRule.objects.filter(rule_type="flat_1m").update(enabled=False)
     body = api.get("/api/rules").json()
-    assert body["count"] == 16
+    assert body["count"] == len(BUILTIN_RULES) == 26
     by_type = {rule["rule_type"]: rule for rule in body["rules"]}
     assert by_type["flat_1m"]["enabled"] is False
     assert by_type["big_bull_60m"]["parameters"]["change_1h_min"] == 1.6

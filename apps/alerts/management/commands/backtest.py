@@ -10,6 +10,7 @@ import pandas as pd
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from apps.alerts.backtest import (
+    HIT_RATE_NOTE,
     HORIZONS,
     backtest_csv,
     backtest_run,
@@ -63,7 +64,9 @@ class Command(BaseCommand):
             if options["data"]:
                 frames = frames_from_files(options["data"])
             else:
-                frames = frames_from_database(start_ms=start_ms, end_ms=end_ms)
+                # Daily changes read 1d bars up to 30 days before each minute: load that much history.
+                history_days = 31 if any(rule.daily for rule in rules) else 1
+                frames = frames_from_database(start_ms=start_ms, end_ms=end_ms, history_days=history_days)
         except (OSError, ValueError) as error:
             raise CommandError(f"cannot read the candles: {error}") from None
         if not frames:
@@ -89,6 +92,7 @@ class Command(BaseCommand):
         table = summary.copy()
         table.columns = [c.replace("_", " ") for c in table.columns]
         self.stdout.write(f"Alerts per rule; forward return (%) and hit rate (%) after {', '.join(HORIZONS)}:")
+        self.stdout.write(HIT_RATE_NOTE)
         self.stdout.write(table.to_string(float_format=lambda v: f"{v:.3f}", na_rep="-"))
         self.stdout.write(
             f"{len(result.alerts):,} alerts; {result.candles:,} candles evaluated in {result.seconds:.2f} s "
@@ -104,7 +108,8 @@ class Command(BaseCommand):
                 raise CommandError(f"--rules: unknown rule type(s): {', '.join(unknown)}")
         else:
             rows = list(AlertRule.objects.filter(enabled=True).order_by("id"))
-        rules = rules_compile(rows)
+        # held_within may name any rule, enabled or not, selected or not.
+        rules = rules_compile(rows, others=AlertRule.objects.exclude(pk__in=[row.pk for row in rows]))
         invalid = sorted({row.rule_type for row in rows} - {rule.rule_type for rule in rules})
         if invalid:
             self.stderr.write(f"skipped rules that do not compile: {', '.join(invalid)}")

@@ -27,7 +27,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
 from apps.alerts.engine import CompiledRule, RuleError, rule_compile, rule_context, rules_evaluate, rules_load
-from apps.alerts.tick import rule_indicators_load
+from apps.alerts.rule_inputs import LiveValues
 from apps.collector.bars_store import BAR_INTERVALS, bars_matrices, bars_roll
 from apps.collector.candles import FIELD_INDEX, FIELDS, MINUTE_MS, data_files, read_csv_candles
 from apps.collector.store import (
@@ -254,8 +254,9 @@ def _tick_shards(
         metrics = window_metrics(block)
         t = timed("window_metrics", t)
         rules = [*rules_load(), *extra_rules]
-        named, bars = rule_indicators_load(client, rules=rules, minute_ms=minute_ms, symbols=shard, block=block)
-        rules_evaluate(rules, rule_context(candles=block, metrics=metrics, indicators=named))
+        values = LiveValues(client, minute_ms=minute_ms, symbols=shard, block=block)
+        rules_evaluate(rules, rule_context(candles=block, metrics=metrics, symbols=shard, loader=values))
+        bars = values.bars
         t = timed("rules", t)
         result = shard_indicators_compute(
             client, minute_ms=minute_ms, symbols=shard, block=block, metrics=metrics, bars=bars
