@@ -9,7 +9,8 @@ the last n candles of a per-candle series (`body` = close - open, `quote_volume`
 `high`, `low`, ...); `held_within(rule_type, n)` and `symbol not in [...]` are conditions of their own.
 
 The first sixteen rows are the screener's original rules; the ten after them complete the web client's catalogue.
-A row without "enabled" starts enabled.
+Every row starts enabled: which of them a user of the web client receives is that user's switch, starting from the
+client's own defaults (apps.api.compat.rule_catalogue).
 """
 
 from __future__ import annotations
@@ -331,7 +332,6 @@ BUILTIN_RULES += [
         "description": "One candle with a volume spike that barely moved the price: size absorbed.",
         "parameters": {"volume_spike": 5.0, "body_max_pct": 0.3},
         "conditions": [WHALE_VOLUME, "-body_max_pct < (close - open) / open * 100 < body_max_pct"],
-        "enabled": False,
     },
     {
         "rule_type": "whale_accumulation",
@@ -369,7 +369,6 @@ BUILTIN_RULES += [
             "not (-10 <= change_14d <= -5)",
             "symbol not in excluded_symbols",
         ],
-        "enabled": False,
     },
     {
         "rule_type": "knife_catcher",
@@ -383,7 +382,6 @@ BUILTIN_RULES += [
             "held_within(bottom_hunter, held_minutes)",
             "change_1h < -5 or change_1d < -3",
         ],
-        "enabled": False,
     },
     {
         "rule_type": "capitulation_catcher",
@@ -397,6 +395,5 @@ BUILTIN_RULES += [
             "change_14d < change_14d_max",
             "not held_within(bottom_hunter, held_minutes)",
         ],
-        "enabled": False,
     },
 ]

@@ -16,10 +16,16 @@ from apps.alerts.models import AlertRule
 from apps.alerts.selectors import iso_utc
 from apps.collector.models import Symbol
 
-from .account_services import QUOTE_ASSETS, account_profile_get
+from .account_services import QUOTE_ASSETS, account_profile_get, profile_rules_switched_off
 from .base import rule_id
 from .models import AccountProfile, UserWebhook
-from .rule_catalogue import CLIENT_RULES, CLIENT_RULES_BY_TYPE, OTHER_CATEGORY, rule_shown, send_all_rules
+from .rule_catalogue import (
+    CLIENT_RULES,
+    CLIENT_RULES_BY_TYPE,
+    OTHER_CATEGORY,
+    rule_shown,
+    send_all_rules,
+)
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -55,7 +61,8 @@ def user_payload(*, user) -> dict[str, Any]:
 
 
 def rule_payload(rule: AlertRule, *, disabled: set[str] | frozenset[str]) -> dict[str, Any]:
-    """A rule this screener has: enabled when it is on for everyone and this user has not switched it off."""
+    """A rule this screener has: enabled when it is on for everyone and this user receives it (`disabled`: the rule
+    types they do not receive, rules_switched_off)."""
     client_rule = CLIENT_RULES_BY_TYPE.get(rule.rule_type)
     return {
         "rule_type": rule_id(rule.rule_type),
@@ -70,28 +77,24 @@ def user_rules(*, user) -> list[dict[str, Any]]:
 
     A catalogue rule this screener does not have yet reads as the user's switch, else the client's default.
     """
-    profile = account_profile_get(user=user)
-    disabled, switched_on = set(profile.disabled_rule_types), set(profile.enabled_rule_types)
+    switched_off = profile_rules_switched_off(account_profile_get(user=user))
     rows = {rule.rule_type: rule for rule in AlertRule.objects.order_by("id")}
     rules = []
     for client_rule in CLIENT_RULES:
         row = rows.get(client_rule.rule_type)
         if row is not None:
-            rules.append(rule_payload(row, disabled=disabled))
+            rules.append(rule_payload(row, disabled=switched_off))
             continue
-        on = client_rule.rule_type in switched_on or (
-            client_rule.enabled_by_default and client_rule.rule_type not in disabled
-        )
         rules.append(
             {
                 "rule_type": rule_id(client_rule.rule_type),
                 "description": client_rule.description,
-                "enabled": on,
+                "enabled": client_rule.rule_type not in switched_off,
                 "category": client_rule.category,
             }
         )
     if send_all_rules():
-        rules += [rule_payload(r, disabled=disabled) for t, r in rows.items() if t not in CLIENT_RULES_BY_TYPE]
+        rules += [rule_payload(r, disabled=switched_off) for t, r in rows.items() if t not in CLIENT_RULES_BY_TYPE]
     return rules
 
 
@@ -99,7 +102,7 @@ def compat_user_alert_types(user) -> frozenset[str] | None:
     """The rule types this user receives: None for every rule (they switched none off, and the operator sends every
     rule), else the rule types this surface shows but the ones they switched off (a rule disabled for everyone fires
     for no one, so it needs no filtering here)."""
-    disabled = set(account_profile_get(user=user).disabled_rule_types)
+    disabled = compat_user_disabled_rules(user)
     if not disabled and send_all_rules():
         return None
     types = AlertRule.objects.exclude(rule_type__in=disabled).values_list("rule_type", flat=True)
@@ -107,8 +110,8 @@ def compat_user_alert_types(user) -> frozenset[str] | None:
 
 
 def compat_user_disabled_rules(user) -> frozenset[str]:
-    """The rule types this user switched off."""
-    return frozenset(account_profile_get(user=user).disabled_rule_types)
+    """The rule types this user does not receive: switched off, or off by the client's default and not switched on."""
+    return profile_rules_switched_off(account_profile_get(user=user))
 
 
 def compat_user_watchlist(user) -> list[str]:

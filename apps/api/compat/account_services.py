@@ -26,7 +26,7 @@ from apps.api.fanout import user_rules_broadcast
 from apps.collector.models import Symbol
 
 from .models import AccountProfile, UserWebhook
-from .rule_catalogue import CLIENT_RULE_TYPES, send_all_rules
+from .rule_catalogue import CLIENT_RULE_TYPES, rules_switched_off, send_all_rules
 
 logger = logging.getLogger(__name__)
 
@@ -70,26 +70,34 @@ def compat_user_key(user) -> str:
     return f"compat:{user.pk}"
 
 
+def profile_rules_switched_off(profile: AccountProfile) -> frozenset[str]:
+    """The rule types this profile's user does not receive (their switches over the client's defaults)."""
+    return rules_switched_off(disabled=profile.disabled_rule_types, switched_on=profile.enabled_rule_types)
+
+
 def rule_switch_set(*, user, rule_type: str, enabled: bool) -> AccountProfile:
     """Switch one rule on or off for this user only; the switch is kept whether or not this screener has the rule
     (the client's catalogue is larger than some screeners')."""
     with transaction.atomic():
         profile = _profile_for_update(user=user)
+        before = profile_rules_switched_off(profile)
         disabled = sorted(t for t in profile.disabled_rule_types if t != rule_type)
         switched_on = sorted(t for t in profile.enabled_rule_types if t != rule_type)
         (switched_on if enabled else disabled).append(rule_type)
         disabled.sort()
         switched_on.sort()
-        changed = disabled != profile.disabled_rule_types
-        if changed or switched_on != profile.enabled_rule_types:
+        if disabled != profile.disabled_rule_types or switched_on != profile.enabled_rule_types:
             profile.disabled_rule_types = disabled
             profile.enabled_rule_types = switched_on
             profile.save(update_fields=["disabled_rule_types", "enabled_rule_types", "updated_at"])
+        changed = profile_rules_switched_off(profile) != before
         if changed:
             compat_destinations_sync(user=user)
     if changed:
         try:  # the user's open alert sockets follow at once
-            async_to_sync(user_rules_broadcast)(user_key=compat_user_key(user), disabled=profile.disabled_rule_types)
+            async_to_sync(user_rules_broadcast)(
+                user_key=compat_user_key(user), disabled=sorted(profile_rules_switched_off(profile))
+            )
         except Exception:  # saved all the same; sockets pick the switches up when they reconnect
             logger.exception("Could not tell the web processes about user %s's rule switches", user.pk)
     return profile
@@ -270,7 +278,7 @@ def _destination_fields(*, webhook: UserWebhook, profile: AccountProfile, user) 
         "secret": str(config.get("secret") or "") if kind == Destination.Kind.WEBHOOK else "",
         # Only the rules the client can switch, unless the operator sends every rule to this surface.
         "rule_types": [] if send_all_rules() else sorted(CLIENT_RULE_TYPES),
-        "excluded_rule_types": list(profile.disabled_rule_types),
+        "excluded_rule_types": sorted(profile_rules_switched_off(profile)),
         "symbols": list(profile.watchlist) if watch_only else [],
         # A watchlist-scoped webhook with an empty watchlist wants nothing (an empty symbol filter would mean all).
         # A deactivated account's webhooks stop too (the admin's save of the user runs this sync).

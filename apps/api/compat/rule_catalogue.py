@@ -17,7 +17,7 @@ from django.conf import settings
 class ClientRule:
     rule_type: str
     category: str  # the client's group: original | optimized | whale | v4
-    enabled_by_default: bool  # the client's default, for rules this screener does not have yet
+    enabled_by_default: bool  # the client's default: off until the user switches it on
     description: str
 
 
@@ -46,6 +46,13 @@ CLIENT_RULES: tuple[ClientRule, ...] = (
 CLIENT_RULE_TYPES: frozenset[str] = frozenset(rule.rule_type for rule in CLIENT_RULES)
 CLIENT_RULES_BY_TYPE: dict[str, ClientRule] = {rule.rule_type: rule for rule in CLIENT_RULES}
 OTHER_CATEGORY = "other"
+
+
+def rules_switched_off(*, disabled: list[str], switched_on: list[str]) -> frozenset[str]:
+    """The rule types a user does not receive: the ones they switched off, and the catalogue's default-off rules they
+    have not switched on."""
+    default_off = {rule.rule_type for rule in CLIENT_RULES if not rule.enabled_by_default}
+    return frozenset(set(disabled) | (default_off - set(switched_on)))
 
 
 def send_all_rules() -> bool:

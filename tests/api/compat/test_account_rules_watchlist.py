@@ -54,8 +54,9 @@ def test_a_switch_accepts_the_plain_rule_type_and_can_be_turned_back_on(client_o
     assert (
         client_of.put(prefix() + "/api/alert-rules/pioneer_bull", {"enabled": False}, format="json").status_code == 200
     )
+    default_off = {"whale_detector", "surge_42", "knife_catcher", "capitulation_catcher"}
     assert compat_user_alert_types(user) == frozenset(
-        AlertRule.objects.exclude(rule_type="pioneer_bull")
+        AlertRule.objects.exclude(rule_type__in={"pioneer_bull", *default_off})
         .filter(rule_type__in=CLIENT_RULE_TYPES)
         .values_list("rule_type", flat=True)
     )
@@ -65,6 +66,15 @@ def test_a_switch_accepts_the_plain_rule_type_and_can_be_turned_back_on(client_o
     )
     assert rules_of(client_of)["futures_pioneer_bull"]["enabled"] is True
     assert "pioneer_bull" in compat_user_alert_types(user)
+
+
+def test_a_rule_off_by_the_clients_default_reaches_the_user_once_switched_on(client_of, user):
+    assert rules_of(client_of)["futures_knife_catcher"]["enabled"] is False
+    assert "knife_catcher" not in compat_user_alert_types(user)
+    response = client_of.put(prefix() + "/api/alert-rules/futures_knife_catcher", {"enabled": True}, format="json")
+    assert response.status_code == 200 and response.json()["enabled"] is True
+    assert rules_of(client_of)["futures_knife_catcher"]["enabled"] is True
+    assert "knife_catcher" in compat_user_alert_types(user)
 
 
 def test_switching_on_a_globally_disabled_rule_leaves_it_disabled(client_of):
