@@ -381,6 +381,7 @@ class WebhookListApi(CompatApi):
 
     @extend_schema(
         summary="The user's webhooks, how many, and how many they may have",
+        operation_id="compat_pulsaryx_api_webhooks_list",
         responses=inline_serializer(
             "CompatWebhookList",
             fields={

@@ -21,6 +21,10 @@ from .account_views import SessionSerializer, _session
 from .base import CompatApi
 from .models import Invite
 
+DONE = inline_serializer(
+    "CompatDone", fields={"success": serializers.BooleanField(), "message": serializers.CharField()}
+)
+
 
 class AccountRefused(APIException):
     """An AccountError as a response (the compat handler adds `error`; `field` names the request field)."""
@@ -159,6 +163,7 @@ class ForgotPasswordApi(CompatApi):
     @extend_schema(
         summary="Mail a password-reset link (the answer is the same whether the account exists or not)",
         request=InputSerializer,
+        responses=DONE,
     )
     def post(self, request):
         body = self.InputSerializer(data=request.data)
@@ -180,7 +185,9 @@ class ResetPasswordApi(CompatApi):
         token = serializers.CharField(max_length=300)
         password = serializers.CharField(max_length=1024, trim_whitespace=False)
 
-    @extend_schema(summary="Set a new password with the token of the reset email", request=InputSerializer)
+    @extend_schema(
+        summary="Set a new password with the token of the reset email", request=InputSerializer, responses=DONE
+    )
     def post(self, request):
         body = self.InputSerializer(data=request.data)
         body.is_valid(raise_exception=True)
@@ -198,7 +205,7 @@ class ChangePasswordApi(CompatApi):
         old_password = serializers.CharField(max_length=1024, trim_whitespace=False)
         new_password = serializers.CharField(max_length=1024, trim_whitespace=False)
 
-    @extend_schema(summary="Change the signed-in user's password", request=InputSerializer)
+    @extend_schema(summary="Change the signed-in user's password", request=InputSerializer, responses=DONE)
     def post(self, request):
         body = self.InputSerializer(data=request.data)
         body.is_valid(raise_exception=True)
@@ -252,7 +259,15 @@ class CheckoutApi(CompatApi):
 
     permission_classes = [IsAuthenticated]
 
-    @extend_schema(summary="No payment provider: always 400 with the reason", request=None)
+    @extend_schema(
+        summary="No payment provider: always 400 with the reason",
+        request=None,
+        responses={
+            400: inline_serializer(
+                "CompatCheckoutUnavailable", fields={"error": serializers.CharField(), "code": serializers.CharField()}
+            )
+        },
+    )
     def post(self, request):
         return Response(
             {"error": PAYMENTS_UNAVAILABLE, "code": "payments_unavailable"}, status=status.HTTP_400_BAD_REQUEST
@@ -272,7 +287,14 @@ class TvUsernameApi(CompatApi):
             error_messages={"invalid": "1-64 letters, digits, dots, dashes or underscores."},
         )
 
-    @extend_schema(summary="Set the TradingView username", request=InputSerializer)
+    @extend_schema(
+        summary="Set the TradingView username",
+        request=InputSerializer,
+        responses=inline_serializer(
+            "CompatTvUsername",
+            fields={"success": serializers.BooleanField(), "tv_username": serializers.CharField()},
+        ),
+    )
     def put(self, request):
         body = self.InputSerializer(data=request.data)
         body.is_valid(raise_exception=True)
