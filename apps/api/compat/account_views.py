@@ -48,6 +48,15 @@ class LoginIpThrottle(_LoginThrottle):
         return self.cache_format % {"scope": self.scope, "ident": request.META.get("REMOTE_ADDR", "")}
 
 
+def email_throttle_ident(data: object) -> str | None:
+    """The body's email as a throttle key: hashed, so any text the client sends makes a valid cache key (no encoding
+    or length problem), and case-blind. None when the body names no email."""
+    email = data.get("email") if isinstance(data, dict) else None
+    if not isinstance(email, str) or not email.strip():
+        return None
+    return hashlib.sha256(email.strip().lower().encode("utf-8", "surrogatepass")).hexdigest()
+
+
 class LoginEmailThrottle(_LoginThrottle):
     """Per email, so guessing one account's password from many addresses is limited too."""
 
@@ -55,13 +64,8 @@ class LoginEmailThrottle(_LoginThrottle):
 
     def get_cache_key(self, request, view) -> str | None:
         # A body that does not parse is answered 400 by the view; reading it here raises that error once.
-        data = request.data
-        email = data.get("email") if isinstance(data, dict) else None
-        if not isinstance(email, str) or not email.strip():
-            return None
-        # Hashed: any text the client sends makes a valid cache key (no encoding or length problem).
-        digest = hashlib.sha256(email.strip().lower().encode("utf-8", "surrogatepass")).hexdigest()
-        return self.cache_format % {"scope": self.scope, "ident": digest}
+        ident = email_throttle_ident(request.data)
+        return None if ident is None else self.cache_format % {"scope": self.scope, "ident": ident}
 
 
 class UserPayloadSerializer(serializers.Serializer):

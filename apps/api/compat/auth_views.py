@@ -17,7 +17,7 @@ from rest_framework.throttling import SimpleRateThrottle
 from . import auth_services as services
 from .account_selectors import account_status
 from .account_services import account_profile_get
-from .account_views import SessionSerializer, _session
+from .account_views import SessionSerializer, _session, email_throttle_ident
 from .base import CompatApi
 from .models import Invite
 
@@ -74,13 +74,10 @@ class PasswordEmailThrottle(_AccountThrottle):
 
     def get_cache_key(self, request, view) -> str | None:
         try:
-            data = request.data
+            ident = email_throttle_ident(request.data)
         except ParseError:
             return None
-        email = data.get("email") if isinstance(data, dict) else None
-        if not isinstance(email, str) or not email.strip():
-            return None
-        return self.cache_format % {"scope": self.scope, "ident": email.strip().lower()[:254]}
+        return None if ident is None else self.cache_format % {"scope": self.scope, "ident": ident}
 
 
 class RegisterApi(CompatApi):
