@@ -25,12 +25,20 @@ def symbols_named(count: int) -> list[str]:
 
 
 def snapshots_write(
-    client: redis_lib.Redis, *, symbols: list[str], minute: datetime, seed: int = 0
-) -> dict[str, dict[str, np.ndarray]]:
-    """One snapshot per symbol at `minute`, with values drawn from `seed`; returns field -> (timeframes, symbols)."""
+    client: redis_lib.Redis,
+    *,
+    symbols: list[str],
+    minute: datetime,
+    seed: int = 0,
+    price: dict[str, float] | None = None,
+) -> dict[str, np.ndarray]:
+    """One snapshot per symbol at `minute`, with values drawn from `seed` (and the closes in `price`); returns
+    field -> array of (timeframes, symbols)."""
     rng = np.random.default_rng(seed)
     shape = (len(WINDOWS), len(symbols))
     close = rng.uniform(0.01, 90_000, size=len(symbols))
+    for symbol, value in (price or {}).items():
+        close[symbols.index(symbol)] = value
     values = {name: rng.normal(0, 1, size=shape) for name in SNAPSHOT_FIELDS}
     values["close"] = np.broadcast_to(close, shape).copy()
     values["change_pct"] = rng.normal(0, 3, size=shape)

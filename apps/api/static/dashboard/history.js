@@ -103,7 +103,15 @@ $("#hist-next").addEventListener("click", () => {
 });
 window.addEventListener("popstate", load);
 
+// Symbols to pick from: the filter matches a symbol exactly.
+async function fillSymbols() {
+  const { response } = await getJSON("/api/symbols");
+  const { symbols } = await response.json();
+  $("#symbol-list").replaceChildren(...symbols.map((s) => el("option", { value: s.symbol })));
+}
+
 (async () => {
+  fillSymbols().catch((error) => console.warn(error));
   rules = await rulesByType();
   await fillRuleSelect(form.type);
   await load();
