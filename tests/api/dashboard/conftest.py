@@ -51,6 +51,9 @@ def server(django_db_setup, django_db_blocker) -> Iterator[str]:
 def browser():
     from playwright.sync_api import sync_playwright
 
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(f"The browser tests need Debian's Chromium at {CHROMIUM}: apt-get install -y chromium")
+
     # Playwright's sync API keeps an event loop running in this thread, which Django takes for async code and
     # refuses the ORM; the tests' own queries are plain synchronous ones.
     previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")

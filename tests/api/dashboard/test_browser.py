@@ -312,7 +312,7 @@ def test_feed_health_shows_services_tick_lag_and_gaps_and_staff_see_paused_desti
     facts = page.locator("#health-details").text_content()
     assert "Last tick minute11-20 12:00 UTC" in facts
     # The feed is at 12:01:20 on the exchange's clock, the tick finished minute 12:00 (closing 12:01): 20 s behind.
-    assert "Tick lag behind the feed20.0 s" in facts
+    assert "Tick lag behind the feed20.0 s of exchange time" in facts
     page.wait_for_function("() => document.querySelectorAll('#gaps tbody tr').length === 2")
     first = page.locator("#gaps tbody tr").first
     assert first.get_attribute("data-symbol") == "ETHUSDT"

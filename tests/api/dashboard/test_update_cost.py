@@ -83,6 +83,7 @@ def test_screener_update_cost_with_500_symbols_every_second(page, server, redis_
         # The first fill builds the rows; the figures below are the live updates after it.
         **percentiles("update", timings[1:]),
         **percentiles("to_next_frame", frames[1:]),
+        **percentiles("script", np.array(page.evaluate("window.screenerScriptTimings"))[1:]),
         "long_animation_frames": page.evaluate("window.screenerLongFrames"),
         "body_bytes": body_bytes,
     }

@@ -62,7 +62,7 @@ export function drawChart(container, { candles, markers = [], stepMs, format, on
     label.textContent = format(price);
   }
   const every = Math.max(1, Math.ceil(candles.length / Math.max(2, Math.floor(plotW / 90))));
-  for (let i = 0; i < candles.length; i += every) {
+  for (let i = Math.floor(every / 2); i < candles.length; i += every) {
     const label = axis.appendChild(svg("text", { x: x(i), y: height - 6, "text-anchor": "middle" }));
     label.textContent = timeLabel(times[i], stepMs);
   }
@@ -85,21 +85,32 @@ export function drawChart(container, { candles, markers = [], stepMs, format, on
     }
   });
 
-  // An alert fired at the close of minute t belongs to the bar holding minute t.
+  // An alert fired at the close of minute t belongs to the bar holding minute t. A bar's alerts of one kind share a
+  // marker (above the bar for bearish ones, below for the others) whose tooltip lists them all.
   const first = times[0];
-  const layer = root.appendChild(svg("g", { class: "markers" }));
+  const groups = new Map();
   for (const marker of markers) {
     const i = Math.floor((marker.time - 1 - first) / stepMs);
     if (i < 0 || i >= candles.length) continue;
+    const id = `${i}:${marker.category}`;
+    if (!groups.has(id)) groups.set(id, { i, category: marker.category, labels: [] });
+    groups.get(id).labels.push(marker.label);
+  }
+  const layer = root.appendChild(svg("g", { class: "markers" }));
+  const below = new Map(); // bar -> markers already stacked under it
+  for (const { i, category, labels } of groups.values()) {
     const c = candles[i];
-    const bear = marker.category === "bear";
-    const tipY = bear ? y(c.high) - 4 : y(c.low) + 4;
-    const d = bear
-      ? `M${x(i)},${tipY} l-5,-8 h10 z`
-      : `M${x(i)},${tipY} l-5,8 h10 z`;
-    const path = layer.appendChild(svg("path", { class: `marker ${marker.category}`, d, "data-time": c.time }));
+    let d;
+    if (category === "bear") {
+      d = `M${x(i)},${y(c.high) - 4} l-5,-8 h10 z`;
+    } else {
+      const stacked = below.get(i) || 0;
+      below.set(i, stacked + 1);
+      d = `M${x(i)},${y(c.low) + 4 + stacked * 10} l-5,8 h10 z`;
+    }
+    const path = layer.appendChild(svg("path", { class: `marker ${category}`, d, "data-time": c.time }));
     const title = path.appendChild(svg("title"));
-    title.textContent = marker.label;
+    title.textContent = labels.join("\n");
   }
 
   const cross = root.appendChild(svg("line", { class: "cross", y1: PAD.top, y2: PAD.top + plotH, visibility: "hidden" }));

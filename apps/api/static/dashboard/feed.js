@@ -1,6 +1,6 @@
 // Feed health: the pipeline's services from /api/health (details only where the server shares them), candles per
 // symbol from /api/feed, and for staff the webhook destinations paused after failures.
-import { $, el, fmtAge, fmtTime, getJSON, poll } from "./common.js";
+import { $, el, fmtAge, fmtTime, getJSON, poll, setClock } from "./common.js";
 
 const SERVICE_NAMES = {
   data_collector: "Collector",
@@ -45,6 +45,7 @@ function renderHealth(report) {
     fact(facts, "Symbols collected", collector.symbols);
     fact(facts, "Heartbeat age", collector.heartbeat_age_seconds != null ? fmtAge(collector.heartbeat_age_seconds) : null);
     fact(facts, "Exchange clock", collector.last_event_ms ? fmtTime(isoMs(collector.last_event_ms), { seconds: true }) + " UTC" : null);
+    if (collector.last_event_ms) setClock(isoMs(collector.last_event_ms));
   }
   const tick = details.alert_engine;
   if (tick && tick.minute_ms) {
@@ -53,7 +54,7 @@ function renderHealth(report) {
     // The tick's lag behind the feed, both on the exchange's clock, so a replay at any speed reads the same.
     if (collector && collector.last_event_ms) {
       const lag = (collector.last_event_ms - (tick.minute_ms + 60000)) / 1000;
-      fact(facts, "Tick lag behind the feed", fmtAge(Math.max(lag, 0)));
+      fact(facts, "Tick lag behind the feed", `${fmtAge(Math.max(lag, 0))} of exchange time`);
     }
   }
   const indicators = details.metrics_calculator;

@@ -18,7 +18,7 @@ async function load() {
         {},
         el("h3", { text: rule.name }),
         el("a", {
-          class: "count",
+          class: n ? "count" : "count zero",
           href: `/history?type=${rule.rule_type}&since=${encodeURIComponent(counts.since)}`,
           title: "Alerts in the last 24 hours",
           text: String(n),

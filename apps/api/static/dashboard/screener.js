@@ -30,6 +30,7 @@ const state = {
 // Per-update cost (Performance API measures, newest last), read by the benchmark and handy in the console.
 window.screenerTimings = [];
 window.screenerFrameTimings = [];
+window.screenerScriptTimings = []; // the script's share of each update (parse and DOM writes)
 // Frames that kept the page busy over 50 ms (Long Animation Frames API, where the browser has it).
 window.screenerLongFrames = 0;
 if (PerformanceObserver.supportedEntryTypes?.includes("long-animation-frame")) {
@@ -90,7 +91,7 @@ function cellClass(column, value) {
 // Only the rows on screen (and a margin) exist in the DOM: a pool of row nodes bound to whichever symbols sit
 // there, so an update costs the rows one can see, not all five hundred.
 const ROW_HEIGHT = 28;
-const OVERSCAN = 20;
+const OVERSCAN = 8;
 const windowBox = body.appendChild(el("div", { class: "grid-window" }));
 const pool = []; // {node, cells, shown, symbol}
 
@@ -201,6 +202,8 @@ async function refresh() {
   performance.mark("screener-update-start");
   apply(JSON.parse(text));
   state.etag = answer.etag;
+  keep(window.screenerScriptTimings, performance.measure("screener-script", "screener-update-start").duration);
+  performance.clearMeasures("screener-script");
   void body.offsetHeight;
   keep(window.screenerTimings, performance.measure("screener-update", "screener-update-start").duration);
   performance.clearMeasures("screener-update");
