@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
 from django.http import Http404
 from django.shortcuts import render
 from django.urls import reverse
@@ -19,7 +20,7 @@ def _page(request, page: str, title: str, **extra):
         "title": title,
         "timeframes": TIMEFRAMES,
         "is_staff": bool(getattr(request.user, "is_staff", False)),
-        "api_schema": reverse("schema"),
+        "api_docs": reverse("docs"),
         **extra,
     }
     return render(request, f"dashboard/{page}.html", context)
@@ -33,7 +34,7 @@ def symbol(request, symbol: str):
     symbol = symbol.upper()
     try:
         symbol_validator(symbol)
-    except Exception as exc:
+    except ValidationError as exc:
         raise Http404(f"Not a symbol; symbols match {SYMBOL_PATTERN}") from exc
     return _page(request, "symbol", symbol, symbol=symbol, intervals=INTERVALS)
 
