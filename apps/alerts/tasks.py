@@ -64,6 +64,12 @@ def shard_tick(minute_ms: int, shard: int, symbols: list[str], received_ms: int)
     )
 
 
+@shared_task(name="alerts.tick_late", ignore_result=True, acks_late=True)
+def tick_late(minute_ms: int, symbols: list[str], received_ms: int) -> dict[int, list[str]]:
+    """The collector stored candles of minute t after t was started: evaluate t again for those symbols."""
+    return tick.late_candles_evaluate(redis_client(), minute_ms=minute_ms, symbols=symbols, received_ms=received_ms)
+
+
 @shared_task(name="alerts.near_real_time", ignore_result=True)
 def near_real_time() -> int:
     """Beat, every ALERTS_NEAR_REAL_TIME_SECONDS when that mode is on: evaluate the forming candles."""

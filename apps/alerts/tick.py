@@ -4,14 +4,21 @@ A tick is started at most once per minute (a Redis claim), either by the collect
 has closed minute t, or by beat once the grace deadline passed. It fans out one task per shard. A shard processes
 its minutes strictly in order under a per-shard lock, remembering the last minute it finished, so a duplicated or
 retried shard task does nothing and the cooldown sees the same history in every run (the backtest relies on this).
+
+The shard lock is short and renewed while its holder works (shard_lock), so a worker killed mid-tick holds its
+shard for seconds, not minutes: the next shard task takes over and catches the minute up. A candle that lands after
+its shard evaluated its minute (a REST repair of a dropped frame, a straggler past the grace deadline) has that
+minute evaluated again for its symbol alone (late_candles_evaluate), under the same exactly-once key.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import numpy as np
@@ -22,7 +29,7 @@ from prometheus_client import Counter
 from apps.collector.candles import MINUTE_MS
 from apps.collector.store import active_symbols, candles_matrix, key, minute_closed_symbols
 from apps.metrics.shard_bars import ShardBars, shard_bars
-from apps.metrics.sharding import shards_split
+from apps.metrics.sharding import shard_of, shards_split
 from apps.metrics.windows import LONGEST_WINDOW, window_metrics
 from screener_project.observability import TICK_LAG_SECONDS, TICK_STAGE_SECONDS
 
@@ -35,7 +42,8 @@ TICK_CLAIM_TTL_SECONDS = 6 * 3600
 # A shard that fell further behind than this skips ahead instead of replaying every missed minute; the candle
 # ring's margin beyond the 1d window (CANDLE_RING_MINUTES - 1440) bounds how far back a window is still whole.
 MAX_CATCH_UP_MINUTES = 60
-SHARD_LOCK_TIMEOUT_SECONDS = 120
+# How long a shard task waits for another to finish the shard (a long catch-up) before giving up.
+SHARD_LOCK_WAIT_SECONDS = 120
 
 INDICATORS_FAILED = Counter(
     "screener_tick_indicators_failed_total", "Shard ticks whose in-task indicators failed (handed to the queue)"
@@ -141,6 +149,105 @@ def shard_first_minute(client: redis_lib.Redis, *, minute_ms: int) -> int:
     return first
 
 
+class ShardLockLost(RuntimeError):
+    """The shard's lock expired under its holder (Redis emptied, a stall longer than the lock): it stops there."""
+
+
+class ShardLock:
+    """A shard's Redis lock, renewed by a thread every third of its timeout while held.
+
+    A killed holder stops renewing, so the lock frees itself after settings.SHARD_LOCK_SECONDS. `lost` turns true
+    when a renewal finds the lock gone; the holder checks it before each minute it records.
+    """
+
+    def __init__(self, client: redis_lib.Redis, shard: int) -> None:
+        timeout = settings.SHARD_LOCK_SECONDS
+        # thread_local=False: the renewing thread must see the token the holder's thread acquired.
+        self.lock = client.lock(
+            key("shard", shard, "lock"), timeout=timeout, blocking_timeout=SHARD_LOCK_WAIT_SECONDS, thread_local=False
+        )
+        self.shard = shard
+        self.lost = False
+        self._stop = threading.Event()
+        self._renewer = threading.Thread(target=self._renew, args=(timeout / 3,), daemon=True)
+
+    def _renew(self, every: float) -> None:
+        while not self._stop.wait(every):
+            try:
+                self.lock.reacquire()
+            except redis_lib.exceptions.LockNotOwnedError:
+                logger.error("shard %d: lock lost while working", self.shard)
+                self.lost = True
+                return
+            except redis_lib.RedisError as error:  # the next renewal may get through; the timeout has room for two
+                logger.warning("shard %d: lock renewal failed (%r)", self.shard, error)
+
+    def __enter__(self) -> ShardLock:
+        if not self.lock.acquire():
+            raise redis_lib.exceptions.LockError(f"shard {self.shard} busy for over {SHARD_LOCK_WAIT_SECONDS} s")
+        self._renewer.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._renewer.join()
+        try:
+            self.lock.release()
+        except redis_lib.exceptions.LockError:
+            pass  # expired or taken over: nothing of ours to release
+        except redis_lib.RedisError as error:
+            logger.warning("shard %d: lock release failed (%r); it expires by itself", self.shard, error)
+
+    def check(self) -> None:
+        if self.lost:
+            raise ShardLockLost(f"shard {self.shard}: lock lost")
+
+
+@contextmanager
+def shard_lock(client: redis_lib.Redis, shard: int) -> Iterator[ShardLock]:
+    with ShardLock(client, shard) as held:
+        yield held
+
+
+def minute_evaluate(
+    client: redis_lib.Redis,
+    *,
+    minute_ms: int,
+    symbols: list[str],
+    received_ms: int,
+    timings: dict[str, float],
+) -> tuple[list, np.ndarray, dict[str, np.ndarray], ShardBars | None]:
+    """Evaluate every rule for `symbols` at minute t and fire what passes; returns (alerts, block, metrics, bars)."""
+    with stage("load", timings):
+        block = candles_matrix(client, symbols, end_minute_ms=minute_ms, length=LONGEST_WINDOW)
+    with stage("window_metrics", timings):
+        metrics = window_metrics(block)
+    with stage("rules", timings):
+        rules = rules_load()
+        indicator_values, bars = None, None
+        if rules_indicator_timeframes(rules):  # a rule names an indicator (timed within "rules" as well)
+            with stage("rule_indicators", timings):
+                indicator_values, bars = rule_indicators_load(
+                    client, rules=rules, minute_ms=minute_ms, symbols=symbols, block=block
+                )
+        context = rule_context(candles=block, metrics=metrics, indicators=indicator_values)
+        fired = rules_evaluate(rules, context)
+    with stage("alerts", timings):
+        alerts = alerts_fire(
+            minute_ms=minute_ms,
+            symbols=symbols,
+            fired=fired,
+            context=context,
+            rules=rules,
+            timestamps={
+                "candle_close_ms": minute_ms + MINUTE_MS,
+                "received_ms": received_ms,
+                "evaluated_ms": now_ms(),
+            },
+        )
+    return alerts, block, metrics, bars
+
+
 def shard_tick_run(
     client: redis_lib.Redis,
     *,
@@ -159,10 +266,7 @@ def shard_tick_run(
     and a minute whose in-task run failed, so that the queue's retries take over).
     """
     symbols = list(symbols)
-    lock = client.lock(
-        key("shard", shard, "lock"), timeout=SHARD_LOCK_TIMEOUT_SECONDS, blocking_timeout=SHARD_LOCK_TIMEOUT_SECONDS
-    )
-    with lock:
+    with shard_lock(client, shard) as held:
         last_raw = client.get(key("shard", shard, "last_minute"))
         if last_raw is None:
             last_done = shard_first_minute(client, minute_ms=minute_ms) - MINUTE_MS
@@ -170,34 +274,12 @@ def shard_tick_run(
             last_done = int(last_raw)
         pending = shard_minutes_pending(last_done, minute_ms)
         for minute in pending:
+            held.check()
             timings: dict[str, float] = {}
-            with stage("load", timings):
-                block = candles_matrix(client, symbols, end_minute_ms=minute, length=LONGEST_WINDOW)
-            with stage("window_metrics", timings):
-                metrics = window_metrics(block)
-            with stage("rules", timings):
-                rules = rules_load()
-                indicator_values, bars = None, None
-                if rules_indicator_timeframes(rules):  # a rule names an indicator (timed within "rules" as well)
-                    with stage("rule_indicators", timings):
-                        indicator_values, bars = rule_indicators_load(
-                            client, rules=rules, minute_ms=minute, symbols=symbols, block=block
-                        )
-                context = rule_context(candles=block, metrics=metrics, indicators=indicator_values)
-                fired = rules_evaluate(rules, context)
-            with stage("alerts", timings):
-                alerts = alerts_fire(
-                    minute_ms=minute,
-                    symbols=symbols,
-                    fired=fired,
-                    context=context,
-                    rules=rules,
-                    timestamps={
-                        "candle_close_ms": minute + MINUTE_MS,
-                        "received_ms": received_ms,
-                        "evaluated_ms": now_ms(),
-                    },
-                )
+            alerts, block, metrics, bars = minute_evaluate(
+                client, minute_ms=minute, symbols=symbols, received_ms=received_ms, timings=timings
+            )
+            held.check()  # a shard taken over meanwhile keeps the progress its new holder records
             client.set(key("shard", shard, "last_minute"), minute)
             finished = now_ms()
             client.set(key("tick", "last"), json.dumps({"minute_ms": minute, "finished_ms": finished, "shard": shard}))
@@ -223,3 +305,34 @@ def shard_tick_run(
             if enqueue_indicators is not None:
                 enqueue_indicators(minute, symbols)
     return pending
+
+
+def late_candles_evaluate(
+    client: redis_lib.Redis, *, minute_ms: int, symbols: Sequence[str], received_ms: int
+) -> dict[int, list[str]]:
+    """Evaluate minute t again for symbols whose candle of t landed after their shard had evaluated t.
+
+    Under the shard's lock, so an evaluation of t that started before the candle landed has finished: a shard that
+    has not recorded t yet will read the candle itself, and one that has gets t evaluated here for these symbols
+    only. The alerts' exactly-once key makes a repeat (a redelivered task, a candle sent twice) fire nothing.
+    Returns shard -> the symbols evaluated again.
+    """
+    by_shard: dict[int, list[str]] = defaultdict(list)
+    for symbol in sorted(set(symbols)):
+        by_shard[shard_of(symbol, shard_count=settings.SHARD_COUNT)].append(symbol)
+    evaluated: dict[int, list[str]] = {}
+    for shard, mine in sorted(by_shard.items()):
+        with shard_lock(client, shard):
+            last_raw = client.get(key("shard", shard, "last_minute"))
+            if last_raw is None or int(last_raw) < minute_ms:
+                continue  # not evaluated yet: the shard's own tick reads the candle
+            if int(last_raw) - minute_ms >= MAX_CATCH_UP_MINUTES * MINUTE_MS:
+                logger.warning("shard %d minute %d: candles of %s too late to evaluate", shard, minute_ms, mine)
+                continue
+            timings: dict[str, float] = {}
+            alerts, *_ = minute_evaluate(
+                client, minute_ms=minute_ms, symbols=mine, received_ms=received_ms, timings=timings
+            )
+        evaluated[shard] = mine
+        logger.info("shard %d minute %d evaluated again for late %s: %d alerts", shard, minute_ms, mine, len(alerts))
+    return evaluated

@@ -32,6 +32,7 @@ from .instruments import (
     DUPLICATES,
     FRAMES,
     GAPS_REPAIRED,
+    LATE_CANDLES,
     RECEIPT_LAG,
     REJECTIONS,
     TICKS_SENT,
@@ -393,7 +394,36 @@ class Collector:
                 await self._send_tick(minute)
             else:
                 self._ticks_held.append(minute)
+        if mark_closed and result.stored:
+            await self._send_late(result.stored)
         return result
+
+    async def _send_late(self, stored: list[Candle]) -> None:
+        """Have the minutes already started without some of these candles evaluated again for their symbols.
+
+        A repaired or straggling candle can land after beat's grace deadline started its minute; without this its
+        alerts for that minute would never be looked for.
+        """
+        by_minute: dict[int, list[str]] = defaultdict(list)
+        for candle in stored:
+            by_minute[candle.open_time].append(candle.symbol)
+        minutes = sorted(by_minute)
+        pipe = self.redis.pipeline(transaction=False)
+        for minute in minutes:
+            pipe.exists(key("tick", "claimed", minute))
+        started = [minute for minute, claimed in zip(minutes, pipe.execute(), strict=True) if claimed]
+        if not started:
+            return
+        from screener_project.celery import app
+
+        received_ms = int(time.time() * 1000)
+        for minute in started:
+            kwargs = {"minute_ms": minute, "symbols": sorted(by_minute[minute]), "received_ms": received_ms}
+            try:
+                await asyncio.to_thread(app.send_task, "alerts.tick_late", kwargs=kwargs)
+                LATE_CANDLES.inc(len(by_minute[minute]))
+            except Exception as error:
+                logger.error("could not send alerts.tick_late for %s %s: %r", minute, by_minute[minute], error)
 
     async def _send_tick(self, minute_ms: int) -> None:
         from screener_project.celery import app  # the collector knows only the task's name, not its code

@@ -139,6 +139,7 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "alerts.tick": {"queue": "ticks"},
     "alerts.shard_tick": {"queue": "shards"},
+    "alerts.tick_late": {"queue": "shards"},
     "metrics.shard_indicators": {"queue": "indicators"},
     "alerts.deliver_notification": {"queue": "notifications"},
 }
@@ -165,6 +166,9 @@ STREAMS_PER_CONNECTION = env.int("STREAMS_PER_CONNECTION", default=200)
 CANDLE_RING_MINUTES = env.int("CANDLE_RING_MINUTES", default=1500)
 INDICATOR_BARS = env.int("INDICATOR_BARS", default=200)
 SHARD_COUNT = env.int("SHARD_COUNT", default=4)
+# A shard's lock lasts this long unless its holder renews it (every third of it while working): a worker killed
+# mid-tick delays its shard by at most this much before the next shard task takes over.
+SHARD_LOCK_SECONDS = env.int("SHARD_LOCK_SECONDS", default=10)
 # Seconds after a minute closes (by the exchange's clock) before the tick runs without stragglers.
 TICK_GRACE_SECONDS = env.float("TICK_GRACE_SECONDS", default=5.0)
 RETENTION_HOURS = env.int("RETENTION_HOURS", default=48)
