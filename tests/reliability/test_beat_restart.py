@@ -18,21 +18,11 @@ from apps.collector.candles import MINUTE_MS
 from apps.collector.store import key
 from tests.e2e.processes import ProcessGroup, wait_for
 
-from .conftest import beat_start, process_env, worker_start
+from .conftest import beat_start, claimed, minute_make_due, process_env, worker_start
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 FIRST_MINUTE = 1_700_000_040_000
-
-
-def minute_make_due(client, minute_ms: int) -> None:
-    """A minute one symbol closed, with the exchange clock past its grace deadline: beat's tick_due starts it."""
-    client.sadd(key("closed", minute_ms), "BTCUSDT")
-    client.set(key("collector", "clock"), minute_ms + MINUTE_MS + int(settings.TICK_GRACE_SECONDS * 1000) + 1000)
-
-
-def claimed(client, minute_ms: int) -> bool:
-    return bool(client.exists(key("tick", "claimed", minute_ms)))
 
 
 def test_a_killed_beat_is_replaced_within_seconds(clean_redis, tmp_path):
