@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
@@ -31,6 +30,7 @@ from apps.collector.store import active_symbols, candles_matrix, key, minute_clo
 from apps.metrics.shard_bars import ShardBars, shard_bars
 from apps.metrics.sharding import shard_of, shards_split
 from apps.metrics.windows import LONGEST_WINDOW, window_metrics
+from screener_project.locks import LockLost, RenewedLock
 from screener_project.observability import TICK_LAG_SECONDS, TICK_STAGE_SECONDS
 
 from .engine import CompiledRule, rule_context, rules_evaluate, rules_indicator_timeframes, rules_load
@@ -149,64 +149,20 @@ def shard_first_minute(client: redis_lib.Redis, *, minute_ms: int) -> int:
     return first
 
 
-class ShardLockLost(RuntimeError):
-    """The shard's lock expired under its holder (Redis emptied, a stall longer than the lock): it stops there."""
-
-
-class ShardLock:
-    """A shard's Redis lock, renewed by a thread every third of its timeout while held.
-
-    A killed holder stops renewing, so the lock frees itself after settings.SHARD_LOCK_SECONDS. `lost` turns true
-    when a renewal finds the lock gone; the holder checks it before each minute it records.
-    """
-
-    def __init__(self, client: redis_lib.Redis, shard: int) -> None:
-        timeout = settings.SHARD_LOCK_SECONDS
-        # thread_local=False: the renewing thread must see the token the holder's thread acquired.
-        self.lock = client.lock(
-            key("shard", shard, "lock"), timeout=timeout, blocking_timeout=SHARD_LOCK_WAIT_SECONDS, thread_local=False
-        )
-        self.shard = shard
-        self.lost = False
-        self._stop = threading.Event()
-        self._renewer = threading.Thread(target=self._renew, args=(timeout / 3,), daemon=True)
-
-    def _renew(self, every: float) -> None:
-        while not self._stop.wait(every):
-            try:
-                self.lock.reacquire()
-            except redis_lib.exceptions.LockNotOwnedError:
-                logger.error("shard %d: lock lost while working", self.shard)
-                self.lost = True
-                return
-            except redis_lib.RedisError as error:  # the next renewal may get through; the timeout has room for two
-                logger.warning("shard %d: lock renewal failed (%r)", self.shard, error)
-
-    def __enter__(self) -> ShardLock:
-        if not self.lock.acquire():
-            raise redis_lib.exceptions.LockError(f"shard {self.shard} busy for over {SHARD_LOCK_WAIT_SECONDS} s")
-        self._renewer.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._renewer.join()
-        try:
-            self.lock.release()
-        except redis_lib.exceptions.LockError:
-            pass  # expired or taken over: nothing of ours to release
-        except redis_lib.RedisError as error:
-            logger.warning("shard %d: lock release failed (%r); it expires by itself", self.shard, error)
-
-    def check(self) -> None:
-        if self.lost:
-            raise ShardLockLost(f"shard {self.shard}: lock lost")
+ShardLockLost = LockLost
 
 
 @contextmanager
-def shard_lock(client: redis_lib.Redis, shard: int) -> Iterator[ShardLock]:
-    with ShardLock(client, shard) as held:
-        yield held
+def shard_lock(client: redis_lib.Redis, shard: int) -> Iterator[RenewedLock]:
+    """The shard's lock: settings.SHARD_LOCK_SECONDS long, renewed while held (screener_project.locks)."""
+    lock = RenewedLock(
+        client,
+        key("shard", shard, "lock"),
+        timeout=settings.SHARD_LOCK_SECONDS,
+        blocking_timeout=SHARD_LOCK_WAIT_SECONDS,
+    )
+    with lock:
+        yield lock
 
 
 def minute_evaluate(

@@ -2,7 +2,8 @@
 
 Per destination, in Redis (keys under settings.REDIS_KEY_PREFIX, written `P`):
 - `P:notif:lock:<id>`: held while a batch is being sent, so one process at a time talks to a destination and a
-  delivery is never in two requests at once.
+  delivery is never in two requests at once. It lasts LOCK_SECONDS and is renewed while the batch is out, so a worker
+  killed mid-send blocks its destination for seconds; a task that finds it busy runs again once it could expire.
 - `P:notif:next:<id>`: the earliest moment (epoch seconds) of the next request: the channel's interval after the
   last one, or longer when the server said so (Retry-After, Discord's empty bucket).
 Alerts that arrive while a destination must wait stay pending in the database and go out together in the next
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections import Counter
 from datetime import timedelta
 from functools import reduce
@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from apps.alerts.models import AlertHistory
 from apps.collector.store import key
+from screener_project.locks import RenewedLock
 from screener_project.observability import WEBHOOK_DELIVERIES
 
 from .conf import conf
@@ -35,11 +36,7 @@ from .transports import SendResult, TransportError, transport_for
 
 logger = logging.getLogger(__name__)
 
-LOCK_SECONDS = 60
-_RELEASE_SCRIPT = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
+LOCK_SECONDS = 10
 
 
 def lock_key(destination_id: int) -> str:
@@ -55,15 +52,15 @@ def destination_deliver(*, destination_id: int) -> float | None:
     destination = Destination.objects.filter(pk=destination_id).first()
     if destination is None or not destination.enabled or destination.is_paused:
         return None
-    client = redis_client()
-    token = uuid.uuid4().hex
-    if not client.set(lock_key(destination_id), token, nx=True, ex=LOCK_SECONDS):
-        # Another process is sending; it looks for what is still pending after releasing the lock.
-        return None
+    lock = RenewedLock(redis_client(), lock_key(destination_id), timeout=LOCK_SECONDS)
+    if not lock.acquire(blocking=False):
+        # Another process is sending and looks for what is still pending when done; should it have been killed,
+        # its lock expires within LOCK_SECONDS and this run takes over.
+        return float(LOCK_SECONDS)
     try:
         _send_batch(destination)
     finally:
-        client.eval(_RELEASE_SCRIPT, 1, lock_key(destination_id), token)
+        lock.release()
     return _next_run_in(destination_id)
 
 

@@ -177,8 +177,11 @@ def destination_resume(*, destination: Destination) -> int:
     return pending
 
 
-def deliveries_sweep(*, older_than: timedelta = timedelta(seconds=30)) -> int:
-    """Schedule every unpaused destination with deliveries due for a while; the safety net for lost tasks."""
+def deliveries_sweep(*, older_than: timedelta = timedelta(seconds=15)) -> int:
+    """Schedule every unpaused destination with deliveries due for a while; the safety net for lost tasks.
+
+    Never attempted ones included: a delivery whose send task died with its worker has 0 attempts and is as due.
+    """
     due = timezone.now() - older_than
     destination_ids = list(
         Delivery.objects.filter(
