@@ -436,6 +436,7 @@ class Collector:
             logger.error("could not send alerts.tick for %s: %r", minute_ms, error)
 
     async def _store_loop(self, stop: asyncio.Event) -> None:
+        delay = 1.0
         while not stop.is_set():
             batch = [await self._closed.get()]
             while not self._closed.empty() and len(batch) < 5000:
@@ -443,17 +444,25 @@ class Collector:
             try:
                 await self._store(batch, source="live")
             except redis_lib.RedisError as error:
-                logger.error("Redis write failed (%r); retrying %d candles", error, len(batch))
+                # Redis down or restarting: keep the candles (storing is idempotent) and retry with backoff.
+                logger.error("Redis write failed (%r); retrying %d candles in %.0f s", error, len(batch), delay)
                 for candle in batch:
                     self._closed.put_nowait(candle)
-                await asyncio.sleep(1)
+                await sleep_or_stop(stop, delay)
+                delay = min(delay * 2, 30.0)
                 continue
             except Exception:
                 logger.exception("storing %d candles failed", len(batch))
                 continue
+            if delay > 1.0:
+                logger.info("Redis writes succeed again")
+            delay = 1.0
             self.stats["stored_live"] += len(batch)
             self._detect_gaps(batch)
-            self._flush_clock()
+            try:
+                self._flush_clock()
+            except redis_lib.RedisError as error:  # the next batch or heartbeat writes it
+                logger.warning("exchange clock not written (%r)", error)
 
     def _detect_gaps(self, candles: list[Candle]) -> None:
         for candle in sorted(candles, key=lambda c: (c.symbol, c.open_time)):
