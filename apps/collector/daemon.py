@@ -32,6 +32,7 @@ from .instruments import (
     DUPLICATES,
     FRAMES,
     GAPS_REPAIRED,
+    HOT_STATE_REBUILDS,
     LATE_CANDLES,
     RECEIPT_LAG,
     REJECTIONS,
@@ -140,6 +141,7 @@ class Collector:
         self._warmups: set[asyncio.Task] = set()
         self._ticks_held: list[int] = []  # minutes completed during warm-up
         self._forming: dict[str, Candle] = {}  # newest forming candle per symbol, until the next flush
+        self._rebuilding: asyncio.Task | None = None  # the rebuild of a hot state Redis lost, while it runs
         self.stats = {"ticks_sent": 0, "repaired": 0, "stored_live": 0, "warmup_candles": 0, "warmup_seconds": None}
 
     # ------------------------------------------------------------------------------------------- lifecycle
@@ -442,6 +444,7 @@ class Collector:
             while not self._closed.empty() and len(batch) < 5000:
                 batch.append(self._closed.get_nowait())
             try:
+                self._hot_state_check()
                 await self._store(batch, source="live")
             except redis_lib.RedisError as error:
                 # Redis down or restarting: keep the candles (storing is idempotent) and retry with backoff.
@@ -550,6 +553,45 @@ class Collector:
                 previous = self.last_open.get(symbol)
                 if previous is not None and previous < newest:
                     self._schedule_repair(symbol, previous + MINUTE_MS, newest)
+
+    # ------------------------------------------------------------------------------------------- Redis emptied
+    def _hot_state_check(self) -> None:
+        """Notice that Redis lost the hot state (emptied, restarted without persistence, replaced) and rebuild it.
+
+        The set of active symbols is written before anything else and never removed while collecting: without it,
+        Redis is not the one this collector filled. Checked before every stored batch and at every heartbeat, so
+        the loss is noticed before a candle of the new Redis could complete a minute on a window without history.
+        """
+        if not self.ready or self._rebuilding is not None or self.redis.exists(key("symbols", "active")):
+            return
+        logger.error("Redis lost the hot state (emptied or replaced): rebuilding the rings and bar history")
+        self.ready = False  # ticks of the minutes completed meanwhile are held until the windows are whole again
+        self.redis.set(key("collector", "warming_up", self.slice_id), 1, ex=WARM_UP_MARK_SECONDS)
+        active_symbols_set(self.redis, self.universe)
+        self._rings_preallocate(sorted(self.symbols))
+        self._rebuilding = asyncio.create_task(self._rebuild(), name="rebuild")
+
+    async def _rebuild(self) -> None:
+        started = time.monotonic()
+        symbols = sorted(self.symbols)
+        try:
+            await self._warm_up(symbols, restart_latest=dict(self.last_open))
+            await self._fill_to_live_edge(symbols)
+        except Exception:
+            logger.exception("rebuilding the hot state failed; retrying at the next check")
+            self.redis.delete(key("symbols", "active"))  # so that the next check starts over
+            self.ready = True
+            return
+        finally:
+            self._rebuilding = None
+        self.ready = True
+        self.redis.delete(key("collector", "warming_up", self.slice_id))
+        held, self._ticks_held = sorted(self._ticks_held), []
+        for minute in held:
+            await self._send_tick(minute)
+        HOT_STATE_REBUILDS.inc()
+        self.stats["rebuilds"] = self.stats.get("rebuilds", 0) + 1
+        logger.info("hot state rebuilt in %.1f s (%d held ticks sent)", time.monotonic() - started, len(held))
 
     # ------------------------------------------------------------------------------------------- warm-up
     async def _warm_up(self, symbols: list[str], *, restart_latest: dict[str, int]) -> None:
@@ -660,6 +702,7 @@ class Collector:
     async def _heartbeat_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
+                self._hot_state_check()
                 self._write_heartbeat(state="live" if self.ready else "warming_up")
             except Exception as error:
                 logger.warning("heartbeat failed: %r", error)
