@@ -51,9 +51,14 @@ def tick_due() -> list[int]:
     return started
 
 
+# An older minute still waiting for its candles (a repair on its way) holds the shard back this many times, a second
+# apart, before it is evaluated as it is; its grace deadline normally ends the wait sooner.
+SHARD_WAIT_ATTEMPTS = 30
+
+
 @shared_task(name="alerts.shard_tick", ignore_result=True, acks_late=True)
-def shard_tick(minute_ms: int, shard: int, symbols: list[str], received_ms: int) -> list[int]:
-    return tick.shard_tick_run(
+def shard_tick(minute_ms: int, shard: int, symbols: list[str], received_ms: int, attempt: int = 0) -> list[int]:
+    done = tick.shard_tick_run(
         redis_client(),
         minute_ms=minute_ms,
         shard=shard,
@@ -61,7 +66,14 @@ def shard_tick(minute_ms: int, shard: int, symbols: list[str], received_ms: int)
         received_ms=received_ms,
         enqueue_indicators=_enqueue_indicators,
         indicators=_indicators,
+        wait_for_candles=attempt < SHARD_WAIT_ATTEMPTS,
     )
+    if done[-1:] != [minute_ms] and tick.shard_minutes_pending(
+        tick.shard_last_minute(redis_client(), shard), minute_ms
+    ):
+        kwargs = {"minute_ms": minute_ms, "shard": shard, "symbols": symbols, "received_ms": received_ms}
+        shard_tick.apply_async(kwargs={**kwargs, "attempt": attempt + 1}, countdown=1)
+    return done
 
 
 @shared_task(name="alerts.tick_late", ignore_result=True, acks_late=True)

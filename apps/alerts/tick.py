@@ -135,6 +135,28 @@ def shard_minutes_pending(last_done: int | None, minute_ms: int) -> list[int]:
     return list(range(last_done + MINUTE_MS, minute_ms + 1, MINUTE_MS))
 
 
+def shard_last_minute(client: redis_lib.Redis, shard: int) -> int | None:
+    """The newest minute the shard finished, None when it has no progress recorded."""
+    raw = client.get(key("shard", shard, "last_minute"))
+    return None if raw is None else int(raw)
+
+
+def minute_ready(client: redis_lib.Redis, *, minute_ms: int) -> bool:
+    """Every active symbol closed minute t, or its grace deadline passed by the exchange's clock (or no clock).
+
+    A shard catching up evaluates an older minute only when it is ready: right after a collector restart the stream
+    can complete a newer minute while the REST repair of the older ones is still on its way.
+    """
+    with client.pipeline(transaction=False) as pipe:
+        pipe.scard(key("closed", minute_ms))
+        pipe.scard(key("symbols", "active"))
+        pipe.get(key("collector", "clock"))
+        closed, active, clock = pipe.execute()
+    if active and closed >= active:
+        return True
+    return clock is None or int(float(clock)) >= minute_ms + MINUTE_MS + int(settings.TICK_GRACE_SECONDS * 1000)
+
+
 def shard_first_minute(client: redis_lib.Redis, *, minute_ms: int) -> int:
     """Where a shard with no history starts: the oldest of the unbroken run of live-closed minutes ending at t.
 
@@ -213,8 +235,12 @@ def shard_tick_run(
     received_ms: int,
     enqueue_indicators: Callable[[int, list[str]], None] | None = None,
     indicators: ShardIndicatorsRun | None = None,
+    wait_for_candles: bool = True,
 ) -> list[int]:
     """Evaluate the rules of one shard for every minute it has pending up to minute_ms; returns those minutes.
+
+    With `wait_for_candles`, it stops before an older pending minute that is not ready (minute_ready), returning
+    the minutes done; minute_ms itself was started as complete or past its grace deadline.
 
     After each minute's alerts, its indicators: `indicators(minute, symbols, block, metrics, bars)` runs them here on
     the block already loaded (only for the newest pending minute, so a shard catching up sends its alerts first), and
@@ -229,6 +255,13 @@ def shard_tick_run(
         else:
             last_done = int(last_raw)
         pending = shard_minutes_pending(last_done, minute_ms)
+        if wait_for_candles:
+            # Stop before an older minute still waiting for candles; the caller tries again shortly.
+            for index, minute in enumerate(pending[:-1]):
+                if not minute_ready(client, minute_ms=minute):
+                    logger.info("shard %d minute %d: waiting for its candles before catching up", shard, minute)
+                    pending = pending[:index]
+                    break
         for minute in pending:
             held.check()
             timings: dict[str, float] = {}
@@ -269,8 +302,9 @@ def late_candles_evaluate(
     """Evaluate minute t again for symbols whose candle of t landed after their shard had evaluated t.
 
     Under the shard's lock, so an evaluation of t that started before the candle landed has finished: a shard that
-    has not recorded t yet will read the candle itself, and one that has gets t evaluated here for these symbols
-    only. The alerts' exactly-once key makes a repeat (a redelivered task, a candle sent twice) fire nothing.
+    has not recorded t yet will read the candle itself, and one that has gets t (and every minute it evaluated
+    since, whose windows hold t) evaluated here for these symbols only. The alerts' exactly-once key makes a repeat
+    (a redelivered task, a candle sent twice) fire nothing.
     Returns shard -> the symbols evaluated again.
     """
     by_shard: dict[int, list[str]] = defaultdict(list)
@@ -285,10 +319,22 @@ def late_candles_evaluate(
             if int(last_raw) - minute_ms >= MAX_CATCH_UP_MINUTES * MINUTE_MS:
                 logger.warning("shard %d minute %d: candles of %s too late to evaluate", shard, minute_ms, mine)
                 continue
-            timings: dict[str, float] = {}
-            alerts, *_ = minute_evaluate(
-                client, minute_ms=minute_ms, symbols=mine, received_ms=received_ms, timings=timings
-            )
+            # The late candle is in the windows of every minute evaluated since: those again too, in order, so a
+            # window (and a cooldown) that lacked it is seen whole.
+            fired = 0
+            for minute in range(minute_ms, int(last_raw) + MINUTE_MS, MINUTE_MS):
+                timings: dict[str, float] = {}
+                alerts, *_ = minute_evaluate(
+                    client, minute_ms=minute, symbols=mine, received_ms=received_ms, timings=timings
+                )
+                fired += len(alerts)
         evaluated[shard] = mine
-        logger.info("shard %d minute %d evaluated again for late %s: %d alerts", shard, minute_ms, mine, len(alerts))
+        logger.info(
+            "shard %d minutes %d..%s evaluated again for late %s: %d alerts",
+            shard,
+            minute_ms,
+            int(last_raw),
+            mine,
+            fired,
+        )
     return evaluated

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import redis as redis_lib
+from django.conf import settings
 from django.db import close_old_connections
 
 from .candles import MINUTE_MS, Candle, InvalidCandle, candle_from_kline
@@ -118,6 +119,8 @@ def ring_missing_minutes(raw: bytes | None, *, first_ms: int, last_ms: int, ring
 
 # How long the warm-up mark outlives a collector that died while warming up.
 WARM_UP_MARK_SECONDS = 600
+# After Redis lost the hot state, how many of the newest minutes the shards evaluate again (those in flight then).
+REBUILD_REEVALUATE_MINUTES = 10
 
 
 class Collector:
@@ -403,8 +406,8 @@ class Collector:
     async def _send_late(self, stored: list[Candle]) -> None:
         """Have the minutes already started without some of these candles evaluated again for their symbols.
 
-        A repaired or straggling candle can land after beat's grace deadline started its minute; without this its
-        alerts for that minute would never be looked for.
+        A repaired or straggling candle can land after beat's grace deadline started its minute, or after a shard
+        catching up went past it; without this its alerts for that minute would never be looked for.
         """
         by_minute: dict[int, list[str]] = defaultdict(list)
         for candle in stored:
@@ -413,7 +416,12 @@ class Collector:
         pipe = self.redis.pipeline(transaction=False)
         for minute in minutes:
             pipe.exists(key("tick", "claimed", minute))
-        started = [minute for minute, claimed in zip(minutes, pipe.execute(), strict=True) if claimed]
+        for shard in range(settings.SHARD_COUNT):
+            pipe.get(key("shard", shard, "last_minute"))
+        replies = pipe.execute()
+        # Started: its tick was claimed, or a shard catching up already went past it.
+        progress = max((int(r) for r in replies[len(minutes) :] if r is not None), default=-1)
+        started = [m for m, claimed in zip(minutes, replies, strict=False) if claimed or m <= progress]
         if not started:
             return
         from screener_project.celery import app
@@ -584,6 +592,7 @@ class Collector:
             return
         finally:
             self._rebuilding = None
+        self._progress_reset()
         self.ready = True
         self.redis.delete(key("collector", "warming_up", self.slice_id))
         held, self._ticks_held = sorted(self._ticks_held), []
@@ -592,6 +601,25 @@ class Collector:
         HOT_STATE_REBUILDS.inc()
         self.stats["rebuilds"] = self.stats.get("rebuilds", 0) + 1
         logger.info("hot state rebuilt in %.1f s (%d held ticks sent)", time.monotonic() - started, len(held))
+
+    def _progress_reset(self) -> None:
+        """After a rebuild: the shards evaluate the last REBUILD_REEVALUATE_MINUTES minutes again, in order.
+
+        Their progress and the tasks queued for those minutes were lost with Redis, and a shard may have evaluated
+        a minute on the empty rings meanwhile. Marking the minutes closed by every symbol and forgetting the progress
+        makes the next tick catch them up; the exactly-once key keeps what was already fired single.
+        """
+        newest = min((self.last_open[s] for s in self.symbols if s in self.last_open), default=None)
+        if newest is None:
+            return
+        ttl = 6 * 3600
+        pipe = self.redis.pipeline(transaction=False)
+        for minute in range(newest - (REBUILD_REEVALUATE_MINUTES - 1) * MINUTE_MS, newest + MINUTE_MS, MINUTE_MS):
+            pipe.sadd(key("closed", minute), *self.universe)
+            pipe.expire(key("closed", minute), ttl)
+        for shard in range(settings.SHARD_COUNT):
+            pipe.delete(key("shard", shard, "last_minute"))
+        pipe.execute()
 
     # ------------------------------------------------------------------------------------------- warm-up
     async def _warm_up(self, symbols: list[str], *, restart_latest: dict[str, int]) -> None:

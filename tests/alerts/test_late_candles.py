@@ -95,3 +95,49 @@ def test_a_late_candle_of_a_started_minute_is_sent_for_evaluation_by_the_collect
     asyncio.run(collector._store([candle(LATE, T)], source="repair"))  # already stored: nothing new
     assert [(c["name"], c["minute_ms"], c["symbols"]) for c in calls] == [("alerts.tick_late", T, [LATE])]
     assert abs(calls[0]["received_ms"] - time.time() * 1000) < 60_000
+
+
+def test_a_late_candle_is_evaluated_again_in_every_window_that_lacked_it(redis_client, history):
+    AlertRule.objects.filter(rule_type="any_close").update(conditions=["min_n(close, 2) > 0"])  # needs t-1 as well
+    candles_store(redis_client, [candle(s, T + MINUTE_MS) for s in [*ON_TIME, LATE]])
+    assert shard_tick(redis_client, T + MINUTE_MS) == [T, T + MINUTE_MS]
+    assert alerts_at(T) == {"AUSDT": 1, "BUSDT": 1} and alerts_at(T + MINUTE_MS) == {"AUSDT": 1, "BUSDT": 1}
+
+    candles_store(redis_client, [candle(LATE, T)])
+    tick.late_candles_evaluate(redis_client, minute_ms=T, symbols=[LATE], received_ms=T + 3 * MINUTE_MS)
+    assert alerts_at(T) == {"AUSDT": 1, "BUSDT": 1, LATE: 1}
+    assert alerts_at(T + MINUTE_MS) == {"AUSDT": 1, "BUSDT": 1, LATE: 1}  # its window holds T
+
+
+def test_a_catching_up_shard_waits_for_an_older_minute_still_missing_candles(redis_client, history, settings):
+    settings.TICK_GRACE_SECONDS = 150  # a grace longer than a minute, as in a fast replay
+    candles_store(redis_client, [candle(s, T + MINUTE_MS) for s in [*ON_TIME, LATE]])  # T + 1 complete, T is not
+    redis_client.set(key("collector", "clock"), T + 2 * MINUTE_MS + 1_000)  # T's grace deadline not passed
+    assert not tick.minute_ready(redis_client, minute_ms=T) and tick.minute_ready(redis_client, minute_ms=T + MINUTE_MS)
+    assert shard_tick(redis_client, T + MINUTE_MS) == []
+    assert tick.shard_last_minute(redis_client, 0) == T - MINUTE_MS
+
+    candles_store(redis_client, [candle(LATE, T)])  # the repair lands
+    assert shard_tick(redis_client, T + MINUTE_MS) == [T, T + MINUTE_MS]
+    assert alerts_at(T) == {"AUSDT": 1, "BUSDT": 1, LATE: 1}
+
+
+def test_a_minute_past_its_grace_deadline_is_evaluated_without_the_missing_candle(redis_client, history, settings):
+    settings.TICK_GRACE_SECONDS = 150
+    candles_store(redis_client, [candle(s, T + MINUTE_MS) for s in [*ON_TIME, LATE]])
+    redis_client.set(key("collector", "clock"), T + MINUTE_MS + 150_000)
+    assert shard_tick(redis_client, T + MINUTE_MS) == [T, T + MINUTE_MS]
+    assert alerts_at(T) == {"AUSDT": 1, "BUSDT": 1}
+
+
+def test_a_late_candle_of_a_minute_a_catching_up_shard_passed_is_sent_too(redis_client, history, monkeypatch):
+    from screener_project.celery import app
+
+    collector = Collector(
+        CollectorConfig(ws_base_url="ws://127.0.0.1:1", rest_base_url="http://127.0.0.1:1"), redis=redis_client
+    )
+    calls: list[dict] = []
+    monkeypatch.setattr(app, "send_task", lambda name, kwargs: calls.append({"name": name, **kwargs}))
+    redis_client.set(key("shard", 0, "last_minute"), T + MINUTE_MS)  # went past T without a claim of T
+    asyncio.run(collector._store([candle(LATE, T)], source="repair"))
+    assert [(c["name"], c["minute_ms"], c["symbols"]) for c in calls] == [("alerts.tick_late", T, [LATE])]
