@@ -16,6 +16,8 @@ import pytest
 
 from apps.collector.candles import data_files, read_csv_candles
 from apps.collector.store import key
+from tests.e2e.processes import wait_for
+from tests.notifications.receiver import Reply
 
 from .harness import FaultRun, wait_seconds
 
@@ -42,6 +44,23 @@ def worker_killed_at_a_tick(run: FaultRun) -> float:
     return wait_seconds(lambda: run.shards_at(minute), timeout=120, what="the killed minute", group=run.group)
 
 
+def worker_killed_mid_send(run: FaultRun) -> float:
+    """SIGKILL the worker while a webhook request is out (the receiver holds its answer), start another; seconds
+    until the alerts of that request are delivered and acknowledged."""
+    sent = len(run.receiver.requests)
+    run.receiver.replies = [Reply(200, stall=3.0)]
+    wait_for(lambda: len(run.receiver.requests) > sent, timeout=90, what="a webhook request", group=run.group)
+    alert_ids = {a["id"] for a in run.receiver.requests[sent].json()["alerts"]}
+    run.kill("worker")
+    run.start("worker")
+
+    def acknowledged() -> bool:
+        done = {a["id"] for r in run.receiver.requests if r.answered for a in r.json()["alerts"]}
+        return alert_ids <= done
+
+    return wait_seconds(acknowledged, timeout=120, what="the killed send to be resumed", group=run.group)
+
+
 def beat_killed(run: FaultRun) -> float:
     """SIGKILL beat, start another at once; seconds until the new one schedules."""
     run.kill("beat")
@@ -56,8 +75,8 @@ def beat_killed(run: FaultRun) -> float:
 
 
 def redis_emptied(run: FaultRun) -> float:
-    """FLUSHALL under the running screener; seconds until a minute after the loss is evaluated."""
-    before = last_tick_minute(run)
+    """FLUSHALL under the running screener; seconds until a minute that closed after the loss is evaluated."""
+    before = run.sim_status()["last_closed_open_ms"]
     run.hot.flushall()
     return wait_seconds(
         lambda: last_tick_minute(run) > before, timeout=120, what="a tick after the loss", group=run.group
@@ -65,11 +84,12 @@ def redis_emptied(run: FaultRun) -> float:
 
 
 def collector_killed(run: FaultRun) -> float:
-    """SIGKILL the collector, start it again 2 s later; seconds until a newer minute is evaluated."""
-    before = last_tick_minute(run)
+    """SIGKILL the collector, start it again 2 s later; seconds from the restart until a minute that closed after
+    it started again is evaluated."""
     run.kill("collector")
     time.sleep(2)  # the outage itself
     run.start("collector")
+    before = run.sim_status()["last_closed_open_ms"]
     return wait_seconds(
         lambda: last_tick_minute(run) > before, timeout=120, what="a tick after the restart", group=run.group
     )
@@ -78,6 +98,7 @@ def collector_killed(run: FaultRun) -> float:
 FAULTS = {
     "none": None,
     "worker SIGKILL at a tick": worker_killed_at_a_tick,
+    "worker SIGKILL mid-send": worker_killed_mid_send,
     "beat SIGKILL": beat_killed,
     "Redis emptied": redis_emptied,
     "collector SIGKILL": collector_killed,
