@@ -28,6 +28,7 @@ from apps.alerts.models import AlertHistory, AlertRule
 from apps.alerts.notifications.models import Delivery, Destination
 from apps.collector.candles import MINUTE_MS
 from apps.collector.store import key
+from tests.collector.processes import TcpProxy
 from tests.e2e.processes import BIN, ProcessGroup, free_port, http_ok, wait_for
 from tests.e2e.test_pipeline import AlertListener
 from tests.notifications.receiver import Receiver
@@ -73,6 +74,10 @@ class FaultRun:
         self.sim_port, self.web_port = free_port(), free_port()
         self.group: ProcessGroup | None = None
         self.receiver: Receiver | None = None
+        # Every process reaches PostgreSQL through this proxy, so that a fault can take the database away.
+        self.database = TcpProxy(
+            free_port(), connection.settings_dict.get("PORT") and int(connection.settings_dict["PORT"]) or 5432
+        )
         self.started: dict[str, int] = {}
 
     # ------------------------------------------------------------------------------------------- processes
@@ -133,7 +138,9 @@ class FaultRun:
         receiver = self.receiver = Receiver()
         Destination.objects.create(name="fault-run", kind=Destination.Kind.WEBHOOK, url=receiver.url, secret="s")
         self.redis.start()
+        self.database.up()
         env = process_env(
+            DATABASE_URL=f"postgres://postgres@127.0.0.1:{self.database.listen_port}/{connection.settings_dict['NAME']}",
             TEST_REDIS_URL=self.redis.url(0),
             TEST_CELERY_BROKER_URL=self.redis.url(1),
             BINANCE_WS_BASE_URL=f"ws://127.0.0.1:{self.sim_port}",
@@ -193,6 +200,7 @@ class FaultRun:
             self.group.stop_all()
             receiver.close()
             self.redis.stop()
+            self.database.close()
         listener.join(5)
         self._count(report, first_tick=first_tick, last=last, listener=listener, receiver=receiver)
         print(f"\nfault run: {report.line()}")

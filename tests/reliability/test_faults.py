@@ -95,6 +95,16 @@ def collector_killed(run: FaultRun) -> float:
     )
 
 
+def database_down(run: FaultRun) -> float:
+    """PostgreSQL unreachable for 20 s (every open connection cut); seconds from its return until a minute that
+    closed meanwhile is evaluated."""
+    run.database.down()
+    time.sleep(20)  # the outage itself
+    before = run.sim_status()["last_closed_open_ms"]
+    run.database.up()
+    return wait_seconds(lambda: last_tick_minute(run) >= before, timeout=120, what="a tick after", group=run.group)
+
+
 FAULTS = {
     "none": None,
     "worker SIGKILL at a tick": worker_killed_at_a_tick,
@@ -102,6 +112,7 @@ FAULTS = {
     "beat SIGKILL": beat_killed,
     "Redis emptied": redis_emptied,
     "collector SIGKILL": collector_killed,
+    "PostgreSQL down 20 s": database_down,
 }
 
 
