@@ -16,9 +16,9 @@ from apps.collector.candles import MINUTE_MS
 from apps.collector.store import key
 from tests.e2e.processes import BIN, ProcessGroup, free_port, wait_for
 
-# The broadcast features a Redis broker gains nothing from, and whose reconnection after a Redis restart crashed
-# workers (gossip closing a channel whose connection is already gone): the way the screener starts its workers.
-WORKER_FLAGS = ("--without-gossip", "--without-mingle", "--without-heartbeat")
+# Broadcast features the screener gains nothing from, and whose reconnection after a Redis restart crashed workers
+# (gossip closing a channel whose connection is already gone): the way the screener starts its workers.
+WORKER_FLAGS = ("--without-gossip", "--without-mingle")
 
 
 def minute_make_due(client: redis_lib.Redis, minute_ms: int) -> None:
