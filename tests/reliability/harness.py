@@ -148,6 +148,9 @@ class FaultRun:
             SHARD_COUNT=str(SHARDS),
             # The grace deadline runs on the exchange's clock: ~5 s of wall time at this speed.
             TICK_GRACE_SECONDS=str(5 * self.speed),
+            # The replayed minutes are from the data set's past: the wall-clock retention purge (at :03, :13, ...)
+            # must not delete them in the middle of a run.
+            RETENTION_HOURS="1000000",
             NOTIFICATIONS_ALLOW_LOOPBACK="true",
             NOTIFICATIONS_INTERVAL_WEBHOOK="0",
         )
