@@ -96,10 +96,10 @@ def collector_killed(run: FaultRun) -> float:
 
 
 def database_down(run: FaultRun) -> float:
-    """PostgreSQL unreachable for 20 s (every open connection cut); seconds from its return until a minute that
+    """PostgreSQL unreachable for 10 s (every open connection cut); seconds from its return until a minute that
     closed meanwhile is evaluated."""
     run.database.down()
-    time.sleep(20)  # the outage itself
+    time.sleep(10)  # the outage itself
     before = run.sim_status()["last_closed_open_ms"]
     run.database.up()
     return wait_seconds(lambda: last_tick_minute(run) >= before, timeout=120, what="a tick after", group=run.group)
@@ -112,7 +112,7 @@ FAULTS = {
     "beat SIGKILL": beat_killed,
     "Redis emptied": redis_emptied,
     "collector SIGKILL": collector_killed,
-    "PostgreSQL down 20 s": database_down,
+    "PostgreSQL down 10 s": database_down,
 }
 
 
