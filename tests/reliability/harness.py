@@ -194,6 +194,8 @@ class FaultRun:
                 timeout=120,
                 what="every webhook delivery",
             )
+            # Candles wait in Redis while the database is away; the collector writes them once it is back.
+            wait_for(lambda: self.hot.xlen(key("persist")) == 0, timeout=90, what="the candles to reach candles_1m")
             fired = AlertHistory.objects.count()
             wait_for(
                 lambda: len({json.dumps(f["data"]["id"]) for f in listener.frames}) >= fired, timeout=20, what="ws"
