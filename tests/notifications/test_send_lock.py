@@ -61,3 +61,26 @@ def test_the_lock_outlasts_its_timeout_while_a_slow_send_is_out(
         sender.join(10)
     assert len(receiver.requests) == 1
     assert not redis_client.exists(lock_key(destination.id))
+
+
+@pytest.mark.django_db(transaction=True)  # the retry reconnects to the database
+def test_a_sent_batch_waits_for_the_database_to_record_it_instead_of_sending_it_again(
+    fast_notifications, receiver, make_alert, make_destination, monkeypatch
+):
+    from django.db import OperationalError
+
+    destination = make_destination(url=receiver.url)
+    notifications_enqueue(alerts=[make_alert()])
+    record, failures = delivery._record, []
+
+    def record_after_an_outage(**outcome):
+        if len(failures) < 2:  # the database is away right after the destination accepted the batch
+            failures.append(1)
+            raise OperationalError("server closed the connection unexpectedly")
+        return record(**outcome)
+
+    monkeypatch.setattr(delivery, "_record", record_after_an_outage)
+    assert destination_deliver(destination_id=destination.id) is None
+    assert destination_deliver(destination_id=destination.id) is None
+    assert len(receiver.requests) == 1  # recorded on the third try: never sent again
+    assert Delivery.objects.get().status == "sent"

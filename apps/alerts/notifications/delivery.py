@@ -19,7 +19,7 @@ from datetime import timedelta
 from functools import reduce
 from operator import or_
 
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, Min, Q
 from django.utils import timezone
 
@@ -111,13 +111,34 @@ def _send_batch(destination: Destination) -> None:
         logger.exception("notifications: unexpected error sending to destination %s", destination.pk)
         result, error = None, TransportError(f"internal error: {type(exc).__name__}: {exc}", retryable=True)
     duration_ms = int((time.monotonic() - started) * 1000)
-    _record(destination=destination, batch=batch, result=result, error=error, duration_ms=duration_ms)
+    _record_surely(destination=destination, batch=batch, result=result, error=error, duration_ms=duration_ms)
     wait = transport.interval()
     if result is not None:
         wait = max(wait, result.wait_after)
     elif error is not None and error.retry_after is not None:
         wait = max(wait, min(error.retry_after, conf("NOTIFICATIONS_MAX_RETRY_AFTER")))
     redis_client().set(next_key(destination.pk), f"{time.time() + wait:.3f}", px=int(wait * 1000) + 1000)
+
+
+# The batch is out: its outcome must be recorded, or it is sent again. A database that is away for a moment is
+# waited for (the send lock is renewed meanwhile, so no one else sends these deliveries) rather than given up on.
+RECORD_RETRY_SECONDS = 60.0
+
+
+def _record_surely(**outcome) -> None:
+    deadline = time.monotonic() + RECORD_RETRY_SECONDS
+    delay = 0.5
+    while True:
+        try:
+            _record(**outcome)
+            return
+        except (OperationalError, InterfaceError) as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            logger.warning("notifications: recording a sent batch failed (%s); retrying in %.1f s", exc, delay)
+            connection.close()  # the next attempt opens a new connection
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 def _record(
