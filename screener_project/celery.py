@@ -34,12 +34,12 @@ app.conf.beat_schedule = {
         "schedule": crontab(minute="3-59/10"),
         "options": {"queue": "default", "expires": 540},
     },
-    # Every 60 s: queue the send task of any destination whose deliveries have waited over 30 s, the safety net for
+    # Every 15 s: queue the send task of any destination whose deliveries have waited over 15 s, the safety net for
     # a send task lost to a broker outage or a killed worker (deliveries live in PostgreSQL, so nothing is dropped).
     "notifications-sweep": {
         "task": "alerts.sweep_notifications",
-        "schedule": 60.0,
-        "options": {"queue": "notifications", "expires": 50},
+        "schedule": 15.0,
+        "options": {"queue": "notifications", "expires": 12},
     },
 }
 # Every ALERTS_NEAR_REAL_TIME_SECONDS (default 5 s), only when that mode is on: evaluate the forming candle of the

@@ -51,6 +51,8 @@ MEANINGS = {
     "EMAIL_TIMEOUT": "seconds an SMTP connection may take",
     "DEFAULT_FROM_EMAIL": "sender of password-reset emails",
     "PASSWORD_RESET_TIMEOUT": "seconds a password-reset link stays valid (it works once)",
+    "BROKER_VISIBILITY_TIMEOUT_SECONDS": "when a task whose worker was killed is delivered again",
+    "BEAT_LOCK_TIMEOUT_SECONDS": "beat's RedBeat lock, renewed every loop: how long a killed beat blocks the next",
     "ADMIN_LOGIN_FAILURE_LIMIT": "wrong admin passwords, per username or per IP address, before the admin login locks",
     "ADMIN_LOGIN_LOCKOUT_MINUTES": "how long a locked admin login stays locked",
     "LOG_LEVEL_CELERY_TASKS": "level of Celery's per-task received/succeeded lines (INFO shows them)",

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import redis as redis_lib
 from celery import shared_task
+from django.db import InterfaceError, OperationalError
 
 from apps.collector.store import redis_client
 from apps.metrics.shard_bars import ShardBars
@@ -51,9 +53,25 @@ def tick_due() -> list[int]:
     return started
 
 
-@shared_task(name="alerts.shard_tick", ignore_result=True, acks_late=True)
-def shard_tick(minute_ms: int, shard: int, symbols: list[str], received_ms: int) -> list[int]:
-    return tick.shard_tick_run(
+# An older minute still waiting for its candles (a repair on its way) holds the shard back this many times, a second
+# apart, before it is evaluated as it is; its grace deadline normally ends the wait sooner.
+SHARD_WAIT_ATTEMPTS = 30
+
+
+# A lost database or Redis connection fails the task before it records the minute: retried with backoff (1 s
+# doubling to 30 s, for about 10 minutes), since nothing else evaluates a minute when no later tick comes.
+_RETRY = {
+    "autoretry_for": (OperationalError, InterfaceError, redis_lib.ConnectionError, redis_lib.TimeoutError),
+    "retry_backoff": 1,
+    "retry_backoff_max": 30,
+    "retry_jitter": False,
+    "max_retries": 25,
+}
+
+
+@shared_task(name="alerts.shard_tick", ignore_result=True, acks_late=True, **_RETRY)
+def shard_tick(minute_ms: int, shard: int, symbols: list[str], received_ms: int, attempt: int = 0) -> list[int]:
+    done = tick.shard_tick_run(
         redis_client(),
         minute_ms=minute_ms,
         shard=shard,
@@ -61,7 +79,20 @@ def shard_tick(minute_ms: int, shard: int, symbols: list[str], received_ms: int)
         received_ms=received_ms,
         enqueue_indicators=_enqueue_indicators,
         indicators=_indicators,
+        wait_for_candles=attempt < SHARD_WAIT_ATTEMPTS,
     )
+    if done[-1:] != [minute_ms] and tick.shard_minutes_pending(
+        tick.shard_last_minute(redis_client(), shard), minute_ms
+    ):
+        kwargs = {"minute_ms": minute_ms, "shard": shard, "symbols": symbols, "received_ms": received_ms}
+        shard_tick.apply_async(kwargs={**kwargs, "attempt": attempt + 1}, countdown=1)
+    return done
+
+
+@shared_task(name="alerts.tick_late", ignore_result=True, acks_late=True, **_RETRY)
+def tick_late(minute_ms: int, symbols: list[str], received_ms: int) -> dict[int, list[str]]:
+    """The collector stored candles of minute t after t was started: evaluate t again for those symbols."""
+    return tick.late_candles_evaluate(redis_client(), minute_ms=minute_ms, symbols=symbols, received_ms=received_ms)
 
 
 @shared_task(name="alerts.near_real_time", ignore_result=True)

@@ -4,6 +4,11 @@ A tick is started at most once per minute (a Redis claim), either by the collect
 has closed minute t, or by beat once the grace deadline passed. It fans out one task per shard. A shard processes
 its minutes strictly in order under a per-shard lock, remembering the last minute it finished, so a duplicated or
 retried shard task does nothing and the cooldown sees the same history in every run (the backtest relies on this).
+
+The shard lock is short and renewed while its holder works (shard_lock), so a worker killed mid-tick holds its
+shard for seconds, not minutes: the next shard task takes over and catches the minute up. A candle that lands after
+its shard evaluated its minute (a REST repair of a dropped frame, a straggler past the grace deadline) has that
+minute evaluated again for its symbol alone (late_candles_evaluate), under the same exactly-once key.
 """
 
 from __future__ import annotations
@@ -11,7 +16,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import numpy as np
@@ -22,8 +28,9 @@ from prometheus_client import Counter
 from apps.collector.candles import MINUTE_MS
 from apps.collector.store import active_symbols, candles_matrix, key, minute_closed_symbols
 from apps.metrics.shard_bars import ShardBars
-from apps.metrics.sharding import shards_split
+from apps.metrics.sharding import shard_of, shards_split
 from apps.metrics.windows import LONGEST_WINDOW, window_metrics
+from screener_project.locks import LockLost, RenewedLock
 from screener_project.observability import TICK_LAG_SECONDS, TICK_STAGE_SECONDS
 
 from .engine import rule_context, rules_evaluate, rules_load
@@ -36,7 +43,8 @@ TICK_CLAIM_TTL_SECONDS = 6 * 3600
 # A shard that fell further behind than this skips ahead instead of replaying every missed minute; the candle
 # ring's margin beyond the 1d window (CANDLE_RING_MINUTES - 1440) bounds how far back a window is still whole.
 MAX_CATCH_UP_MINUTES = 60
-SHARD_LOCK_TIMEOUT_SECONDS = 120
+# How long a shard task waits for another to finish the shard (a long catch-up) before giving up.
+SHARD_LOCK_WAIT_SECONDS = 120
 
 INDICATORS_FAILED = Counter(
     "screener_tick_indicators_failed_total", "Shard ticks whose in-task indicators failed (handed to the queue)"
@@ -112,6 +120,28 @@ def shard_minutes_pending(last_done: int | None, minute_ms: int) -> list[int]:
     return list(range(last_done + MINUTE_MS, minute_ms + 1, MINUTE_MS))
 
 
+def shard_last_minute(client: redis_lib.Redis, shard: int) -> int | None:
+    """The newest minute the shard finished, None when it has no progress recorded."""
+    raw = client.get(key("shard", shard, "last_minute"))
+    return None if raw is None else int(raw)
+
+
+def minute_ready(client: redis_lib.Redis, *, minute_ms: int) -> bool:
+    """Every active symbol closed minute t, or its grace deadline passed by the exchange's clock (or no clock).
+
+    A shard catching up evaluates an older minute only when it is ready: right after a collector restart the stream
+    can complete a newer minute while the REST repair of the older ones is still on its way.
+    """
+    with client.pipeline(transaction=False) as pipe:
+        pipe.scard(key("closed", minute_ms))
+        pipe.scard(key("symbols", "active"))
+        pipe.get(key("collector", "clock"))
+        closed, active, clock = pipe.execute()
+    if active and closed >= active:
+        return True
+    return clock is None or int(float(clock)) >= minute_ms + MINUTE_MS + int(settings.TICK_GRACE_SECONDS * 1000)
+
+
 def shard_first_minute(client: redis_lib.Redis, *, minute_ms: int) -> int:
     """Where a shard with no history starts: the oldest of the unbroken run of live-closed minutes ending at t.
 
@@ -126,6 +156,57 @@ def shard_first_minute(client: redis_lib.Redis, *, minute_ms: int) -> int:
     return first
 
 
+ShardLockLost = LockLost
+
+
+@contextmanager
+def shard_lock(client: redis_lib.Redis, shard: int) -> Iterator[RenewedLock]:
+    """The shard's lock: settings.SHARD_LOCK_SECONDS long, renewed while held (screener_project.locks)."""
+    lock = RenewedLock(
+        client,
+        key("shard", shard, "lock"),
+        timeout=settings.SHARD_LOCK_SECONDS,
+        blocking_timeout=SHARD_LOCK_WAIT_SECONDS,
+    )
+    with lock:
+        yield lock
+
+
+def minute_evaluate(
+    client: redis_lib.Redis,
+    *,
+    minute_ms: int,
+    symbols: list[str],
+    received_ms: int,
+    timings: dict[str, float],
+) -> tuple[list, np.ndarray, dict[str, np.ndarray], ShardBars | None]:
+    """Evaluate every rule for `symbols` at minute t and fire what passes; returns (alerts, block, metrics, bars)."""
+    with stage("load", timings):
+        block = candles_matrix(client, symbols, end_minute_ms=minute_ms, length=LONGEST_WINDOW)
+    with stage("window_metrics", timings):
+        metrics = window_metrics(block)
+    with stage("rules", timings):
+        rules = rules_load()
+        # Indicators, daily changes and reference symbols: loaded for the rows a rule reaches them with.
+        values = LiveValues(client, minute_ms=minute_ms, symbols=symbols, block=block)
+        context = rule_context(candles=block, metrics=metrics, symbols=symbols, loader=values)
+        fired = rules_evaluate(rules, context)
+    with stage("alerts", timings):
+        alerts = alerts_fire(
+            minute_ms=minute_ms,
+            symbols=symbols,
+            fired=fired,
+            context=context,
+            rules=rules,
+            timestamps={
+                "candle_close_ms": minute_ms + MINUTE_MS,
+                "received_ms": received_ms,
+                "evaluated_ms": now_ms(),
+            },
+        )
+    return alerts, block, metrics, values.bars
+
+
 def shard_tick_run(
     client: redis_lib.Redis,
     *,
@@ -135,8 +216,12 @@ def shard_tick_run(
     received_ms: int,
     enqueue_indicators: Callable[[int, list[str]], None] | None = None,
     indicators: ShardIndicatorsRun | None = None,
+    wait_for_candles: bool = True,
 ) -> list[int]:
     """Evaluate the rules of one shard for every minute it has pending up to minute_ms; returns those minutes.
+
+    With `wait_for_candles`, it stops before an older pending minute that is not ready (minute_ready), returning
+    the minutes done; minute_ms itself was started as complete or past its grace deadline.
 
     After each minute's alerts, its indicators: `indicators(minute, symbols, block, metrics, bars)` runs them here on
     the block already loaded (only for the newest pending minute, so a shard catching up sends its alerts first), and
@@ -144,41 +229,27 @@ def shard_tick_run(
     and a minute whose in-task run failed, so that the queue's retries take over).
     """
     symbols = list(symbols)
-    lock = client.lock(
-        key("shard", shard, "lock"), timeout=SHARD_LOCK_TIMEOUT_SECONDS, blocking_timeout=SHARD_LOCK_TIMEOUT_SECONDS
-    )
-    with lock:
+    with shard_lock(client, shard) as held:
         last_raw = client.get(key("shard", shard, "last_minute"))
         if last_raw is None:
             last_done = shard_first_minute(client, minute_ms=minute_ms) - MINUTE_MS
         else:
             last_done = int(last_raw)
         pending = shard_minutes_pending(last_done, minute_ms)
+        if wait_for_candles:
+            # Stop before an older minute still waiting for candles; the caller tries again shortly.
+            for index, minute in enumerate(pending[:-1]):
+                if not minute_ready(client, minute_ms=minute):
+                    logger.info("shard %d minute %d: waiting for its candles before catching up", shard, minute)
+                    pending = pending[:index]
+                    break
         for minute in pending:
+            held.check()
             timings: dict[str, float] = {}
-            with stage("load", timings):
-                block = candles_matrix(client, symbols, end_minute_ms=minute, length=LONGEST_WINDOW)
-            with stage("window_metrics", timings):
-                metrics = window_metrics(block)
-            with stage("rules", timings):
-                rules = rules_load()
-                # Indicators, daily changes and reference symbols: loaded for the rows a rule reaches them with.
-                values = LiveValues(client, minute_ms=minute, symbols=symbols, block=block)
-                context = rule_context(candles=block, metrics=metrics, symbols=symbols, loader=values)
-                fired = rules_evaluate(rules, context)
-            with stage("alerts", timings):
-                alerts = alerts_fire(
-                    minute_ms=minute,
-                    symbols=symbols,
-                    fired=fired,
-                    context=context,
-                    rules=rules,
-                    timestamps={
-                        "candle_close_ms": minute + MINUTE_MS,
-                        "received_ms": received_ms,
-                        "evaluated_ms": now_ms(),
-                    },
-                )
+            alerts, block, metrics, bars = minute_evaluate(
+                client, minute_ms=minute, symbols=symbols, received_ms=received_ms, timings=timings
+            )
+            held.check()  # a shard taken over meanwhile keeps the progress its new holder records
             client.set(key("shard", shard, "last_minute"), minute)
             finished = now_ms()
             client.set(key("tick", "last"), json.dumps({"minute_ms": minute, "finished_ms": finished, "shard": shard}))
@@ -194,7 +265,7 @@ def shard_tick_run(
             # Indicators are off the alert critical path: they run once this minute's alerts are out.
             if indicators is not None and minute == pending[-1]:
                 try:
-                    indicators(minute, symbols, block, metrics, values.bars)
+                    indicators(minute, symbols, block, metrics, bars)
                     continue
                 except Exception:
                     INDICATORS_FAILED.inc()
@@ -204,3 +275,47 @@ def shard_tick_run(
             if enqueue_indicators is not None:
                 enqueue_indicators(minute, symbols)
     return pending
+
+
+def late_candles_evaluate(
+    client: redis_lib.Redis, *, minute_ms: int, symbols: Sequence[str], received_ms: int
+) -> dict[int, list[str]]:
+    """Evaluate minute t again for symbols whose candle of t landed after their shard had evaluated t.
+
+    Under the shard's lock, so an evaluation of t that started before the candle landed has finished: a shard that
+    has not recorded t yet will read the candle itself, and one that has gets t (and every minute it evaluated
+    since, whose windows hold t) evaluated here for these symbols only. The alerts' exactly-once key makes a repeat
+    (a redelivered task, a candle sent twice) fire nothing.
+    Returns shard -> the symbols evaluated again.
+    """
+    by_shard: dict[int, list[str]] = defaultdict(list)
+    for symbol in sorted(set(symbols)):
+        by_shard[shard_of(symbol, shard_count=settings.SHARD_COUNT)].append(symbol)
+    evaluated: dict[int, list[str]] = {}
+    for shard, mine in sorted(by_shard.items()):
+        with shard_lock(client, shard):
+            last_raw = client.get(key("shard", shard, "last_minute"))
+            if last_raw is None or int(last_raw) < minute_ms:
+                continue  # not evaluated yet: the shard's own tick reads the candle
+            if int(last_raw) - minute_ms >= MAX_CATCH_UP_MINUTES * MINUTE_MS:
+                logger.warning("shard %d minute %d: candles of %s too late to evaluate", shard, minute_ms, mine)
+                continue
+            # The late candle is in the windows of every minute evaluated since: those again too, in order, so a
+            # window (and a cooldown) that lacked it is seen whole.
+            fired = 0
+            for minute in range(minute_ms, int(last_raw) + MINUTE_MS, MINUTE_MS):
+                timings: dict[str, float] = {}
+                alerts, *_ = minute_evaluate(
+                    client, minute_ms=minute, symbols=mine, received_ms=received_ms, timings=timings
+                )
+                fired += len(alerts)
+        evaluated[shard] = mine
+        logger.info(
+            "shard %d minutes %d..%s evaluated again for late %s: %d alerts",
+            shard,
+            minute_ms,
+            int(last_raw),
+            mine,
+            fired,
+        )
+    return evaluated

@@ -4,6 +4,7 @@ Signals in Redis (written by their services):
 - `P:collector:heartbeat`: hash slice -> JSON {"ts_ms", "last_event_ms", "symbols", "state", "connections"}
 - `P:tick:last`: JSON {"minute_ms", "finished_ms"} of the alert engine's newest finished tick
 - `P:indicators:last`: JSON {"minute_ms", "finished_ms"} of the metrics calculator's newest pass
+- `P:beat:heartbeat`: JSON {"ts_ms", "sent_ms"} written by Celery beat at every tick it schedules (details.beat)
 A missing signal means "down", an old one "stale". The API cannot serve without the database or Redis, so either
 being down makes the whole "unhealthy" (503); any other service not up makes it "degraded".
 """
@@ -88,6 +89,25 @@ def _collector_state(heartbeats: dict[bytes, bytes], *, now_ms: float) -> tuple[
     return (STALE if stale else UP), detail
 
 
+def beat_detail(raw: bytes | None, *, now_ms: float) -> dict:
+    """Beat's age: seconds since it last ran its schedule (and since it last sent a task); stale past the limit.
+
+    Every periodic task (the grace-deadline ticks, the webhook sweep, retention) depends on beat, and a process
+    that runs without scheduling is as bad as none: only the heartbeat it writes while scheduling counts.
+    """
+    beat = _json(raw)
+    if beat is None:
+        return {"state": DOWN, "age_seconds": None, "sent_age_seconds": None}
+    age = _age_seconds(beat.get("ts_ms"), now_ms)
+    sent_age = _age_seconds(beat.get("sent_ms"), now_ms)
+    state = STALE if age is None or age > settings.HEALTH_BEAT_STALE_SECONDS else UP
+    return {
+        "state": state,
+        "age_seconds": None if age is None else round(age, 3),
+        "sent_age_seconds": None if sent_age is None else round(sent_age, 3),
+    }
+
+
 def _database_state() -> str:
     try:
         with connection.cursor() as cursor:
@@ -131,7 +151,8 @@ def health_report(*, full: bool = False) -> dict:
             pipe.hgetall(key("collector", "heartbeat"))
             pipe.get(key("tick", "last"))
             pipe.get(key("indicators", "last"))
-            _, heartbeats, tick, indicators = pipe.execute()
+            pipe.get(key("beat", "heartbeat"))
+            _, heartbeats, tick, indicators, beat = pipe.execute()
     except redis_lib.RedisError as exc:
         logger.warning("Health: Redis unreachable: %s", exc)
         # Without Redis nothing can be said of the pipeline: report it down with Redis.
@@ -145,12 +166,13 @@ def health_report(*, full: bool = False) -> dict:
             _json(tick), now_ms=now_ms, stale_after=settings.HEALTH_TICK_STALE_SECONDS
         )
         services["redis"] = UP
+        details["beat"] = beat_detail(beat, now_ms=now_ms)
     services["database"] = _database_state()
     if services["database"] == UP:
         details["notifications"] = _notifications_detail(full=full)
     if any(services[name] == DOWN for name in CRITICAL_SERVICES):
         status = UNHEALTHY
-    elif all(state == UP for state in services.values()):
+    elif all(state == UP for state in services.values()) and details.get("beat", {}).get("state") == UP:
         status = HEALTHY
     else:
         status = DEGRADED

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import redis as redis_lib
+from django.conf import settings
 from django.db import close_old_connections
 
 from . import bars_store
@@ -33,6 +34,8 @@ from .instruments import (
     DUPLICATES,
     FRAMES,
     GAPS_REPAIRED,
+    HOT_STATE_REBUILDS,
+    LATE_CANDLES,
     RECEIPT_LAG,
     REJECTIONS,
     TICKS_SENT,
@@ -117,6 +120,8 @@ def ring_missing_minutes(raw: bytes | None, *, first_ms: int, last_ms: int, ring
 
 # How long the warm-up mark outlives a collector that died while warming up.
 WARM_UP_MARK_SECONDS = 600
+# After Redis lost the hot state, how many of the newest minutes the shards evaluate again (those in flight then).
+REBUILD_REEVALUATE_MINUTES = 10
 
 
 class Collector:
@@ -140,6 +145,7 @@ class Collector:
         self._warmups: set[asyncio.Task] = set()
         self._ticks_held: list[int] = []  # minutes completed during warm-up
         self._forming: dict[str, Candle] = {}  # newest forming candle per symbol, until the next flush
+        self._rebuilding: asyncio.Task | None = None  # the rebuild of a hot state Redis lost, while it runs
         self.stats = {"ticks_sent": 0, "repaired": 0, "stored_live": 0, "warmup_candles": 0, "warmup_seconds": None}
 
     # ------------------------------------------------------------------------------------------- lifecycle
@@ -394,7 +400,41 @@ class Collector:
                 await self._send_tick(minute)
             else:
                 self._ticks_held.append(minute)
+        if mark_closed and result.stored:
+            await self._send_late(result.stored)
         return result
+
+    async def _send_late(self, stored: list[Candle]) -> None:
+        """Have the minutes already started without some of these candles evaluated again for their symbols.
+
+        A repaired or straggling candle can land after beat's grace deadline started its minute, or after a shard
+        catching up went past it; without this its alerts for that minute would never be looked for.
+        """
+        by_minute: dict[int, list[str]] = defaultdict(list)
+        for candle in stored:
+            by_minute[candle.open_time].append(candle.symbol)
+        minutes = sorted(by_minute)
+        pipe = self.redis.pipeline(transaction=False)
+        for minute in minutes:
+            pipe.exists(key("tick", "claimed", minute))
+        for shard in range(settings.SHARD_COUNT):
+            pipe.get(key("shard", shard, "last_minute"))
+        replies = pipe.execute()
+        # Started: its tick was claimed, or a shard catching up already went past it.
+        progress = max((int(r) for r in replies[len(minutes) :] if r is not None), default=-1)
+        started = [m for m, claimed in zip(minutes, replies, strict=False) if claimed or m <= progress]
+        if not started:
+            return
+        from screener_project.celery import app
+
+        received_ms = int(time.time() * 1000)
+        for minute in started:
+            kwargs = {"minute_ms": minute, "symbols": sorted(by_minute[minute]), "received_ms": received_ms}
+            try:
+                await asyncio.to_thread(app.send_task, "alerts.tick_late", kwargs=kwargs)
+                LATE_CANDLES.inc(len(by_minute[minute]))
+            except Exception as error:
+                logger.error("could not send alerts.tick_late for %s %s: %r", minute, by_minute[minute], error)
 
     async def _send_tick(self, minute_ms: int) -> None:
         from screener_project.celery import app  # the collector knows only the task's name, not its code
@@ -407,24 +447,34 @@ class Collector:
             logger.error("could not send alerts.tick for %s: %r", minute_ms, error)
 
     async def _store_loop(self, stop: asyncio.Event) -> None:
+        delay = 1.0
         while not stop.is_set():
             batch = [await self._closed.get()]
             while not self._closed.empty() and len(batch) < 5000:
                 batch.append(self._closed.get_nowait())
             try:
+                self._hot_state_check()
                 await self._store(batch, source="live")
             except redis_lib.RedisError as error:
-                logger.error("Redis write failed (%r); retrying %d candles", error, len(batch))
+                # Redis down or restarting: keep the candles (storing is idempotent) and retry with backoff.
+                logger.error("Redis write failed (%r); retrying %d candles in %.0f s", error, len(batch), delay)
                 for candle in batch:
                     self._closed.put_nowait(candle)
-                await asyncio.sleep(1)
+                await sleep_or_stop(stop, delay)
+                delay = min(delay * 2, 30.0)
                 continue
             except Exception:
                 logger.exception("storing %d candles failed", len(batch))
                 continue
+            if delay > 1.0:
+                logger.info("Redis writes succeed again")
+            delay = 1.0
             self.stats["stored_live"] += len(batch)
             self._detect_gaps(batch)
-            self._flush_clock()
+            try:
+                self._flush_clock()
+            except redis_lib.RedisError as error:  # the next batch or heartbeat writes it
+                logger.warning("exchange clock not written (%r)", error)
 
     def _detect_gaps(self, candles: list[Candle]) -> None:
         for candle in sorted(candles, key=lambda c: (c.symbol, c.open_time)):
@@ -512,6 +562,65 @@ class Collector:
                 previous = self.last_open.get(symbol)
                 if previous is not None and previous < newest:
                     self._schedule_repair(symbol, previous + MINUTE_MS, newest)
+
+    # ------------------------------------------------------------------------------------------- Redis emptied
+    def _hot_state_check(self) -> None:
+        """Notice that Redis lost the hot state (emptied, restarted without persistence, replaced) and rebuild it.
+
+        The set of active symbols is written before anything else and never removed while collecting: without it,
+        Redis is not the one this collector filled. Checked before every stored batch and at every heartbeat, so
+        the loss is noticed before a candle of the new Redis could complete a minute on a window without history.
+        """
+        if not self.ready or self._rebuilding is not None or self.redis.exists(key("symbols", "active")):
+            return
+        logger.error("Redis lost the hot state (emptied or replaced): rebuilding the rings and bar history")
+        self.ready = False  # ticks of the minutes completed meanwhile are held until the windows are whole again
+        self.redis.set(key("collector", "warming_up", self.slice_id), 1, ex=WARM_UP_MARK_SECONDS)
+        active_symbols_set(self.redis, self.universe)
+        self._rings_preallocate(sorted(self.symbols))
+        self._rebuilding = asyncio.create_task(self._rebuild(), name="rebuild")
+
+    async def _rebuild(self) -> None:
+        started = time.monotonic()
+        symbols = sorted(self.symbols)
+        try:
+            await self._warm_up(symbols, restart_latest=dict(self.last_open))
+            await self._fill_to_live_edge(symbols)
+        except Exception:
+            logger.exception("rebuilding the hot state failed; retrying at the next check")
+            self.redis.delete(key("symbols", "active"))  # so that the next check starts over
+            self.ready = True
+            return
+        finally:
+            self._rebuilding = None
+        self._progress_reset()
+        self.ready = True
+        self.redis.delete(key("collector", "warming_up", self.slice_id))
+        held, self._ticks_held = sorted(self._ticks_held), []
+        for minute in held:
+            await self._send_tick(minute)
+        HOT_STATE_REBUILDS.inc()
+        self.stats["rebuilds"] = self.stats.get("rebuilds", 0) + 1
+        logger.info("hot state rebuilt in %.1f s (%d held ticks sent)", time.monotonic() - started, len(held))
+
+    def _progress_reset(self) -> None:
+        """After a rebuild: the shards evaluate the last REBUILD_REEVALUATE_MINUTES minutes again, in order.
+
+        Their progress and the tasks queued for those minutes were lost with Redis, and a shard may have evaluated
+        a minute on the empty rings meanwhile. Marking the minutes closed by every symbol and forgetting the progress
+        makes the next tick catch them up; the exactly-once key keeps what was already fired single.
+        """
+        newest = min((self.last_open[s] for s in self.symbols if s in self.last_open), default=None)
+        if newest is None:
+            return
+        ttl = 6 * 3600
+        pipe = self.redis.pipeline(transaction=False)
+        for minute in range(newest - (REBUILD_REEVALUATE_MINUTES - 1) * MINUTE_MS, newest + MINUTE_MS, MINUTE_MS):
+            pipe.sadd(key("closed", minute), *self.universe)
+            pipe.expire(key("closed", minute), ttl)
+        for shard in range(settings.SHARD_COUNT):
+            pipe.delete(key("shard", shard, "last_minute"))
+        pipe.execute()
 
     # ------------------------------------------------------------------------------------------- warm-up
     async def _warm_up(self, symbols: list[str], *, restart_latest: dict[str, int]) -> None:
@@ -617,6 +726,7 @@ class Collector:
     async def _heartbeat_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
+                self._hot_state_check()
                 self._write_heartbeat(state="live" if self.ready else "warming_up")
             except Exception as error:
                 logger.warning("heartbeat failed: %r", error)

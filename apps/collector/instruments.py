@@ -26,6 +26,10 @@ PERSIST_BACKLOG = Gauge(
 )
 PERSISTED = Counter("collector_persisted_candles_total", "Candles written to candles_1m (attempted inserts)")
 CONNECTIONS = Gauge("collector_connections", "WebSocket connections by state", ["state"], multiprocess_mode="livesum")
+HOT_STATE_REBUILDS = Counter("collector_hot_state_rebuilds_total", "Rebuilds of the rings after Redis lost them")
+LATE_CANDLES = Counter(
+    "collector_late_candles_total", "Candles stored after their minute was started, sent to be evaluated again"
+)
 TICKS_SENT = Counter("collector_ticks_sent_total", "alerts.tick tasks sent for completed minutes")
 RECEIPT_LAG = Histogram(
     "collector_close_to_receipt_seconds",

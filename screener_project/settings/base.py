@@ -160,20 +160,39 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BROKER_TRANSPORT_OPTIONS = {"global_keyprefix": REDIS_KEY_PREFIX + ":celery:"}
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None  # a lost broker is retried for ever (with backoff), never fatal
+# A task whose worker was killed is delivered again after visibility_timeout (its effects are single: the shard
+# progress and the alerts' exactly-once key); the unacked sweep runs every few seconds so that it is prompt.
+# Socket timeouts and health checks make a dead connection (a restarted Redis) fail fast and reconnect.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "global_keyprefix": REDIS_KEY_PREFIX + ":celery:",
+    "visibility_timeout": env.int("BROKER_VISIBILITY_TIMEOUT_SECONDS", default=60),
+    "unacked_restore_interval": 5,
+    "unacked_restore_throttle": 1,
+    "socket_timeout": 10,
+    "socket_connect_timeout": 5,
+    "health_check_interval": 10,
+}
 CELERY_TASK_DEFAULT_QUEUE = "default"
 # Queues: the minute tick (alerts.tick) fans out shard tasks on "shards" (the alert critical path); indicators run
 # after them on "indicators"; webhooks wait on "notifications"; housekeeping stays on "default".
 CELERY_TASK_ROUTES = {
     "alerts.tick": {"queue": "ticks"},
     "alerts.shard_tick": {"queue": "shards"},
+    "alerts.tick_late": {"queue": "shards"},
     "metrics.shard_indicators": {"queue": "indicators"},
     "alerts.deliver_notification": {"queue": "notifications"},
 }
 CELERY_QUEUES_ALL = ["ticks", "shards", "indicators", "notifications", "default"]
-CELERY_BEAT_SCHEDULER = "redbeat.RedBeatScheduler"
+# RedBeat (schedule and scheduler lock in Redis), kept alive through Redis restarts, with a heartbeat for health.
+CELERY_BEAT_SCHEDULER = "screener_project.beat.ScreenerBeatScheduler"
 CELERY_REDBEAT_REDIS_URL = CELERY_BROKER_URL
 CELERY_REDBEAT_KEY_PREFIX = REDIS_KEY_PREFIX + ":redbeat:"
+# Beat ticks at least this often and extends its lock each time; a killed beat's lock expires after the timeout,
+# so its replacement schedules again within that many seconds (RedBeat's default would hold it 25 minutes).
+CELERY_BEAT_MAX_LOOP_INTERVAL = env.float("BEAT_MAX_LOOP_INTERVAL_SECONDS", default=2.0)
+CELERY_REDBEAT_LOCK_TIMEOUT = env.int("BEAT_LOCK_TIMEOUT_SECONDS", default=10)
+CELERY_REDBEAT_REDIS_OPTIONS = {"socket_timeout": 5, "socket_connect_timeout": 5, "health_check_interval": 10}
 
 # --- Screener ------------------------------------------------------------------------------------
 BINANCE_WS_BASE_URL = env("BINANCE_WS_BASE_URL", default="wss://fstream.binance.com")
@@ -190,6 +209,9 @@ COLLECTOR_REST_WEIGHT_BUDGET = env.int("COLLECTOR_REST_WEIGHT_BUDGET", default=2
 CANDLE_RING_MINUTES = env.int("CANDLE_RING_MINUTES", default=1500)
 INDICATOR_BARS = env.int("INDICATOR_BARS", default=200)
 SHARD_COUNT = env.int("SHARD_COUNT", default=4)
+# A shard's lock lasts this long unless its holder renews it (every third of it while working): a worker killed
+# mid-tick delays its shard by at most this much before the next shard task takes over.
+SHARD_LOCK_SECONDS = env.int("SHARD_LOCK_SECONDS", default=10)
 # Seconds after a minute closes (by the exchange's clock) before the tick runs without stragglers.
 TICK_GRACE_SECONDS = env.float("TICK_GRACE_SECONDS", default=5.0)
 RETENTION_HOURS = env.int("RETENTION_HOURS", default=48)
@@ -251,6 +273,8 @@ WS_ALLOW_MISSING_ORIGIN = env.bool("WS_ALLOW_MISSING_ORIGIN", default=True)
 HEALTH_COLLECTOR_STALE_SECONDS = env.float("HEALTH_COLLECTOR_STALE_SECONDS", default=30.0)
 HEALTH_TICK_STALE_SECONDS = env.float("HEALTH_TICK_STALE_SECONDS", default=150.0)
 HEALTH_INDICATORS_STALE_SECONDS = env.float("HEALTH_INDICATORS_STALE_SECONDS", default=300.0)
+# Beat writes its heartbeat every tick (at most BEAT_MAX_LOOP_INTERVAL_SECONDS apart): older means it stopped.
+HEALTH_BEAT_STALE_SECONDS = env.float("HEALTH_BEAT_STALE_SECONDS", default=30.0)
 # Signed-in users are limited per user id instead of per IP.
 USER_RATE_LIMIT = env("USER_RATE_LIMIT", default="1000/minute")
 SUPABASE_JWKS_CACHE_SECONDS = env.int("SUPABASE_JWKS_CACHE_SECONDS", default=600)

@@ -3,7 +3,7 @@ from __future__ import annotations
 import os
 
 from .base import *  # noqa: F403
-from .base import DATABASES, env
+from .base import CELERY_BROKER_TRANSPORT_OPTIONS, DATABASES, env
 
 # Tests use their own Redis databases and key prefix so a running screener on the same server is untouched.
 REDIS_URL = env("TEST_REDIS_URL", default="redis://127.0.0.1:6379/14")
@@ -25,7 +25,7 @@ CELERY_BROKER_URL = env("TEST_CELERY_BROKER_URL", default="redis://127.0.0.1:637
 # Celery prefers the CELERY_BROKER_URL environment variable to its settings: align it, so a value exported for a
 # running screener never sends test tasks to that screener's broker (child processes inherit it too).
 os.environ["CELERY_BROKER_URL"] = CELERY_BROKER_URL
-CELERY_BROKER_TRANSPORT_OPTIONS = {"global_keyprefix": REDIS_KEY_PREFIX + ":celery:"}
+CELERY_BROKER_TRANSPORT_OPTIONS = {**CELERY_BROKER_TRANSPORT_OPTIONS, "global_keyprefix": REDIS_KEY_PREFIX + ":celery:"}
 CELERY_REDBEAT_REDIS_URL = CELERY_BROKER_URL
 CELERY_REDBEAT_KEY_PREFIX = REDIS_KEY_PREFIX + ":redbeat:"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -41,6 +41,11 @@ def finished(redis_client, *parts: str, age: float = 1.0) -> None:
     redis_client.set(key(*parts), json.dumps({"minute_ms": stamp - stamp % 60000 - 60000, "finished_ms": stamp}))
 
 
+def beat_scheduled(redis_client, *, age: float = 1.0) -> None:
+    stamp = now_ms() - int(age * 1000)
+    redis_client.set(key("beat", "heartbeat"), json.dumps({"ts_ms": stamp, "sent_ms": stamp - 500}))
+
+
 def get_health() -> tuple[int, dict]:
     response = APIClient().get("/api/health")
     return response.status_code, response.json()
@@ -51,6 +56,7 @@ def test_all_signals_fresh_is_healthy(redis_client):
     beat(redis_client, "1")
     finished(redis_client, "tick", "last")
     finished(redis_client, "indicators", "last")
+    beat_scheduled(redis_client)
     code, body = get_health()
     assert code == 200 and body["status"] == "healthy"
     assert body["services"] == {
@@ -165,3 +171,32 @@ def test_paused_webhook_destinations_are_counted_for_anyone_and_listed_for_opera
     assert "paused_destinations" not in wrong["details"]["notifications"]
     scraper = APIClient().get("/api/health", HTTP_AUTHORIZATION="Bearer scrape-token-of-this-test").json()
     assert len(scraper["details"]["notifications"]["paused_destinations"]) == 1
+
+
+def fresh_pipeline(redis_client) -> None:
+    beat(redis_client, "0")
+    finished(redis_client, "tick", "last")
+    finished(redis_client, "indicators", "last")
+
+
+def test_beat_age_is_shown_and_a_stale_beat_degrades(redis_client, settings):
+    settings.HEALTH_BEAT_STALE_SECONDS = 30
+    fresh_pipeline(redis_client)
+    beat_scheduled(redis_client, age=2)
+    code, body = get_health()
+    assert body["status"] == "healthy" and body["details"]["beat"]["state"] == "up"
+    assert 1.5 < body["details"]["beat"]["age_seconds"] < 10
+    assert 2 < body["details"]["beat"]["sent_age_seconds"] < 10
+    beat_scheduled(redis_client, age=45)
+    code, body = get_health()
+    assert code == 200 and body["status"] == "degraded"
+    assert body["details"]["beat"]["state"] == "stale" and body["details"]["beat"]["age_seconds"] >= 45
+    # Every service of the health body is still up: only beat's age says why.
+    assert set(body["services"].values()) == {"up"}
+
+
+def test_no_beat_heartbeat_degrades(redis_client):
+    fresh_pipeline(redis_client)
+    code, body = get_health()
+    assert code == 200 and body["status"] == "degraded"
+    assert body["details"]["beat"] == {"state": "down", "age_seconds": None, "sent_age_seconds": None}

@@ -48,6 +48,19 @@ def test_sweep_reschedules_deliveries_whose_task_was_lost(make_alert, make_desti
     assert [m["headers"]["argsrepr"] for m in broker.queued("notifications")] == [f"[{destination.id}]"]
 
 
+def test_sweep_takes_never_attempted_deliveries_after_15_seconds_not_fresh_ones(make_alert, make_destination, broker):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    make_destination()
+    notifications_enqueue(alerts=[make_alert()])
+    assert deliveries_sweep() == 0  # just created: its own task is on its way
+    Delivery.objects.update(next_attempt_at=timezone.now() - timedelta(seconds=16))
+    assert Delivery.objects.get().attempts == 0
+    assert deliveries_sweep() == 1
+
+
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_senders_never_send_an_alert_twice(fast_notifications, receiver, make_alert, make_destination):
     fast_notifications.NOTIFICATIONS_BATCH_WEBHOOK = 3

@@ -2,7 +2,8 @@
 
 Per destination, in Redis (keys under settings.REDIS_KEY_PREFIX, written `P`):
 - `P:notif:lock:<id>`: held while a batch is being sent, so one process at a time talks to a destination and a
-  delivery is never in two requests at once.
+  delivery is never in two requests at once. It lasts LOCK_SECONDS and is renewed while the batch is out, so a worker
+  killed mid-send blocks its destination for seconds; a task that finds it busy runs again once it could expire.
 - `P:notif:next:<id>`: the earliest moment (epoch seconds) of the next request: the channel's interval after the
   last one, or longer when the server said so (Retry-After, Discord's empty bucket).
 Alerts that arrive while a destination must wait stay pending in the database and go out together in the next
@@ -13,18 +14,18 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections import Counter
 from datetime import timedelta
 from functools import reduce
 from operator import or_
 
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, Min, Q
 from django.utils import timezone
 
 from apps.alerts.models import AlertHistory
 from apps.collector.store import key
+from screener_project.locks import RenewedLock
 from screener_project.observability import WEBHOOK_DELIVERIES
 
 from .conf import conf
@@ -35,11 +36,7 @@ from .transports import SendResult, TransportError, transport_for
 
 logger = logging.getLogger(__name__)
 
-LOCK_SECONDS = 60
-_RELEASE_SCRIPT = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
+LOCK_SECONDS = 10
 
 
 def lock_key(destination_id: int) -> str:
@@ -55,15 +52,15 @@ def destination_deliver(*, destination_id: int) -> float | None:
     destination = Destination.objects.filter(pk=destination_id).first()
     if destination is None or not destination.enabled or destination.is_paused:
         return None
-    client = redis_client()
-    token = uuid.uuid4().hex
-    if not client.set(lock_key(destination_id), token, nx=True, ex=LOCK_SECONDS):
-        # Another process is sending; it looks for what is still pending after releasing the lock.
-        return None
+    lock = RenewedLock(redis_client(), lock_key(destination_id), timeout=LOCK_SECONDS)
+    if not lock.acquire(blocking=False):
+        # Another process is sending and looks for what is still pending when done; should it have been killed,
+        # its lock expires within LOCK_SECONDS and this run takes over.
+        return float(LOCK_SECONDS)
     try:
         _send_batch(destination)
     finally:
-        client.eval(_RELEASE_SCRIPT, 1, lock_key(destination_id), token)
+        lock.release()
     return _next_run_in(destination_id)
 
 
@@ -114,13 +111,34 @@ def _send_batch(destination: Destination) -> None:
         logger.exception("notifications: unexpected error sending to destination %s", destination.pk)
         result, error = None, TransportError(f"internal error: {type(exc).__name__}: {exc}", retryable=True)
     duration_ms = int((time.monotonic() - started) * 1000)
-    _record(destination=destination, batch=batch, result=result, error=error, duration_ms=duration_ms)
+    _record_surely(destination=destination, batch=batch, result=result, error=error, duration_ms=duration_ms)
     wait = transport.interval()
     if result is not None:
         wait = max(wait, result.wait_after)
     elif error is not None and error.retry_after is not None:
         wait = max(wait, min(error.retry_after, conf("NOTIFICATIONS_MAX_RETRY_AFTER")))
     redis_client().set(next_key(destination.pk), f"{time.time() + wait:.3f}", px=int(wait * 1000) + 1000)
+
+
+# The batch is out: its outcome must be recorded, or it is sent again. A database that is away for a moment is
+# waited for (the send lock is renewed meanwhile, so no one else sends these deliveries) rather than given up on.
+RECORD_RETRY_SECONDS = 60.0
+
+
+def _record_surely(**outcome) -> None:
+    deadline = time.monotonic() + RECORD_RETRY_SECONDS
+    delay = 0.5
+    while True:
+        try:
+            _record(**outcome)
+            return
+        except (OperationalError, InterfaceError) as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            logger.warning("notifications: recording a sent batch failed (%s); retrying in %.1f s", exc, delay)
+            connection.close()  # the next attempt opens a new connection
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 def _record(

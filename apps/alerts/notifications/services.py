@@ -218,8 +218,11 @@ def _wants_alerts(destination: Destination) -> bool:
     return UserSettings.objects.filter(user_id=destination.user_id, notification_enabled=True).exists()
 
 
-def deliveries_sweep(*, older_than: timedelta = timedelta(seconds=30)) -> int:
-    """Schedule every unpaused destination with deliveries due for a while; the safety net for lost tasks."""
+def deliveries_sweep(*, older_than: timedelta = timedelta(seconds=15)) -> int:
+    """Schedule every unpaused destination with deliveries due for a while; the safety net for lost tasks.
+
+    Never attempted ones included: a delivery whose send task died with its worker has 0 attempts and is as due.
+    """
     due = timezone.now() - older_than
     destination_ids = list(
         Delivery.objects.filter(

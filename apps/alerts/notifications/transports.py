@@ -81,6 +81,11 @@ class SendResult:
     wait_after: float = 0.0
 
 
+def idempotency_key(messages: list[AlertMessage]) -> str:
+    """The same for every attempt at the same batch: a hash of its alert ids, in order."""
+    return hashlib.sha256(",".join(str(m.payload["id"]) for m in messages).encode()).hexdigest()[:32]
+
+
 def http_post(url: str, *, body: bytes, headers: dict[str, str], secrets: tuple[str, ...] = ()) -> httpx.Response:
     """POST `body`; returns a 2xx response or raises TransportError. `secrets` are redacted from error texts."""
     try:
@@ -181,7 +186,8 @@ class DiscordTransport(Transport):
 
     def send(self, messages: list[AlertMessage]) -> SendResult:
         body = json.dumps({"embeds": [discord_embed(m) for m in messages]}).encode()
-        response = http_post(self.destination.url, body=body, headers={}, secrets=(self.destination.url,))
+        headers = {"Idempotency-Key": idempotency_key(messages)}
+        response = http_post(self.destination.url, body=body, headers=headers, secrets=(self.destination.url,))
         wait = 0.0
         # Discord publishes its per-webhook bucket; when it is empty, wait for the reset instead of earning a 429.
         if response.headers.get("X-RateLimit-Remaining") == "0":
@@ -242,7 +248,8 @@ class TelegramTransport(Transport):
                 "disable_web_page_preview": True,
             }
         ).encode()
-        response = http_post(f"{base}/bot{token}/sendMessage", body=body, headers={}, secrets=(token,))
+        headers = {"Idempotency-Key": idempotency_key(messages)}
+        response = http_post(f"{base}/bot{token}/sendMessage", body=body, headers=headers, secrets=(token,))
         return SendResult(response.status_code)
 
 
@@ -267,9 +274,10 @@ def telegram_text(messages: list[AlertMessage]) -> str:
 class WebhookTransport(Transport):
     """Generic JSON POST `{"type": "alerts", "alerts": [alert, ...]}`, signed.
 
-    Headers: `X-Screener-Timestamp` (unix seconds) and `X-Screener-Signature: sha256=<hex HMAC-SHA256 of
-    "<timestamp>.<body>" keyed with the destination's secret>`. Receivers should reject old timestamps and
-    de-duplicate on each alert's `id` (a request that timed out may have arrived and is sent again).
+    Headers: `X-Screener-Timestamp` (unix seconds), `X-Screener-Signature: sha256=<hex HMAC-SHA256 of
+    "<timestamp>.<body>" keyed with the destination's secret>` and `Idempotency-Key` (the same for every attempt at
+    the same batch). Receivers should reject old timestamps and de-duplicate on each alert's `id` (delivery is at
+    least once: a request that timed out may have arrived and is sent again).
     """
 
     kind = "webhook"
@@ -280,6 +288,7 @@ class WebhookTransport(Transport):
         headers = {
             "X-Screener-Timestamp": timestamp,
             "X-Screener-Signature": "sha256=" + webhook_signature(self.destination.secret, timestamp, body),
+            "Idempotency-Key": idempotency_key(messages),
         }
         response = http_post(self.destination.url, body=body, headers=headers)
         return SendResult(response.status_code)
@@ -305,7 +314,8 @@ class SlackTransport(Transport):
 
     def send(self, messages: list[AlertMessage]) -> SendResult:
         body = json.dumps({"text": slack_text(messages)}).encode()
-        response = http_post(self.destination.url, body=body, headers={}, secrets=(self.destination.url,))
+        headers = {"Idempotency-Key": idempotency_key(messages)}
+        response = http_post(self.destination.url, body=body, headers=headers, secrets=(self.destination.url,))
         return SendResult(response.status_code)
 
 

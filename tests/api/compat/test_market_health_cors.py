@@ -22,6 +22,7 @@ def signals(redis_client) -> None:
     redis_client.hset(key("collector", "heartbeat"), "0", json.dumps(beat))
     for name in ("tick", "indicators"):
         redis_client.set(key(name, "last"), json.dumps({"minute_ms": now - now % 60000, "finished_ms": now}))
+    redis_client.set(key("beat", "heartbeat"), json.dumps({"ts_ms": now, "sent_ms": now}))
 
 
 def test_healthy_is_ok_with_the_services(redis_client):

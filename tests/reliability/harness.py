@@ -1,0 +1,261 @@
+"""A fault run: the whole screener on real processes, one fault injected mid-replay, and what it cost.
+
+Simulator (replaying the bundled data), collector, Celery worker and beat, daphne, with a WebSocket client and a
+webhook receiver listening, on a redis-server of the run's own and this test's database. After the replay the run
+counts, against the data file and the project's own backtest over the same minutes: candles lost or duplicated,
+alerts missing, extra or duplicated, WebSocket frames and webhook deliveries missing or duplicated, and the fault's
+own time to recover.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pandas as pd
+from django.db import connection
+
+from apps.alerts.backtest import backtest_run
+from apps.alerts.builtin_rules import BUILTIN_RULES
+from apps.alerts.engine import rules_load
+from apps.alerts.models import AlertHistory, AlertRule
+from apps.alerts.notifications.models import Delivery, Destination
+from apps.collector.candles import MINUTE_MS
+from apps.collector.store import key
+from tests.collector.processes import TcpProxy
+from tests.e2e.processes import BIN, ProcessGroup, free_port, http_ok, wait_for
+from tests.e2e.test_pipeline import AlertListener
+from tests.notifications.receiver import Receiver
+
+from .conftest import OwnRedis, beat_start, process_env, worker_start
+
+REPLAY_START_HOURS = 28  # a day of history for the 1d window, then a busy stretch of the bundled data
+SHARDS = 2
+
+
+@dataclass
+class FaultReport:
+    fault: str
+    minutes: int = 0
+    candles: int = 0
+    candles_lost: int = 0
+    candles_duplicated: int = 0
+    alerts_expected: int = 0
+    alerts_missing: int = 0
+    alerts_extra: int = 0
+    alerts_duplicated: int = 0
+    ws_missing: int = 0
+    ws_duplicated: int = 0
+    webhooks_missing: int = 0
+    webhooks_duplicated: int = 0
+    recovery_seconds: float | None = None
+    detail: dict = field(default_factory=dict)
+
+    def line(self) -> str:
+        return json.dumps({k: v for k, v in self.__dict__.items() if k != "detail"} | {"detail": self.detail})
+
+
+class FaultRun:
+    """One replay with one fault. `fault(run)` is called once `fault_after` replayed minutes were ticked; it returns
+    the seconds the screener took to recover (or None when that fault has no such measure)."""
+
+    def __init__(self, *, tmp_path: Path, frames: dict[str, pd.DataFrame], minutes: int, speed: float) -> None:
+        self.tmp_path = tmp_path
+        self.frames = frames
+        self.minutes = minutes
+        self.speed = speed
+        self.redis = OwnRedis(tmp_path)
+        self.sim_port, self.web_port = free_port(), free_port()
+        self.group: ProcessGroup | None = None
+        self.receiver: Receiver | None = None
+        # Every process reaches PostgreSQL through this proxy, so that a fault can take the database away.
+        self.database = TcpProxy(
+            free_port(), connection.settings_dict.get("PORT") and int(connection.settings_dict["PORT"]) or 5432
+        )
+        self.started: dict[str, int] = {}
+
+    # ------------------------------------------------------------------------------------------- processes
+    @property
+    def hot(self):
+        return self.redis.client(0)
+
+    def start(self, name: str) -> None:
+        """Start (or start again) one of the screener's processes; a restart gets a log of its own."""
+        assert self.group is not None
+        self.started[name] = self.started.get(name, 0) + 1
+        label = name if self.started[name] == 1 else f"{name}-{self.started[name]}"
+        if name == "worker":
+            worker_start(self.group, label, queues="ticks,shards,indicators,notifications,default")
+        elif name == "beat":
+            beat_start(self.group, label, self.tmp_path)
+        elif name == "collector":
+            self.group.manage(label, "run_collector")
+        elif name == "daphne":
+            self.group.start(
+                label,
+                str(BIN / "daphne"),
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(self.web_port),
+                "screener_project.asgi:application",
+            )
+
+    def kill(self, name: str) -> None:
+        """SIGKILL the newest process of that name, as the OOM killer would."""
+        import os
+        import signal
+
+        assert self.group is not None
+        count = self.started[name]
+        label = name if count == 1 else f"{name}-{count}"
+        process = self.group.processes.pop(label)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+    def claimed_minutes(self) -> list[int]:
+        return sorted(int(k.decode().rsplit(":", 1)[1]) for k in self.hot.scan_iter(key("tick", "claimed", "*")))
+
+    def shards_at(self, minute_ms: int) -> bool:
+        values = [self.hot.get(key("shard", shard, "last_minute")) for shard in range(SHARDS)]
+        return all(v is not None and int(v) >= minute_ms for v in values)
+
+    def sim_status(self) -> dict:
+        return httpx.get(f"http://127.0.0.1:{self.sim_port}/sim/status", timeout=5).json()
+
+    # ------------------------------------------------------------------------------------------- the run
+    def run(self, name: str, fault: Callable[[FaultRun], float | None] | None, *, fault_after: int = 3) -> FaultReport:
+        for rule in BUILTIN_RULES:
+            AlertRule.objects.update_or_create(
+                rule_type=rule["rule_type"], defaults={**rule, "is_builtin": True, "cooldown_minutes": 5}
+            )
+        receiver = self.receiver = Receiver()
+        Destination.objects.create(name="fault-run", kind=Destination.Kind.WEBHOOK, url=receiver.url, secret="s")
+        self.redis.start()
+        self.database.up()
+        env = process_env(
+            DATABASE_URL=f"postgres://postgres@127.0.0.1:{self.database.listen_port}/{connection.settings_dict['NAME']}",
+            TEST_REDIS_URL=self.redis.url(0),
+            TEST_CELERY_BROKER_URL=self.redis.url(1),
+            BINANCE_WS_BASE_URL=f"ws://127.0.0.1:{self.sim_port}",
+            BINANCE_REST_BASE_URL=f"http://127.0.0.1:{self.sim_port}",
+            SHARD_COUNT=str(SHARDS),
+            # The grace deadline runs on the exchange's clock: ~5 s of wall time at this speed.
+            TICK_GRACE_SECONDS=str(5 * self.speed),
+            # The replayed minutes are from the data set's past: the wall-clock retention purge (at :03, :13, ...)
+            # must not delete them in the middle of a run.
+            RETENTION_HOURS="1000000",
+            NOTIFICATIONS_ALLOW_LOOPBACK="true",
+            NOTIFICATIONS_INTERVAL_WEBHOOK="0",
+        )
+        self.group = ProcessGroup(env, self.tmp_path)
+        listener = AlertListener(f"ws://127.0.0.1:{self.web_port}/ws/alerts")
+        report = FaultReport(fault=name, minutes=self.minutes)
+        first_open = int(min(frame["open_time"].iloc[0] for frame in self.frames.values()))
+        start_ms = first_open + REPLAY_START_HOURS * 60 * MINUTE_MS
+        try:
+            for process in ("daphne", "worker", "beat"):
+                self.start(process)
+            wait_for(lambda: http_ok(f"http://127.0.0.1:{self.web_port}/api/health"), timeout=90, what="daphne")
+            listener.start()
+            assert listener.connected.wait(15) and listener.error is None, listener.error
+            self.group.manage(
+                "simulator",
+                "run_exchange_sim",
+                "--port",
+                str(self.sim_port),
+                "--speed",
+                str(self.speed),
+                "--start",
+                datetime.fromtimestamp(start_ms / 1000, UTC).isoformat(),
+                "--minutes",
+                str(self.minutes),
+                "--hold-until-connect",
+            )
+            wait_for(lambda: http_ok(f"http://127.0.0.1:{self.sim_port}/sim/status"), timeout=60, what="the simulator")
+            self.start("collector")
+            wait_for(lambda: len(self.claimed_minutes()) >= fault_after, timeout=180, what="ticks", group=self.group)
+            first_tick = self.claimed_minutes()[0]
+            if fault is not None:
+                report.recovery_seconds = fault(self)
+            wait_for(
+                lambda: self.sim_status().get("done"), timeout=self.minutes * 60 / self.speed + 240, what="the replay"
+            )
+            last = int(self.sim_status()["last_closed_open_ms"])
+            wait_for(lambda: self.shards_at(last), timeout=180, what="the shards to reach the last minute")
+            wait_for(
+                lambda: not Delivery.objects.filter(status=Delivery.Status.PENDING).exists(),
+                timeout=120,
+                what="every webhook delivery",
+            )
+            # Candles wait in Redis while the database is away; the collector writes them once it is back.
+            wait_for(lambda: self.hot.xlen(key("persist")) == 0, timeout=90, what="the candles to reach candles_1m")
+            fired = AlertHistory.objects.count()
+            wait_for(
+                lambda: len({json.dumps(f["data"]["id"]) for f in listener.frames}) >= fired, timeout=20, what="ws"
+            )
+        finally:
+            listener.stopping.set()
+            self.group.stop_all()
+            receiver.close()
+            self.redis.stop()
+            self.database.close()
+        listener.join(5)
+        self._count(report, first_tick=first_tick, last=last, listener=listener, receiver=receiver)
+        print(f"\nfault run: {report.line()}")
+        return report
+
+    # ------------------------------------------------------------------------------------------- counting
+    def _count(self, report: FaultReport, *, first_tick: int, last: int, listener, receiver) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT symbol, (extract(epoch FROM time) * 1000)::bigint, count(*) FROM candles_1m"
+                " WHERE time >= to_timestamp(%s / 1000.0) AND time <= to_timestamp(%s / 1000.0) GROUP BY 1, 2",
+                [first_tick, last],
+            )
+            stored = {(s, int(t)): n for s, t, n in cursor.fetchall()}
+        expected = {
+            (symbol, int(t))
+            for symbol, frame in self.frames.items()
+            for t in frame["open_time"][(frame["open_time"] >= first_tick) & (frame["open_time"] <= last)]
+        }
+        report.candles = len(expected)
+        report.candles_lost = len(expected - set(stored))
+        report.candles_duplicated = sum(n - 1 for n in stored.values())
+
+        rows = list(AlertHistory.objects.values_list("id", "symbol", "alert_type", "triggered_at"))
+        fired = Counter((s, a, int(t.timestamp() * 1000) - MINUTE_MS) for _, s, a, t in rows)
+        backtest = set(backtest_run(frames=self.frames, rules=rules_load(), start_ms=first_tick, end_ms=last).keys())
+        in_range = {k for k in fired if first_tick <= k[2] <= last}
+        report.alerts_expected = len(backtest)
+        report.alerts_missing = len(backtest - in_range)
+        report.alerts_extra = len(in_range - backtest)
+        report.alerts_duplicated = sum(n - 1 for n in fired.values())
+        report.detail["missing"] = sorted(backtest - in_range)[:10]
+        report.detail["extra"] = sorted(in_range - backtest)[:10]
+
+        ids = {str(i) for i, *_ in rows}
+        frames = Counter(f["data"]["id"] for f in listener.frames)
+        report.ws_missing = len(ids - set(frames))
+        report.ws_duplicated = sum(n - 1 for n in frames.values())
+        hooks = Counter(
+            a["id"] for r in receiver.requests if r.answered and 200 <= r.status < 300 for a in r.json()["alerts"]
+        )
+        report.webhooks_missing = len(ids - set(hooks))
+        report.webhooks_duplicated = sum(n - 1 for n in hooks.values())
+        # Requests the sender never saw answered (it died waiting) and sent again: at least once, by design.
+        requested = Counter(a["id"] for r in receiver.requests for a in r.json()["alerts"])
+        report.detail["webhook_alerts_requested_twice"] = sum(n - 1 for n in requested.values())
+
+
+def wait_seconds(condition: Callable[[], object], *, timeout: float, what: str, group=None) -> float:
+    """Seconds until `condition` holds: the measure of a recovery."""
+    started = time.monotonic()
+    wait_for(condition, timeout=timeout, what=what, group=group, interval=0.1)
+    return round(time.monotonic() - started, 2)
