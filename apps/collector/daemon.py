@@ -122,6 +122,9 @@ def ring_missing_minutes(raw: bytes | None, *, first_ms: int, last_ms: int, ring
 WARM_UP_MARK_SECONDS = 600
 # After Redis lost the hot state, how many of the newest minutes the shards evaluate again (those in flight then).
 REBUILD_REEVALUATE_MINUTES = 10
+# How far back a candle stored late has its minute evaluated again: the tick's catch-up reach (the collector knows the
+# tick only by its task names; docs/rules.md, Firing).
+LATE_EVALUATION_MINUTES = 60
 
 
 class Collector:
@@ -400,7 +403,8 @@ class Collector:
                 await self._send_tick(minute)
             else:
                 self._ticks_held.append(minute)
-        if mark_closed and result.stored:
+        if result.stored:
+            # Warm-up fills too: after a restart it can fill a hole in a minute the shards already evaluated.
             await self._send_late(result.stored)
         return result
 
@@ -420,9 +424,13 @@ class Collector:
         for shard in range(settings.SHARD_COUNT):
             pipe.get(key("shard", shard, "last_minute"))
         replies = pipe.execute()
-        # Started: its tick was claimed, or a shard catching up already went past it.
+        # Started: its tick was claimed, or a shard catching up already went past it. Minutes beyond the tick's
+        # catch-up reach are not evaluated again (a new symbol's warm-up fills a whole day of them).
         progress = max((int(r) for r in replies[len(minutes) :] if r is not None), default=-1)
-        started = [m for m, claimed in zip(minutes, replies, strict=False) if claimed or m <= progress]
+        horizon = max(progress, minutes[-1]) - LATE_EVALUATION_MINUTES * MINUTE_MS
+        started = [
+            m for m, claimed in zip(minutes, replies, strict=False) if (claimed or m <= progress) and m > horizon
+        ]
         if not started:
             return
         from screener_project.celery import app

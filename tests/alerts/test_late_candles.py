@@ -141,3 +141,19 @@ def test_a_late_candle_of_a_minute_a_catching_up_shard_passed_is_sent_too(redis_
     redis_client.set(key("shard", 0, "last_minute"), T + MINUTE_MS)  # went past T without a claim of T
     asyncio.run(collector._store([candle(LATE, T)], source="repair"))
     assert [(c["name"], c["minute_ms"], c["symbols"]) for c in calls] == [("alerts.tick_late", T, [LATE])]
+
+
+def test_a_warm_up_filling_a_hole_in_an_evaluated_minute_sends_it_too(redis_client, history, monkeypatch):
+    # After a collector restart the warm-up fills holes below a symbol's newest candle: one can be in a minute the
+    # shards already evaluated without it (a fast replay passes grace deadlines in a fraction of a second).
+    from screener_project.celery import app
+
+    collector = Collector(
+        CollectorConfig(ws_base_url="ws://127.0.0.1:1", rest_base_url="http://127.0.0.1:1"), redis=redis_client
+    )
+    calls: list[dict] = []
+    monkeypatch.setattr(app, "send_task", lambda name, kwargs: calls.append({"name": name, **kwargs}))
+    redis_client.set(key("shard", 0, "last_minute"), T + MINUTE_MS)
+    far_back = T - 2 * 60 * MINUTE_MS  # beyond the tick's catch-up reach: not evaluated again
+    asyncio.run(collector._store([candle(LATE, far_back), candle(LATE, T)], source="warmup", mark_closed=False))
+    assert [(c["name"], c["minute_ms"], c["symbols"]) for c in calls] == [("alerts.tick_late", T, [LATE])]

@@ -292,7 +292,8 @@ def bottom_hunter_holds(candles: pd.DataFrame) -> pd.Series:
 
 @pytest.mark.parametrize("n", [1, 30, 720])
 def test_held_within_matches_a_rolling_window_of_the_named_rule(frames, n):
-    part = {s: frames[s] for s in ("SOLUSDT", "SUIUSDT", "ENAUSDT", "LAYERUSDT")}
+    # Three days of the two symbols where bottom_hunter holds early (days 0 and 2): every case, at a bearable cost.
+    part = {s: frames[s].iloc[: 3 * 1440] for s in ("ENAUSDT", "LAYERUSDT")}
     rule = compile_rule([f"held_within(bottom_hunter, {n})"])
     negated = compile_rule([f"not held_within(bottom_hunter, {n})"], rule_type="negated")
     result = backtest_run(frames=part, rules=[rule, negated], cooldown_minutes=0)
