@@ -16,7 +16,7 @@ import pytest
 from django.conf import settings
 from rest_framework.test import APIClient
 
-from screener_project.env_file import env_file_ensure, env_file_value
+from screener_project.env_file import GENERATED, env_file_ensure, env_file_value
 from tests.conftest import REPO_ROOT
 
 OLD_PUBLIC_KEY = "insecure-development-key-change-me"
@@ -99,7 +99,10 @@ def test_env_file_is_created_private_with_two_distinct_secrets_and_kept(tmp_path
     assert path.read_text() == first
 
 
-def test_env_file_used_by_settings(tmp_path):
+def test_env_file_used_by_settings(tmp_path, monkeypatch):
+    # The secrets a developer's own .env put into this process's environment would win over the file's.
+    for name in GENERATED:
+        monkeypatch.delenv(name, raising=False)
     path = tmp_path / ".env"
     env_file_ensure(path)
     values = dict(line.split("=", 1) for line in path.read_text().splitlines())
