@@ -41,6 +41,13 @@ app.conf.beat_schedule = {
         "schedule": 15.0,
         "options": {"queue": "notifications", "expires": 12},
     },
+    # Every 10 s: push to browsers any alert of the last 10 minutes whose push never happened (its process was killed
+    # between the commit and the push, or the channel layer was away).
+    "alerts-push-sweep": {
+        "task": "alerts.sweep_pushes",
+        "schedule": 10.0,
+        "options": {"queue": "default", "expires": 8},
+    },
 }
 # Every ALERTS_NEAR_REAL_TIME_SECONDS (default 5 s), only when that mode is on: evaluate the forming candle of the
 # current minute (apps.alerts.near_real_time). It expires before the next run, so a busy worker never piles them up.

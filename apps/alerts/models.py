@@ -62,6 +62,12 @@ class AlertHistory(models.Model):
         indexes = [
             models.Index(fields=["-triggered_at"], name="alert_history_triggered"),
             models.Index(fields=["symbol", "alert_type", "-triggered_at"], name="alert_history_pair"),
+            # The push sweep's lookup: only alerts never pushed are in it, so it stays a few rows.
+            models.Index(
+                fields=["created_at"],
+                condition=~models.Q(metadata__timestamps__has_key="pushed_ms"),
+                name="alert_history_unpushed",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -1,8 +1,10 @@
-"""Firing alerts: cooldown, the exactly-once claim in alert_history, then push and notification hand-off.
+"""Firing alerts: cooldown, the exactly-once claim in alert_history, notification hand-off, then the push.
 
 The claim is `INSERT ... ON CONFLICT DO NOTHING RETURNING` on alert_history's primary key (triggered_at, symbol,
-alert_type), so of any number of evaluations of the same minute exactly one inserts each alert, and only what it
-inserted is pushed and handed to notifications, after the commit.
+alert_type), so of any number of evaluations of the same minute exactly one inserts each alert. Its webhook
+deliveries are inserted in the same transaction, so a process killed after the commit cannot leave an alert that no
+destination will ever receive. The browser push follows the commit; an alert whose push never happened (the process
+died in between) is pushed by `alerts_push_sweep`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import math
 import time
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 from asgiref.sync import async_to_sync
@@ -23,6 +25,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from apps.collector.candles import MINUTE_MS
+from apps.collector.store import key as redis_key
+from apps.collector.store import redis_client
 from screener_project.observability import ALERTS_FIRED
 
 from .builtin_rules import BUILTIN_RULES
@@ -213,14 +217,22 @@ def alerts_fire(
         ]
         claimed = _claim(allowed)
         if claimed:
-            transaction.on_commit(lambda: alerts_deliver(alerts=claimed))
+            from apps.alerts.notifications.services import notifications_enqueue
+
+            # Inside the claim's transaction (in a savepoint of its own, never raising): alert and deliveries
+            # commit together; the send tasks are queued on commit.
+            notifications_enqueue(alerts=claimed)
+            transaction.on_commit(lambda: alerts_push(alerts=claimed))
+    for alert in claimed:
+        ALERTS_FIRED.labels(rule_type=alert.alert_type).inc()
     return claimed
 
 
-def alerts_deliver(*, alerts: list[AlertHistory]) -> None:
-    """After the claim committed: push to browsers, count, record the push moment, hand to notifications.
+def alerts_push(*, alerts: list[AlertHistory]) -> None:
+    """After the claim committed: push to browsers, then record that they were pushed. Never raises.
 
-    Each step is guarded on its own: a Redis hiccup in the push must not keep webhooks from being queued.
+    The record is a Redis marker per alert (read by the sweep first, cheap) and the push moment in the alert's
+    metadata; either one keeps the sweep from pushing the alert a second time.
     """
     pushed_ms = now_ms()
     for alert in alerts:
@@ -228,19 +240,56 @@ def alerts_deliver(*, alerts: list[AlertHistory]) -> None:
     try:
         alerts_broadcast([alert_payload(alert) for alert in alerts])
     except Exception:
+        # Left unrecorded: the sweep pushes them once the channel layer is back.
         logger.exception("push of %d alerts to the channel layer failed", len(alerts))
-    for alert in alerts:
-        ALERTS_FIRED.labels(rule_type=alert.alert_type).inc()
+        return
+    try:
+        _pushed_mark(alerts=alerts)
+    except Exception:
+        logger.exception("marking %d alerts as pushed failed", len(alerts))
     try:
         _pushed_record(alerts=alerts, pushed_ms=pushed_ms)
     except Exception:
         logger.exception("recording the push moment of %d alerts failed", len(alerts))
-    try:
-        from apps.alerts.notifications.services import notifications_enqueue
 
-        notifications_enqueue(alerts=alerts)
-    except Exception:
-        logger.exception("handing %d alerts to notifications failed", len(alerts))
+
+# The sweep pushes alerts created between PUSH_SWEEP_MAX_AGE and PUSH_SWEEP_MIN_AGE ago that were never pushed: older
+# than the time a live push takes by far, young enough to still matter to a trader watching the feed.
+PUSH_SWEEP_MIN_AGE_SECONDS = 10
+PUSH_SWEEP_MAX_AGE_SECONDS = 600
+
+
+def _pushed_marker(alert_id) -> str:
+    return redis_key("alert", "pushed", alert_id)
+
+
+def _pushed_mark(*, alerts: list[AlertHistory]) -> None:
+    pipe = redis_client().pipeline(transaction=False)
+    for alert in alerts:
+        pipe.set(_pushed_marker(alert.id), 1, ex=2 * PUSH_SWEEP_MAX_AGE_SECONDS)
+    pipe.execute()
+
+
+def alerts_push_sweep() -> int:
+    """Push the recent alerts whose push never happened (the process died between commit and push, or the channel
+    layer was away); returns how many were pushed."""
+    now = timezone.now()
+    unpushed = list(
+        AlertHistory.objects.filter(
+            created_at__gte=now - timedelta(seconds=PUSH_SWEEP_MAX_AGE_SECONDS),
+            created_at__lt=now - timedelta(seconds=PUSH_SWEEP_MIN_AGE_SECONDS),
+        )
+        .exclude(metadata__timestamps__has_key="pushed_ms")
+        .order_by("created_at")
+    )
+    if not unpushed:
+        return 0
+    marked = redis_client().mget([_pushed_marker(alert.id) for alert in unpushed])
+    alerts = [alert for alert, mark in zip(unpushed, marked, strict=True) if mark is None]
+    if alerts:
+        logger.warning("pushing %d alerts whose push never happened", len(alerts))
+        alerts_push(alerts=alerts)
+    return len(alerts)
 
 
 def _pushed_record(*, alerts: list[AlertHistory], pushed_ms: int) -> None:

@@ -95,6 +95,14 @@ def tick_late(minute_ms: int, symbols: list[str], received_ms: int) -> dict[int,
     return tick.late_candles_evaluate(redis_client(), minute_ms=minute_ms, symbols=symbols, received_ms=received_ms)
 
 
+@shared_task(name="alerts.sweep_pushes", ignore_result=True)
+def sweep_pushes() -> int:
+    """Beat, every 10 s: push to browsers the recent alerts whose push never happened."""
+    from .services import alerts_push_sweep
+
+    return alerts_push_sweep()
+
+
 @shared_task(name="alerts.near_real_time", ignore_result=True)
 def near_real_time() -> int:
     """Beat, every ALERTS_NEAR_REAL_TIME_SECONDS when that mode is on: evaluate the forming candles."""

@@ -222,3 +222,91 @@ def test_new_alerts_are_handed_to_notifications_once(redis_client, test_broker):
     assert len(deliveries) == 3 + 1
     assert {d.alert_id for d in deliveries} == {a.id for a in first}
     assert {d.alert_type for d in deliveries if d.destination.name == "bears only"} == {"pioneer_bear"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_deliveries_commit_with_the_alerts_they_belong_to(monkeypatch):
+    """A process killed right after the claim's commit must not leave an alert no destination receives: the
+    deliveries are in the same transaction, so a claim rolled back takes its deliveries with it, and one that
+    committed has them even when nothing after the commit ran."""
+    from django.db import transaction
+
+    from apps.alerts import services
+    from apps.alerts.notifications.models import Delivery, Destination
+
+    Destination.objects.create(name="ops", kind="webhook", url="http://127.0.0.1:18301/hook")
+    monkeypatch.setattr(services, "alerts_push", lambda **kwargs: None)  # nothing runs after the commit
+    with pytest.raises(RuntimeError), transaction.atomic():
+        assert len(fire(T)) == 3
+        assert Delivery.objects.count() == 3
+        raise RuntimeError("the claim's transaction fails")
+    assert AlertHistory.objects.count() == 0 and Delivery.objects.count() == 0
+
+    monkeypatch.setattr(transaction, "on_commit", lambda *args, **kwargs: None)  # the process dies at the commit
+    assert len(fire(T)) == 3
+    assert {d.alert_id for d in Delivery.objects.all()} == set(AlertHistory.objects.values_list("id", flat=True))
+    assert Delivery.objects.count() == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failing_delivery_insert_keeps_the_alerts(monkeypatch):
+    from apps.alerts.notifications import services as notification_services
+    from apps.alerts.notifications.models import Delivery, Destination
+
+    Destination.objects.create(name="ops", kind="webhook", url="http://127.0.0.1:18301/hook")
+
+    def broken(**kwargs):
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1 / 0")  # an error inside the transaction, not only in Python
+
+    monkeypatch.setattr(notification_services, "deliveries_create", broken)
+    assert len(fire(T)) == 3
+    assert AlertHistory.objects.count() == 3 and Delivery.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_sweep_pushes_alerts_whose_push_never_happened(monkeypatch, redis_client):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from apps.alerts import services
+
+    pushed: list[str] = []
+    monkeypatch.setattr(services, "alerts_broadcast", lambda payloads: pushed.extend(p["symbol"] for p in payloads))
+    real_push = services.alerts_push
+    monkeypatch.setattr(services, "alerts_push", lambda **kwargs: None)  # killed between commit and push
+    fire(T)
+    assert pushed == [] and services.alerts_push_sweep() == 0, "too young: a live push may still be on its way"
+
+    AlertHistory.objects.update(created_at=timezone.now() - timedelta(seconds=30))
+    AlertHistory.objects.filter(symbol="CCCUSDT").update(created_at=timezone.now() - timedelta(hours=1))
+    monkeypatch.setattr(services, "alerts_push", real_push)
+    assert services.alerts_push_sweep() == 2
+    assert sorted(pushed) == ["AAAUSDT", "BBBUSDT"], "the hour-old alert is past mattering"
+    stored = AlertHistory.objects.get(symbol="AAAUSDT")
+    assert stored.metadata["timestamps"]["pushed_ms"] > stored.metadata["timestamps"]["evaluated_ms"]
+    assert services.alerts_push_sweep() == 0 and len(pushed) == 2, "pushed once"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_sweep_trusts_the_push_marker_when_the_record_failed(monkeypatch, redis_client):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from apps.alerts import services
+
+    pushed: list[str] = []
+    monkeypatch.setattr(services, "alerts_broadcast", lambda payloads: pushed.extend(p["symbol"] for p in payloads))
+
+    def record_fails(**kwargs):
+        from django.db import OperationalError
+
+        raise OperationalError("the database went away after the push")
+
+    monkeypatch.setattr(services, "_pushed_record", record_fails)
+    fire(T)
+    assert len(pushed) == 3
+    AlertHistory.objects.update(created_at=timezone.now() - timedelta(seconds=30))
+    assert services.alerts_push_sweep() == 0 and len(pushed) == 3, "the Redis marker says they were pushed"

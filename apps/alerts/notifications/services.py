@@ -1,6 +1,7 @@
 """Fan fired alerts out to destinations: claim one delivery per (alert, destination), then schedule sending.
 
-`notifications_enqueue` is called by the alert engine after its transaction commits. It costs a handful of queries
+`notifications_enqueue` is called by the alert engine inside the transaction that claims the alerts, so alerts and
+their deliveries commit together. It costs a handful of queries
 per call whatever the number of alerts, never raises, and leaves the sending to the `alerts.deliver_notification`
 task (queue "notifications"), one task per destination touched, which sends that destination's pending deliveries
 in batches within its rate limit (apps.alerts.notifications.delivery).
@@ -38,7 +39,9 @@ def notifications_enqueue(*, alerts: list[AlertHistory]) -> None:
     if not alerts:
         return
     try:
-        touched = deliveries_create(alerts=alerts)
+        # A savepoint: a failure here rolls back only the deliveries, never the caller's claim of the alerts.
+        with transaction.atomic():
+            touched = deliveries_create(alerts=alerts)
     except Exception:
         ENQUEUE_FAILURES.inc()
         logger.exception("notifications: could not create deliveries for %d alerts", len(alerts))
