@@ -62,6 +62,8 @@ class AlertHistory(models.Model):
         indexes = [
             models.Index(fields=["-triggered_at"], name="alert_history_triggered"),
             models.Index(fields=["symbol", "alert_type", "-triggered_at"], name="alert_history_pair"),
+            # A resuming WebSocket client's replay (apps.api.consumers): the alerts created after one it received.
+            models.Index(fields=["created_at", "id"], name="alert_history_created"),
             # The push sweep's lookup: only alerts never pushed are in it, so it stays a few rows.
             models.Index(
                 fields=["created_at"],

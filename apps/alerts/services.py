@@ -235,6 +235,8 @@ def alerts_push(*, alerts: list[AlertHistory]) -> None:
     metadata; either one keeps the sweep from pushing the alert a second time.
     """
     pushed_ms = now_ms()
+    # In creation order, (created_at, id), the order a resuming WebSocket client's replay follows (apps.api.consumers).
+    alerts = sorted(alerts, key=lambda alert: (alert.created_at, str(alert.id)))
     for alert in alerts:
         alert.metadata["timestamps"]["pushed_ms"] = pushed_ms
     try:

@@ -9,7 +9,21 @@ Protocol (client -> server), every frame a JSON object:
   (absent or empty = all). Answer `{"type": "subscribed", ...}`. `{"type": "unsubscribe"}` pauses delivery.
 - `{"type": "pong"}` answers the server's `{"type": "ping"}` (every WS_PING_INTERVAL_SECONDS); a client that
   leaves WS_MAX_MISSED_PONGS pings unanswered is closed with CLOSE_PING_TIMEOUT. `{"type": "ping"}` gets a pong.
+- `{"type": "resume", "since": "<id of the last alert it received>"}`: a client that reconnects (after a dropped
+  socket or a restarted server) gets what it missed. Sent once per connection, after its subscribe (the replay
+  honours the filters in force). The server replays, from alert_history and oldest first, the alerts created after
+  that one (at most WS_RESUME_WINDOW_SECONDS back, at most WS_RESUME_MAX_ALERTS of them: the newest), as ordinary
+  alert frames, then answers `{"type": "resumed", "since": id, "replayed": n, "truncated": bool}` (truncated: older
+  alerts were left out; read them from GET /api/alerts) and goes on live. An id that is unknown or older than the
+  window gets `{"type": "error", "error": "resume_unknown", ...}`: the socket stays open, live, and the client
+  should reload the recent alerts over REST.
 Server -> client: `{"type": "alert", "data": <alert of docs/api.md>}`. Until it subscribes, a client gets every alert.
+
+Resumption has no gap and no duplicate at its seam: the client joined the live feed at connect, and the consumer
+remembers the ids it sent live until the resume arrives; during the resume, live frames are held back; the replay
+skips what went out live, the held frames follow the replay minus what it already held, and a live frame that
+arrives later for an alert the replay already sent (its push was under way) is dropped. The order is the creation
+order, (created_at, id): the engine pushes each committed batch in that order too (apps.alerts.services).
 """
 
 from __future__ import annotations
@@ -18,6 +32,8 @@ import asyncio
 import json
 import logging
 import re
+import uuid
+from datetime import timedelta
 from urllib.parse import parse_qs
 
 from asgiref.sync import sync_to_async
@@ -25,10 +41,13 @@ from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
 from prometheus_client import Counter
 
-from apps.alerts.models import UserSettings
+from apps.alerts.models import AlertHistory, UserSettings
 from apps.alerts.rule_types import RULE_TYPE_PATTERN
+from apps.alerts.selectors import alert_payload
 from screener_project.observability import WS_CONNECTIONS
 from screener_project.strict_json import JsonRefused, json_loads_strict
 
@@ -77,6 +96,28 @@ def _selected_alerts(user_id: str) -> frozenset[str] | None:
     return frozenset(str(item) for item in selected) if selected else None
 
 
+@database_sync_to_async
+def _alerts_after(
+    since: uuid.UUID, *, symbols: frozenset[str] | None, alert_types: frozenset[str] | None
+) -> tuple[list[dict], bool] | None:
+    """The alerts created after alert `since` (oldest first) that a resuming client may get, and whether older ones
+    were left out; None when that alert is unknown or older than the resume window."""
+    oldest = timezone.now() - timedelta(seconds=settings.WS_RESUME_WINDOW_SECONDS)
+    anchor = AlertHistory.objects.filter(id=since).values_list("created_at", flat=True).first()
+    if anchor is None or anchor < oldest:
+        return None
+    after = AlertHistory.objects.filter(
+        Q(created_at__gt=anchor) | Q(created_at=anchor, id__gt=since), created_at__gte=oldest
+    )
+    if symbols is not None:
+        after = after.filter(symbol__in=sorted(symbols))
+    if alert_types is not None:
+        after = after.filter(alert_type__in=sorted(alert_types))
+    limit = settings.WS_RESUME_MAX_ALERTS
+    newest = list(after.order_by("-created_at", "-id")[: limit + 1])
+    return [alert_payload(alert) for alert in reversed(newest[:limit])], len(newest) > limit
+
+
 class HubConsumer(AsyncWebsocketConsumer):
     """A WebSocket consumer fed by this process's AlertHub (apps.api.fanout): no per-connection channel, so it needs
     neither its own Redis subscription nor a dispatch task per alert."""
@@ -102,6 +143,12 @@ class AlertConsumer(HubConsumer):
         self.paused = False
         self.unanswered_pings = 0
         self.closing = False
+        # Resumption (see the module's docstring): ids sent live until the resume, frames held during it, ids the
+        # replay sent that a late live frame may still bring.
+        self.resumed = False
+        self.live_ids: set[str] | None = set()
+        self.held: list[tuple[str, str]] | None = None
+        self.replayed_ids: set[str] = set()
         self.outbox: asyncio.Queue[str | int] = asyncio.Queue(maxsize=settings.WS_SEND_QUEUE_SIZE)
         self.hub = alert_hub()
         await self.accept()
@@ -136,7 +183,24 @@ class AlertConsumer(HubConsumer):
         types = self.alert_types if self.explicit_types else self.selected_alerts
         return types is None or alert_type in types
 
-    def deliver(self, frame: str) -> None:
+    def deliver(self, frame: str, alert_id: str | None = None) -> None:
+        if self.closing:
+            return
+        if alert_id is not None:
+            if self.replayed_ids and alert_id in self.replayed_ids:
+                self.replayed_ids.discard(alert_id)  # the replay sent it already
+                return
+            if self.held is not None:
+                self.held.append((frame, alert_id))
+                return
+            if self.live_ids is not None:
+                if len(self.live_ids) < settings.WS_RESUME_MAX_ALERTS:
+                    self.live_ids.add(alert_id)
+                else:  # a client this far into its connection has nothing left to resume
+                    self.live_ids, self.resumed = None, True
+        self._enqueue(frame)
+
+    def _enqueue(self, frame: str | int) -> None:
         if self.closing:
             return
         try:
@@ -169,7 +233,7 @@ class AlertConsumer(HubConsumer):
         """Handler of a group message sent to this consumer directly (the hub normally delivers)."""
         data = event.get("data")
         if isinstance(data, dict) and self.wants(str(data.get("symbol", "")), str(data.get("alert_type", ""))):
-            self.deliver(alert_frame(data))
+            self.deliver(alert_frame(data), str(data.get("id", "")) or None)
 
     async def _drain_outbox(self) -> None:
         while True:
@@ -218,6 +282,7 @@ class AlertConsumer(HubConsumer):
                 "unsubscribe": self._on_unsubscribe,
                 "pong": self._on_pong,
                 "ping": self._on_ping,
+                "resume": self._on_resume,
             }.get(kind if isinstance(kind, str) else "")
             if handler is None:
                 raise ProtocolError(f"Unknown message type {kind!r}")
@@ -281,3 +346,54 @@ class AlertConsumer(HubConsumer):
 
     async def _on_ping(self, message: dict) -> None:
         await self._reply({"type": "pong"})
+
+    async def _on_resume(self, message: dict) -> None:
+        since = message.get("since")
+        try:
+            anchor = uuid.UUID(since) if isinstance(since, str) else None
+        except ValueError:
+            anchor = None
+        if anchor is None:
+            raise ProtocolError("'since' must be the id of an alert")
+        if self.resumed:
+            raise ProtocolError("A connection resumes once, right after it (re)connects")
+        self.resumed = True
+        self.held = []
+        try:
+            types = self.alert_types if self.explicit_types else self.selected_alerts
+            found = await _alerts_after(anchor, symbols=self.symbols, alert_types=types)
+        except Exception:  # the database is away: the client stays live, and is told it missed what it missed
+            logger.exception("WebSocket resume failed")
+            found = None
+            error = {"type": "error", "error": "resume_failed", "message": "Could not read the alerts to resume."}
+        else:
+            error = {
+                "type": "error",
+                "error": "resume_unknown",
+                "message": f"No alert {since} within the last {settings.WS_RESUME_WINDOW_SECONDS:g} s to resume"
+                " from; read the recent alerts from GET /api/alerts.",
+            }
+        held, self.held = self.held, None
+        sent_live, self.live_ids = self.live_ids or set(), None
+        replayed: set[str] = set()
+        if found is None:
+            WS_EVENTS.labels("resume_refused").inc()
+            self._enqueue(json.dumps(error))
+        else:
+            alerts, truncated = found
+            for data in alerts:
+                if data["id"] in sent_live or not self.wants(data["symbol"], data["alert_type"]):
+                    continue
+                self._enqueue(alert_frame(data))
+                replayed.add(data["id"])
+            WS_EVENTS.labels("resumed").inc()
+            self._enqueue(
+                json.dumps({"type": "resumed", "since": since, "replayed": len(replayed), "truncated": truncated})
+            )
+        for frame, alert_id in held:
+            if alert_id in replayed:
+                replayed.discard(alert_id)
+            else:
+                self._enqueue(frame)
+        # What is left may still come live (its push was under way when the replay read it): dropped then.
+        self.replayed_ids = replayed

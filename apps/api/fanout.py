@@ -36,7 +36,7 @@ PING_FRAME = '{"type":"ping"}'
 class AlertClient(Protocol):
     def wants(self, symbol: str, alert_type: str) -> bool: ...
 
-    def deliver(self, frame: str) -> None: ...
+    def deliver(self, frame: str, alert_id: str | None = None) -> None: ...
 
     def on_ping_tick(self) -> None: ...
 
@@ -143,10 +143,11 @@ class AlertHub:
             logger.warning("Ignored an alert that is not JSON: %.200r", data)
             return 0
         symbol, alert_type = str(data.get("symbol", "")), str(data.get("alert_type", ""))
+        alert_id = str(data.get("id", "")) or None
         delivered = 0
         for client in tuple(self.clients):
             if client.wants(symbol, alert_type):
-                client.deliver(frame)
+                client.deliver(frame, alert_id)
                 delivered += 1
         return delivered
 

@@ -265,6 +265,10 @@ WS_PING_INTERVAL_SECONDS = env.float("WS_PING_INTERVAL_SECONDS", default=30.0)
 WS_MAX_MISSED_PONGS = env.int("WS_MAX_MISSED_PONGS", default=2)
 # Frames waiting for one client; a client that falls this far behind is closed instead of buffering forever.
 WS_SEND_QUEUE_SIZE = env.int("WS_SEND_QUEUE_SIZE", default=1000)
+# How far back a reconnecting /ws/alerts client may resume: alerts created at most this many seconds ago.
+WS_RESUME_WINDOW_SECONDS = env.float("WS_RESUME_WINDOW_SECONDS", default=600.0)
+# The most alerts one resume replays (the newest of them; the answer says when older ones were left out).
+WS_RESUME_MAX_ALERTS = env.int("WS_RESUME_MAX_ALERTS", default=300)
 # Browser origins allowed on /ws/ besides ALLOWED_HOSTS (same-site pages); defaults to the CORS origins.
 WS_ALLOWED_ORIGINS = env.list("WS_ALLOWED_ORIGINS", default=CORS_ALLOWED_ORIGINS)
 # Non-browser clients send no Origin header; browsers always do, so allowing its absence opens no cross-site hole.

@@ -151,7 +151,7 @@ class CompatAlertConsumer(HubConsumer):
         # for their webhooks; the watchlist is the client's own filter.
         return not self.closing and alert_type not in self.disabled and rule_shown(alert_type)
 
-    def deliver(self, frame: str) -> None:
+    def deliver(self, frame: str, alert_id: str | None = None) -> None:
         if self.closing:
             return
         client_frame = frames.frame(frame)
