@@ -1,4 +1,4 @@
-"""At least once, de-duplicable: machine payloads name their alert ids; a retried batch keeps its Idempotency-Key."""
+"""At least once, de-duplicable: every message names its alert ids; a retried batch keeps its Idempotency-Key."""
 
 from __future__ import annotations
 
@@ -42,3 +42,17 @@ def test_every_http_destination_gets_an_idempotency_key(
     }
     discord_request = next(r for r in receiver.requests if r.path == "/discord")
     assert discord_request.json()["embeds"][0]["footer"]["text"].endswith(str(alert.id))
+
+
+def test_chat_messages_name_each_alert_id(fast_notifications, receiver, make_alert, make_destination, drain):
+    slack = make_destination(kind="slack", url=receiver.url + "/slack")
+    telegram = make_destination(kind="telegram", url="", telegram_bot_token="123:abc", telegram_chat_id="42")
+    alerts = [make_alert(), make_alert()]
+    notifications_enqueue(alerts=alerts)
+    for destination in (slack, telegram):
+        drain(destination.id)
+    assert len(receiver.requests) == 2
+    for request in receiver.requests:
+        text = request.json()["text"]
+        for alert in alerts:
+            assert text.count(str(alert.id)) == 1, (request.path, text)

@@ -41,7 +41,8 @@ def test_burst_of_50_alerts_to_one_chat_is_batched_at_one_message_per_second(
     drain(destination.id)
 
     batch = conf("NOTIFICATIONS_BATCH_TELEGRAM")
-    assert len(receiver.requests) == math.ceil(50 / batch) < 50
+    # Batches of NOTIFICATIONS_BATCH_TELEGRAM, or fewer where that many would not fit in Telegram's 4,096 characters.
+    assert math.ceil(50 / batch) <= len(receiver.requests) <= 3
     for request in receiver.requests:
         assert request.path == f"/bot{TOKEN}/sendMessage"
         body = request.json()

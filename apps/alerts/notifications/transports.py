@@ -260,7 +260,7 @@ def telegram_block(message: AlertMessage) -> str:
         f"{mark} {message.title} · {payload['symbol']}\n"
         f"Price {fmt_price(payload.get('price'))} · Change {fmt_change(payload.get('change_pct'))} · "
         f"Volume {fmt_volume(payload.get('volume'))} · VCP {fmt_vcp(vcp_of(payload))} · {payload.get('timeframe')}\n"
-        f"{payload['triggered_at']}"
+        f"{payload['triggered_at']} · id {payload['id']}"
     )
 
 
@@ -326,7 +326,7 @@ def slack_block(message: AlertMessage) -> str:
         f"{mark} *{message.title}* · *{payload['symbol']}*\n"
         f"Price {fmt_price(payload.get('price'))} · Change {fmt_change(payload.get('change_pct'))} · "
         f"Volume {fmt_volume(payload.get('volume'))} · VCP {fmt_vcp(vcp_of(payload))} · {payload.get('timeframe')}\n"
-        f"{payload['triggered_at']}"
+        f"{payload['triggered_at']} · id `{payload['id']}`"
     )
 
 
