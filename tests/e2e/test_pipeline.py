@@ -43,7 +43,12 @@ def prefixed(*parts: object) -> str:
 
 
 class AlertListener(threading.Thread):
-    """A WebSocket client of /ws/alerts that records every frame it receives."""
+    """A WebSocket client of /ws/alerts that records every alert frame it receives.
+
+    Like a browser, it reconnects when its socket drops (a restarted daphne) and resumes from the last alert it
+    received (`{"type": "resume", "since": id}`, docs/api.md), so what it misses is what a reconnecting browser
+    would miss. Only the first connection must succeed at once; later ones are retried until `stopping`.
+    """
 
     def __init__(self, url: str) -> None:
         super().__init__(daemon=True)
@@ -52,25 +57,43 @@ class AlertListener(threading.Thread):
         self.connected = threading.Event()
         self.stopping = threading.Event()
         self.error: BaseException | None = None
+        self.reconnects = 0
+        self.resumes: list[dict] = []  # the server's answers to the resumes: `resumed` or `error` frames
 
     def run(self) -> None:
-        try:
-            with connect(self.url, open_timeout=10) as ws:
-                ws.send(json.dumps({"type": "subscribe", "channels": ["alerts"]}))
-                self.connected.set()
-                while not self.stopping.is_set():
-                    try:
-                        raw = ws.recv(timeout=0.5)
-                    except TimeoutError:
-                        continue
-                    frame = json.loads(raw)
-                    if frame.get("type") == "ping":
-                        ws.send(json.dumps({"type": "pong"}))
-                    elif frame.get("type") == "alert":
-                        self.frames.append(frame)
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
-            self.error = exc
+        while not self.stopping.is_set():
+            again = self.connected.is_set()
+            try:
+                self._listen(again=again)
+            except BaseException as exc:  # noqa: BLE001 - the first connection's failure is reported by the test
+                if not again and not self.connected.is_set():
+                    self.error = exc
+                    self.connected.set()
+                    return
+                self.stopping.wait(0.2)  # dropped, or the server is not back yet: try again
+
+    def _listen(self, *, again: bool) -> None:
+        """One connection: subscribe (and resume when it is a reconnection), then record until it drops."""
+        with connect(self.url, open_timeout=10) as ws:
+            ws.send(json.dumps({"type": "subscribe", "channels": ["alerts"]}))
+            if again:
+                self.reconnects += 1
+                if self.frames:
+                    ws.send(json.dumps({"type": "resume", "since": self.frames[-1]["data"]["id"]}))
             self.connected.set()
+            while not self.stopping.is_set():
+                try:
+                    raw = ws.recv(timeout=0.5)
+                except TimeoutError:
+                    continue
+                frame = json.loads(raw)
+                kind = frame.get("type")
+                if kind == "ping":
+                    ws.send(json.dumps({"type": "pong"}))
+                elif kind == "alert":
+                    self.frames.append(frame)
+                elif kind == "resumed" or (kind == "error" and str(frame.get("error", "")).startswith("resume")):
+                    self.resumes.append(frame)
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import hmac
 from collections import Counter
 
 from apps.alerts.models import AlertHistory
+from apps.alerts.notifications.delivery import destination_deliver
 from apps.alerts.notifications.models import Delivery, DeliveryAttempt, Destination
 from apps.alerts.notifications.selectors import destinations_paused
 from apps.alerts.notifications.services import destination_resume, notifications_enqueue
@@ -88,9 +89,10 @@ def test_500_then_success_retries_with_backoff_and_records_both_attempts(
     ]
 
 
-def test_three_failures_give_up_after_the_third_attempt(
+def test_three_failures_past_the_retry_window_give_up_after_the_third_attempt(
     fast_notifications, receiver, make_alert, make_destination, drain
 ):
+    fast_notifications.NOTIFICATIONS_RETRY_SECONDS = 0  # no retry window beyond the attempts
     destination = make_destination(url=receiver.url)
     receiver.replies = [Reply(503), Reply(502), Reply(500), Reply(500)]
     alert = make_alert()
@@ -160,6 +162,7 @@ def test_timeout_is_retried_and_the_alert_is_acknowledged_once(
 
 def test_repeated_failures_pause_a_destination(fast_notifications, receiver, make_alert, make_destination, drain):
     fast_notifications.NOTIFICATIONS_PAUSE_AFTER_FAILURES = 4
+    fast_notifications.NOTIFICATIONS_RETRY_SECONDS = 0  # failing past the retry window at once
     destination = make_destination(url=receiver.url, name="flaky")
     receiver.replies = [Reply(500)] * 10
     alerts = [make_alert(symbol=f"S{i}USDT") for i in range(2)]
@@ -237,3 +240,25 @@ def test_discord_empty_bucket_delays_the_next_message(
 
     assert len(receiver.requests) == 2
     assert receiver.requests[1].at - receiver.requests[0].at >= 1.2
+
+
+def test_a_destination_down_for_a_while_gets_everything_once_in_order(
+    fast_notifications, receiver, make_alert, make_destination, drain
+):
+    """Refused for more than the attempts (within the retry window), alerts keep coming meanwhile: once back, the
+    destination gets each alert once, oldest minute first, the waiting ones never overtaken by newer ones."""
+    fast_notifications.NOTIFICATIONS_MAX_BACKOFF = 0.2
+    destination = make_destination(url=receiver.url)
+    receiver.replies = [Reply(503)] * 8
+    alerts = [make_alert(symbol=f"S{i}USDT") for i in range(6)]  # a minute apart, oldest first
+    for alert in alerts:
+        notifications_enqueue(alerts=[alert])
+        destination_deliver(destination_id=destination.id)
+
+    drain(destination.id)
+
+    assert [r.status for r in receiver.requests][:8] == [503] * 8
+    delivered = [a["id"] for r in receiver.requests if r.status == 200 for a in r.json()["alerts"]]
+    assert delivered == [str(a.id) for a in alerts]
+    assert set(Delivery.objects.values_list("status", flat=True)) == {"sent"}
+    assert Destination.objects.get(pk=destination.pk).paused_at is None

@@ -18,9 +18,14 @@ DEFAULTS: dict[str, Any] = {
     # Connect / read timeouts of one request, seconds.
     "NOTIFICATIONS_CONNECT_TIMEOUT": _env.float("NOTIFICATIONS_CONNECT_TIMEOUT", default=3.0),
     "NOTIFICATIONS_READ_TIMEOUT": _env.float("NOTIFICATIONS_READ_TIMEOUT", default=5.0),
+    # A delivery that keeps failing (5xx, timeouts, refused connections) is retried for NOTIFICATIONS_RETRY_SECONDS
+    # and at least NOTIFICATIONS_MAX_ATTEMPTS times, then given up (failed).
     "NOTIFICATIONS_MAX_ATTEMPTS": _env.int("NOTIFICATIONS_MAX_ATTEMPTS", default=3),
-    # Backoff before attempt n+1 is base * 2**(n-1) seconds (2, 4, ...), or the server's Retry-After if longer.
+    "NOTIFICATIONS_RETRY_SECONDS": _env.float("NOTIFICATIONS_RETRY_SECONDS", default=3600.0),
+    # Backoff of a destination after its n-th failed request in a row: base * 2**(n-1) seconds (2, 4, ...) up to
+    # NOTIFICATIONS_MAX_BACKOFF, or the server's Retry-After if longer.
     "NOTIFICATIONS_BACKOFF_BASE": _env.float("NOTIFICATIONS_BACKOFF_BASE", default=2.0),
+    "NOTIFICATIONS_MAX_BACKOFF": _env.float("NOTIFICATIONS_MAX_BACKOFF", default=60.0),
     # A Retry-After longer than this is capped (a hostile or broken server must not park deliveries for days).
     "NOTIFICATIONS_MAX_RETRY_AFTER": _env.float("NOTIFICATIONS_MAX_RETRY_AFTER", default=300.0),
     # Consecutive failed requests after which a destination is paused.

@@ -8,6 +8,12 @@ Per destination, in Redis (keys under settings.REDIS_KEY_PREFIX, written `P`):
   last one, or longer when the server said so (Retry-After, Discord's empty bucket).
 Alerts that arrive while a destination must wait stay pending in the database and go out together in the next
 batch: a burst costs fewer messages and nothing is dropped.
+
+Order: a destination gets its alerts in the order of their minute (triggered_at). Deliveries go out oldest first, and
+a delivery waiting out its backoff holds back the newer ones behind it (they join its retry), so a destination that
+was down receives, once back, everything in order. A failed request backs the whole destination off (doubling from
+NOTIFICATIONS_BACKOFF_BASE up to NOTIFICATIONS_MAX_BACKOFF), and a delivery is retried for NOTIFICATIONS_RETRY_SECONDS
+(at least NOTIFICATIONS_MAX_ATTEMPTS times) before it is given up: an outage of minutes loses nothing.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from functools import reduce
 from operator import or_
 
 from django.db import InterfaceError, OperationalError, connection, transaction
-from django.db.models import F, Min, Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from apps.alerts.models import AlertHistory
@@ -68,9 +74,13 @@ def _next_run_in(destination_id: int) -> float | None:
     destination = Destination.objects.filter(pk=destination_id).first()
     if destination is None or not destination.enabled or destination.is_paused:
         return None
-    earliest = Delivery.objects.filter(destination_id=destination_id, status=Delivery.Status.PENDING).aggregate(
-        earliest=Min("next_attempt_at")
-    )["earliest"]
+    # The oldest pending delivery decides: newer ones wait behind it (see the module's docstring).
+    earliest = (
+        Delivery.objects.filter(destination_id=destination_id, status=Delivery.Status.PENDING)
+        .order_by("alert_triggered_at", "id")
+        .values_list("next_attempt_at", flat=True)
+        .first()
+    )
     if earliest is None:
         return None
     not_before = float(redis_client().get(next_key(destination_id)) or 0)
@@ -82,11 +92,17 @@ def _send_batch(destination: Destination) -> None:
         return
     transport = transport_for(destination)
     now = timezone.now()
-    due = list(
-        Delivery.objects.filter(
-            destination=destination, status=Delivery.Status.PENDING, next_attempt_at__lte=now
-        ).order_by("alert_triggered_at", "id")[: conf(f"NOTIFICATIONS_BATCH_{destination.kind.upper()}")]
+    oldest = list(
+        Delivery.objects.filter(destination=destination, status=Delivery.Status.PENDING).order_by(
+            "alert_triggered_at", "id"
+        )[: conf(f"NOTIFICATIONS_BATCH_{destination.kind.upper()}")]
     )
+    # The due ones from the oldest on, up to the first still backing off: nothing overtakes an older alert.
+    due = []
+    for delivery in oldest:
+        if delivery.next_attempt_at > now:
+            break
+        due.append(delivery)
     if not due:
         return
     alerts = _alerts_of(due)
@@ -115,8 +131,8 @@ def _send_batch(destination: Destination) -> None:
     wait = transport.interval()
     if result is not None:
         wait = max(wait, result.wait_after)
-    elif error is not None and error.retry_after is not None:
-        wait = max(wait, min(error.retry_after, conf("NOTIFICATIONS_MAX_RETRY_AFTER")))
+    elif error is not None:
+        wait = max(wait, _backoff(destination.consecutive_failures + 1, error.retry_after))
     redis_client().set(next_key(destination.pk), f"{time.time() + wait:.3f}", px=int(wait * 1000) + 1000)
 
 
@@ -151,6 +167,8 @@ def _record(
 ) -> None:
     now = timezone.now()
     max_attempts = conf("NOTIFICATIONS_MAX_ATTEMPTS")
+    retry_until = now - timedelta(seconds=conf("NOTIFICATIONS_RETRY_SECONDS"))
+    backoff = _backoff(destination.consecutive_failures + 1, error.retry_after if error else None)
     attempts = []
     outcomes: Counter[str] = Counter()
     for delivery in batch:
@@ -160,8 +178,9 @@ def _record(
             outcomes["sent"] += 1
         else:
             delivery.last_error = error.message[:500]
-            if error.retryable and delivery.attempts < max_attempts:
-                delivery.next_attempt_at = now + timedelta(seconds=_backoff(delivery.attempts, error.retry_after))
+            if error.retryable and (delivery.attempts < max_attempts or delivery.created_at > retry_until):
+                # The destination's backoff, the same for the whole batch: it is retried as one, in order.
+                delivery.next_attempt_at = now + timedelta(seconds=backoff)
                 outcomes["retry"] += 1
             else:
                 delivery.status = Delivery.Status.FAILED
@@ -189,7 +208,7 @@ def _record(
             AlertHistory.objects.filter(sent, webhook_sent=False).update(webhook_sent=True, webhook_sent_at=now)
             Destination.objects.filter(pk=destination.pk).update(consecutive_failures=0)
         else:
-            _failure_count(destination=destination, error=error, now=now)
+            _failure_count(destination=destination, error=error, now=now, retried_since=min(d.created_at for d in batch))
     for outcome, count in outcomes.items():
         WEBHOOK_DELIVERIES.labels(kind=destination.kind, outcome=outcome).inc(count)
     if error is not None:
@@ -202,8 +221,9 @@ def _record(
         )
 
 
-def _failure_count(*, destination: Destination, error: TransportError, now) -> None:
-    """Count a failed request against the destination and pause it when it keeps failing or is broken."""
+def _failure_count(*, destination: Destination, error: TransportError, now, retried_since) -> None:
+    """Count a failed request against the destination and pause it when it is broken, or keeps failing past the
+    retry window (the oldest delivery of the batch, created at `retried_since`, is given up on)."""
     if error.status_code == 429:
         return  # being rate limited says nothing about the destination's health
     Destination.objects.filter(pk=destination.pk).update(consecutive_failures=F("consecutive_failures") + 1)
@@ -211,7 +231,7 @@ def _failure_count(*, destination: Destination, error: TransportError, now) -> N
     threshold = conf("NOTIFICATIONS_PAUSE_AFTER_FAILURES")
     if error.destination_broken:
         reason = error.message
-    elif failures >= threshold:
+    elif failures >= threshold and retried_since <= now - timedelta(seconds=conf("NOTIFICATIONS_RETRY_SECONDS")):
         reason = f"{failures} consecutive failures, last: {error.message}"
     else:
         return
@@ -221,8 +241,9 @@ def _failure_count(*, destination: Destination, error: TransportError, now) -> N
     logger.warning("notifications: destination %s (%s) paused: %s", destination.pk, destination.name, reason)
 
 
-def _backoff(attempts: int, retry_after: float | None) -> float:
-    delay = conf("NOTIFICATIONS_BACKOFF_BASE") * 2 ** (attempts - 1)
+def _backoff(failures: int, retry_after: float | None) -> float:
+    """Seconds to wait after the destination's `failures`-th failed request in a row."""
+    delay = min(conf("NOTIFICATIONS_BACKOFF_BASE") * 2 ** min(failures - 1, 30), conf("NOTIFICATIONS_MAX_BACKOFF"))
     if retry_after is not None:
         delay = max(delay, min(retry_after, conf("NOTIFICATIONS_MAX_RETRY_AFTER")))
     return delay
