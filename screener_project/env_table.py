@@ -99,10 +99,15 @@ MEANINGS = {
     "NOTIFICATIONS_CONNECT_TIMEOUT": "seconds to connect to a destination",
     "NOTIFICATIONS_ALLOW_LOOPBACK": "allow destinations on loopback (self-hosting, tests); private ones never",
     "NOTIFICATIONS_READ_TIMEOUT": "seconds to wait for a destination's answer",
-    "NOTIFICATIONS_MAX_ATTEMPTS": "attempts per message",
+    "NOTIFICATIONS_MAX_ATTEMPTS": "a failing delivery is tried at least this many times (and for NOTIFICATIONS_RETRY_SECONDS)",
+    "NOTIFICATIONS_RETRY_SECONDS": "a failing delivery is retried for this long (and at least NOTIFICATIONS_MAX_ATTEMPTS times), then failed",
+    "NOTIFICATIONS_MAX_BACKOFF": "the longest backoff (seconds) of a destination that keeps failing",
     "NOTIFICATIONS_TELEGRAM_API_URL": "Telegram Bot API base URL",
     "NOTIFICATIONS_INTERVAL_TELEGRAM_CHAT": "minimum seconds between two messages to a private Telegram chat",
-    "NOTIFICATIONS_BACKOFF_BASE": "backoff before attempt n+1 is base x 2^(n-1) seconds, or the server's Retry-After",
+    "NOTIFICATIONS_BACKOFF_BASE": (
+        "a destination's backoff after its n-th failed request in a row is base x 2^(n-1) seconds (up to"
+        " NOTIFICATIONS_MAX_BACKOFF), or the server's Retry-After"
+    ),
     "NOTIFICATIONS_INTERVAL_TELEGRAM_GROUP": "minimum seconds between two messages to a Telegram group",
     "NOTIFICATIONS_INTERVAL_DISCORD": "minimum seconds between two messages to a Discord webhook",
     "NOTIFICATIONS_INTERVAL_WEBHOOK": "minimum seconds between two messages to a generic JSON webhook",

@@ -208,7 +208,9 @@ def _record(
             AlertHistory.objects.filter(sent, webhook_sent=False).update(webhook_sent=True, webhook_sent_at=now)
             Destination.objects.filter(pk=destination.pk).update(consecutive_failures=0)
         else:
-            _failure_count(destination=destination, error=error, now=now, retried_since=min(d.created_at for d in batch))
+            _failure_count(
+                destination=destination, error=error, now=now, retried_since=min(d.created_at for d in batch)
+            )
     for outcome, count in outcomes.items():
         WEBHOOK_DELIVERIES.labels(kind=destination.kind, outcome=outcome).inc(count)
     if error is not None:
