@@ -99,7 +99,7 @@ MEANINGS = {
     "NOTIFICATIONS_CONNECT_TIMEOUT": "seconds to connect to a destination",
     "NOTIFICATIONS_ALLOW_LOOPBACK": "allow destinations on loopback (self-hosting, tests); private ones never",
     "NOTIFICATIONS_READ_TIMEOUT": "seconds to wait for a destination's answer",
-    "NOTIFICATIONS_MAX_ATTEMPTS": "a failing delivery is tried at least this many times, and for NOTIFICATIONS_RETRY_SECONDS",
+    "NOTIFICATIONS_MAX_ATTEMPTS": "the fewest tries of a failing delivery (see NOTIFICATIONS_RETRY_SECONDS)",
     "NOTIFICATIONS_RETRY_SECONDS": "seconds a failing delivery is retried (and NOTIFICATIONS_MAX_ATTEMPTS times)",
     "NOTIFICATIONS_MAX_BACKOFF": "the longest backoff (seconds) of a destination that keeps failing",
     "NOTIFICATIONS_TELEGRAM_API_URL": "Telegram Bot API base URL",
