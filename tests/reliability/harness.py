@@ -5,11 +5,16 @@ webhook receiver listening, on a redis-server of the run's own and this test's d
 counts, against the data file and the project's own backtest over the same minutes: candles lost or duplicated,
 alerts missing, extra or duplicated, WebSocket frames and webhook deliveries missing or duplicated, and the fault's
 own time to recover.
+
+The WebSocket client reconnects and resumes like a browser (tests.e2e.test_pipeline.AlertListener), so ws_missing is
+what a reconnecting browser would miss. Webhook deliveries are also checked for order (by triggered_at) and batch
+size. `sim_args` pass fault options to the exchange simulator (`manage.py run_exchange_sim --help`).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -25,6 +30,7 @@ from apps.alerts.backtest import backtest_run
 from apps.alerts.builtin_rules import BUILTIN_RULES
 from apps.alerts.engine import rules_load
 from apps.alerts.models import AlertHistory, AlertRule
+from apps.alerts.notifications.conf import conf
 from apps.alerts.notifications.models import Delivery, Destination
 from apps.collector.candles import MINUTE_MS
 from apps.collector.store import key
@@ -54,6 +60,7 @@ class FaultReport:
     ws_duplicated: int = 0
     webhooks_missing: int = 0
     webhooks_duplicated: int = 0
+    webhooks_out_of_order: int = 0
     recovery_seconds: float | None = None
     detail: dict = field(default_factory=dict)
 
@@ -65,8 +72,19 @@ class FaultRun:
     """One replay with one fault. `fault(run)` is called once `fault_after` replayed minutes were ticked; it returns
     the seconds the screener took to recover (or None when that fault has no such measure)."""
 
-    def __init__(self, *, tmp_path: Path, frames: dict[str, pd.DataFrame], minutes: int, speed: float) -> None:
+    def __init__(
+        self,
+        *,
+        tmp_path: Path,
+        frames: dict[str, pd.DataFrame],
+        minutes: int,
+        speed: float,
+        sim_args: tuple[str, ...] = (),
+    ) -> None:
         self.tmp_path = tmp_path
+        self.sim_args = sim_args
+        self.listener: AlertListener | None = None
+        self.report: FaultReport | None = None
         self.frames = frames
         self.minutes = minutes
         self.speed = speed
@@ -155,8 +173,8 @@ class FaultRun:
             NOTIFICATIONS_INTERVAL_WEBHOOK="0",
         )
         self.group = ProcessGroup(env, self.tmp_path)
-        listener = AlertListener(f"ws://127.0.0.1:{self.web_port}/ws/alerts")
-        report = FaultReport(fault=name, minutes=self.minutes)
+        listener = self.listener = AlertListener(f"ws://127.0.0.1:{self.web_port}/ws/alerts")
+        report = self.report = FaultReport(fault=name, minutes=self.minutes)
         first_open = int(min(frame["open_time"].iloc[0] for frame in self.frames.values()))
         start_ms = first_open + REPLAY_START_HOURS * 60 * MINUTE_MS
         try:
@@ -177,17 +195,21 @@ class FaultRun:
                 "--minutes",
                 str(self.minutes),
                 "--hold-until-connect",
+                *self.sim_args,
             )
             wait_for(lambda: http_ok(f"http://127.0.0.1:{self.sim_port}/sim/status"), timeout=60, what="the simulator")
             self.start("collector")
             wait_for(lambda: len(self.claimed_minutes()) >= fault_after, timeout=180, what="ticks", group=self.group)
             first_tick = self.claimed_minutes()[0]
+            report.detail["fault_at_ms"] = int(self.sim_status()["now_ms"])
             if fault is not None:
                 report.recovery_seconds = fault(self)
             wait_for(
                 lambda: self.sim_status().get("done"), timeout=self.minutes * 60 / self.speed + 240, what="the replay"
             )
-            last = int(self.sim_status()["last_closed_open_ms"])
+            sim = self.sim_status()
+            last = int(sim["last_closed_open_ms"])
+            report.detail["simulator"] = {k: v for k, v in sim.get("stats", {}).items() if v}
             wait_for(lambda: self.shards_at(last), timeout=180, what="the shards to reach the last minute")
             wait_for(
                 lambda: not Delivery.objects.filter(status=Delivery.Status.PENDING).exists(),
@@ -207,11 +229,29 @@ class FaultRun:
             self.redis.stop()
             self.database.close()
         listener.join(5)
+        self._logs(report)
         self._count(report, first_tick=first_tick, last=last, listener=listener, receiver=receiver)
         print(f"\nfault run: {report.line()}")
         return report
 
     # ------------------------------------------------------------------------------------------- counting
+    def _logs(self, report: FaultReport) -> None:
+        """What the processes' logs tell of the recovery paths taken: late candles evaluated again, REST repairs."""
+
+        def count(prefix: str, pattern: str) -> int:
+            return sum(
+                len(re.findall(pattern, log.read_text(errors="replace")))
+                for log in self.tmp_path.glob(f"{prefix}*.log")
+            )
+
+        report.detail["late_minutes_evaluated_again"] = count("worker", r"evaluated again for late")
+        report.detail["gaps_repaired_from_rest"] = count("collector", r"repaired from REST")
+        report.detail["ws_reconnects"] = self.listener.reconnects if self.listener else 0
+        report.detail["ws_resumes"] = [
+            {k: v for k, v in r.items() if k in ("type", "error", "replayed", "truncated")}
+            for r in (self.listener.resumes if self.listener else [])
+        ]
+
     def _count(self, report: FaultReport, *, first_tick: int, last: int, listener, receiver) -> None:
         with connection.cursor() as cursor:
             cursor.execute(
@@ -237,6 +277,9 @@ class FaultRun:
         report.alerts_missing = len(backtest - in_range)
         report.alerts_extra = len(in_range - backtest)
         report.alerts_duplicated = sum(n - 1 for n in fired.values())
+        fault_at = report.detail.pop("fault_at_ms", first_tick)
+        report.detail["alerts_before_fault"] = sum(1 for k in in_range if k[2] + MINUTE_MS <= fault_at)
+        report.detail["alerts_after_fault"] = sum(1 for k in in_range if k[2] + MINUTE_MS > fault_at)
         report.detail["missing"] = sorted(backtest - in_range)[:10]
         report.detail["extra"] = sorted(in_range - backtest)[:10]
 
@@ -244,9 +287,15 @@ class FaultRun:
         frames = Counter(f["data"]["id"] for f in listener.frames)
         report.ws_missing = len(ids - set(frames))
         report.ws_duplicated = sum(n - 1 for n in frames.values())
-        hooks = Counter(
-            a["id"] for r in receiver.requests if r.answered and 200 <= r.status < 300 for a in r.json()["alerts"]
-        )
+        accepted = sorted((r for r in receiver.requests if r.answered and 200 <= r.status < 300), key=lambda r: r.at)
+        hooks = Counter(a["id"] for r in accepted for a in r.json()["alerts"])
+        # In order of their minute: each accepted alert's triggered_at no earlier than the one accepted before it.
+        minutes = [a["triggered_at"] for r in accepted for a in r.json()["alerts"]]
+        report.webhooks_out_of_order = sum(b < a for a, b in zip(minutes, minutes[1:], strict=False))
+        sizes = [len(r.json()["alerts"]) for r in receiver.requests]
+        report.detail["webhook_requests"] = len(receiver.requests)
+        report.detail["webhook_batch_max"] = max(sizes, default=0)
+        assert report.detail["webhook_batch_max"] <= conf("NOTIFICATIONS_BATCH_WEBHOOK"), "a batch over the limit"
         report.webhooks_missing = len(ids - set(hooks))
         report.webhooks_duplicated = sum(n - 1 for n in hooks.values())
         # Requests the sender never saw answered (it died waiting) and sent again: at least once, by design.

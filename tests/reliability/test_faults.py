@@ -1,8 +1,29 @@
-"""The short fault suite: the whole screener on real processes, each fault once over a few replayed minutes.
+"""The fault suite: the whole screener on real processes, each fault over a few replayed minutes.
 
 Each run prints one JSON line (candles, alerts against the backtest, WebSocket frames, webhook deliveries, recovery
-seconds) and must lose nothing and duplicate nothing. REPLAY_MINUTES and SPEED set the length; the suite's long form
-is the same runs with more minutes (RELIABILITY_MINUTES=90 RELIABILITY_SPEED=20).
+seconds) and must lose nothing and duplicate nothing, and deliver webhooks in order of their minute.
+
+Faults: none; the worker SIGKILLed as a tick starts, while a webhook request is out, and while idle between ticks;
+beat SIGKILLed; Redis emptied (FLUSHALL); the collector SIGKILLed; PostgreSQL unreachable; daphne SIGKILLed and
+restarted (the WebSocket client reconnects and resumes, as a browser does); the exchange misbehaving (disconnects,
+duplicated, out-of-order and malformed frames, a silent minute); closing kline frames dropped (the collector's REST
+repair races the tick's grace deadline); the webhook receiver answering 503 for a while.
+
+Short form (CI, `pytest tests/reliability`): REPLAY_MINUTES (6) at SPEED (30x), PostgreSQL down 10 s, the webhook
+receiver down 25 s, and, to keep CI short, three faults that are independent of one another in one run (receiver
+down, worker SIGKILL while idle, daphne SIGKILL).
+
+Long form, by hand (about 30 minutes; hold the heavy lock):
+
+    RELIABILITY_LONG=1 TEST_DATABASE_NAME=test_<you> TEST_REDIS_KEY_PREFIX=<you> \
+        flock /tmp/screener-heavy.lock .venv/bin/python -m pytest tests/reliability/test_faults.py -s -p no:xdist
+
+runs every fault on its own over 30 replayed minutes at 20x, with PostgreSQL down 60 s and the receiver down
+300 s. RELIABILITY_MINUTES, RELIABILITY_SPEED, RELIABILITY_DATABASE_DOWN_SECONDS and
+RELIABILITY_RECEIVER_DOWN_SECONDS override each figure. `-s` shows each run's JSON line. The grace race at live
+speed (the grace deadline is 5 s of wall time at any speed; at 1x every wait is as long as live):
+
+    RELIABILITY_MINUTES=5 RELIABILITY_SPEED=1 ... pytest tests/reliability/test_faults.py -s -k dropped
 """
 
 from __future__ import annotations
@@ -13,7 +34,9 @@ import time
 
 import pandas as pd
 import pytest
+from django.utils import timezone
 
+from apps.alerts.notifications.models import Delivery
 from apps.collector.candles import data_files, read_csv_candles
 from apps.collector.store import key
 from tests.e2e.processes import wait_for
@@ -23,8 +46,11 @@ from .harness import FaultRun, wait_seconds
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
-REPLAY_MINUTES = int(os.environ.get("RELIABILITY_MINUTES", "8"))
-SPEED = float(os.environ.get("RELIABILITY_SPEED", "30"))
+LONG = os.environ.get("RELIABILITY_LONG") == "1"
+REPLAY_MINUTES = int(os.environ.get("RELIABILITY_MINUTES", "30" if LONG else "6"))
+SPEED = float(os.environ.get("RELIABILITY_SPEED", "20" if LONG else "30"))
+DATABASE_DOWN_SECONDS = float(os.environ.get("RELIABILITY_DATABASE_DOWN_SECONDS", "60" if LONG else "10"))
+RECEIVER_DOWN_SECONDS = float(os.environ.get("RELIABILITY_RECEIVER_DOWN_SECONDS", "300" if LONG else "25"))
 
 
 def last_tick_minute(run: FaultRun) -> int:
@@ -96,24 +122,102 @@ def collector_killed(run: FaultRun) -> float:
 
 
 def database_down(run: FaultRun) -> float:
-    """PostgreSQL unreachable for 10 s (every open connection cut); seconds from its return until a minute that
-    closed meanwhile is evaluated."""
+    """PostgreSQL unreachable for DATABASE_DOWN_SECONDS (every open connection cut); seconds from its return until a
+    minute that closed meanwhile is evaluated."""
     run.database.down()
-    time.sleep(10)  # the outage itself
+    time.sleep(DATABASE_DOWN_SECONDS)  # the outage itself
     before = run.sim_status()["last_closed_open_ms"]
     run.database.up()
     return wait_seconds(lambda: last_tick_minute(run) >= before, timeout=120, what="a tick after", group=run.group)
 
 
+def worker_killed_while_idle(run: FaultRun) -> float:
+    """SIGKILL the worker between ticks (the last claimed minute evaluated by every shard, no webhook pending), start
+    another; seconds until a minute that closed after the restart is evaluated."""
+
+    def idle() -> bool:
+        claimed = run.claimed_minutes()
+        return run.shards_at(claimed[-1]) and not Delivery.objects.filter(status=Delivery.Status.PENDING).exists()
+
+    wait_for(idle, timeout=60, interval=0.05, what="the worker to be idle", group=run.group)
+    run.kill("worker")
+    run.start("worker")
+    before = run.sim_status()["last_closed_open_ms"]
+    return wait_seconds(lambda: run.shards_at(before + 60_000), timeout=120, what="a tick after", group=run.group)
+
+
+def daphne_killed(run: FaultRun) -> float:
+    """SIGKILL daphne and start it again at once; seconds until the WebSocket client has reconnected and resumed."""
+    listener = run.listener
+    reconnects, resumes, resuming = listener.reconnects, len(listener.resumes), bool(listener.frames)
+    run.kill("daphne")
+    run.start("daphne")
+
+    def resumed() -> bool:
+        # A client that had received nothing has nothing to resume from: its reconnect is the recovery.
+        return listener.reconnects > reconnects and (len(listener.resumes) > resumes or not resuming)
+
+    return wait_seconds(resumed, timeout=90, what="the client to reconnect and resume", group=run.group)
+
+
+def receiver_down(run: FaultRun, *, meanwhile: tuple = ()) -> float:
+    """The webhook receiver answers 503 for RECEIVER_DOWN_SECONDS (the `meanwhile` faults run in that time), then
+    200 again; seconds from its return until every alert created before it was delivered."""
+    started = time.monotonic()
+    run.receiver.replies = [Reply(503)] * 1_000_000
+    for fault in meanwhile:
+        run.report.detail[f"recovery {fault.__name__}"] = fault(run)
+    time.sleep(max(0.0, RECEIVER_DOWN_SECONDS - (time.monotonic() - started)))
+    run.receiver.replies = []
+    back = timezone.now()
+    return wait_seconds(
+        lambda: not Delivery.objects.filter(status=Delivery.Status.PENDING, created_at__lte=back).exists(),
+        timeout=RECEIVER_DOWN_SECONDS + 180,
+        what="the deliveries held while the receiver was down",
+        group=run.group,
+    )
+
+
+def receiver_down_and_kills(run: FaultRun) -> float:
+    return receiver_down(run, meanwhile=(worker_killed_while_idle, daphne_killed))
+
+
+def exchange_faults(speed: float) -> tuple[str, ...]:
+    """Simulator options for an exchange that misbehaves all along: a disconnect now and then, duplicated,
+    out-of-order and malformed closing frames, and silences of a simulated minute (frames lost, socket open)."""
+    return (
+        *("--fault-disconnect", "0.2", "--fault-silence", "0.2", "--fault-silence-seconds", f"{60 / speed:g}"),
+        *("--fault-duplicate", "0.05", "--fault-out-of-order", "0.05", "--fault-malformed", "0.05", "--seed", "3"),
+    )
+
+
+def until_the_end(run: FaultRun) -> None:
+    """The fault is the simulator's, all along the replay: nothing to do here."""
+
+
+# name -> (the fault, the simulator's fault options)
 FAULTS = {
-    "none": None,
-    "worker SIGKILL at a tick": worker_killed_at_a_tick,
-    "worker SIGKILL mid-send": worker_killed_mid_send,
-    "beat SIGKILL": beat_killed,
-    "Redis emptied": redis_emptied,
-    "collector SIGKILL": collector_killed,
-    "PostgreSQL down 10 s": database_down,
+    "none": (None, ()),
+    "worker SIGKILL at a tick": (worker_killed_at_a_tick, ()),
+    "worker SIGKILL mid-send": (worker_killed_mid_send, ()),
+    "beat SIGKILL": (beat_killed, ()),
+    "Redis emptied": (redis_emptied, ()),
+    "collector SIGKILL": (collector_killed, ()),
+    f"PostgreSQL down {DATABASE_DOWN_SECONDS:g} s": (database_down, ()),
+    "exchange misbehaving": (until_the_end, exchange_faults(SPEED)),
+    "closing frames dropped (grace race)": (until_the_end, ("--fault-drop", "0.05", "--seed", "5")),
 }
+if LONG:
+    FAULTS |= {
+        "worker SIGKILL while idle": (worker_killed_while_idle, ()),
+        "daphne SIGKILL": (daphne_killed, ()),
+        f"webhook receiver down {RECEIVER_DOWN_SECONDS:g} s": (receiver_down, ()),
+    }
+else:
+    FAULTS[f"webhook receiver down {RECEIVER_DOWN_SECONDS:g} s + worker SIGKILL idle + daphne SIGKILL"] = (
+        receiver_down_and_kills,
+        (),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -123,9 +227,11 @@ def frames(bundled_data_dir) -> dict[str, pd.DataFrame]:
 
 @pytest.mark.parametrize("fault", list(FAULTS))
 def test_a_fault_loses_and_duplicates_nothing(fault, frames, tmp_path):
-    run = FaultRun(tmp_path=tmp_path, frames=frames, minutes=REPLAY_MINUTES, speed=SPEED)
-    report = run.run(fault, FAULTS[fault])
+    action, sim_args = FAULTS[fault]
+    run = FaultRun(tmp_path=tmp_path, frames=frames, minutes=REPLAY_MINUTES, speed=SPEED, sim_args=sim_args)
+    report = run.run(fault, action)
     assert report.alerts_expected > 0, "the replayed stretch should produce alerts"
+    assert report.detail["alerts_before_fault"] and report.detail["alerts_after_fault"], report.line()
     losses = {
         name: getattr(report, name)
         for name in (
@@ -138,6 +244,7 @@ def test_a_fault_loses_and_duplicates_nothing(fault, frames, tmp_path):
             "ws_duplicated",
             "webhooks_missing",
             "webhooks_duplicated",
+            "webhooks_out_of_order",
         )
     }
     assert losses == dict.fromkeys(losses, 0), report.line()
