@@ -132,12 +132,12 @@ def database_down(run: FaultRun) -> float:
 
 
 def worker_killed_while_idle(run: FaultRun) -> float:
-    """SIGKILL the worker between ticks (the last claimed minute evaluated by every shard, no webhook pending), start
-    another; seconds until a minute that closed after the restart is evaluated."""
+    """SIGKILL the worker between ticks (the last claimed minute evaluated by every shard, no webhook request out),
+    start another; seconds until a minute that closed after the restart is evaluated."""
 
     def idle() -> bool:
         claimed = run.claimed_minutes()
-        return run.shards_at(claimed[-1]) and not Delivery.objects.filter(status=Delivery.Status.PENDING).exists()
+        return run.shards_at(claimed[-1]) and not any(run.hot.scan_iter(key("notif", "lock", "*")))
 
     wait_for(idle, timeout=60, interval=0.05, what="the worker to be idle", group=run.group)
     run.kill("worker")
@@ -150,6 +150,9 @@ def daphne_killed(run: FaultRun) -> float:
     """SIGKILL daphne and start it again at once; seconds until the WebSocket client has reconnected and resumed."""
     listener = run.listener
     reconnects, resumes, resuming = listener.reconnects, len(listener.resumes), bool(listener.frames)
+    # As a minute closes, so that its tick's alerts are pushed while no daphne is there to receive them.
+    closed = run.sim_status()["last_closed_open_ms"]
+    wait_for(lambda: run.sim_status()["last_closed_open_ms"] > closed, timeout=60, interval=0.05, what="a minute")
     run.kill("daphne")
     run.start("daphne")
 
