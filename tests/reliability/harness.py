@@ -199,7 +199,12 @@ class FaultRun:
             )
             wait_for(lambda: http_ok(f"http://127.0.0.1:{self.sim_port}/sim/status"), timeout=60, what="the simulator")
             self.start("collector")
-            wait_for(lambda: len(self.claimed_minutes()) >= fault_after, timeout=180, what="ticks", group=self.group)
+            wait_for(
+                lambda: len(self.claimed_minutes()) >= fault_after,
+                timeout=180 + fault_after * 60 / self.speed,
+                what="ticks",
+                group=self.group,
+            )
             first_tick = self.claimed_minutes()[0]
             report.detail["fault_at_ms"] = int(self.sim_status()["now_ms"])
             if fault is not None:
