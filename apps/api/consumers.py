@@ -11,10 +11,11 @@ Protocol (client -> server), every frame a JSON object:
   leaves WS_MAX_MISSED_PONGS pings unanswered is closed with CLOSE_PING_TIMEOUT. `{"type": "ping"}` gets a pong.
 - `{"type": "resume", "since": "<id of the last alert it received>"}`: a client that reconnects (after a dropped
   socket or a restarted server) gets what it missed. Sent once per connection, after its subscribe (the replay
-  honours the filters in force). The server replays, from alert_history and oldest first, the alerts created after
-  that one (at most WS_RESUME_WINDOW_SECONDS back, at most WS_RESUME_MAX_ALERTS of them: the newest), as ordinary
-  alert frames, then answers `{"type": "resumed", "since": id, "replayed": n, "truncated": bool}` (truncated: older
-  alerts were left out; read them from GET /api/alerts) and goes on live. An id that is unknown or older than the
+  honours the filters in force) and within RESUME_AFTER_CONNECT_SECONDS of the connect. The server replays, from
+  alert_history and oldest first, the alerts created after that one (at most WS_RESUME_WINDOW_SECONDS back, at most
+  WS_RESUME_MAX_ALERTS of them: the newest), as ordinary alert frames, then answers
+  `{"type": "resumed", "since": id, "replayed": n, "truncated": bool}` (truncated: older alerts were left out; read
+  them from GET /api/alerts) and goes on live. An id that is unknown or older than the
   window gets `{"type": "error", "error": "resume_unknown", ...}`: the socket stays open, live, and the client
   should reload the recent alerts over REST.
 Server -> client: `{"type": "alert", "data": <alert of docs/api.md>}`. Until it subscribes, a client gets every alert.
@@ -32,6 +33,7 @@ import asyncio
 import json
 import logging
 import re
+import time
 import uuid
 from datetime import timedelta
 from urllib.parse import parse_qs
@@ -61,6 +63,9 @@ CLOSE_PING_TIMEOUT = 4408
 # "Try again later": the client could not keep up and its outbox overflowed.
 CLOSE_TOO_SLOW = 1013
 MAX_FILTER_ITEMS = 1000
+# A resume comes right after a (re)connect; the ids sent live are remembered this long for it, not for the life of
+# every connection.
+RESUME_AFTER_CONNECT_SECONDS = 60.0
 # The longest client frame: a subscribe naming MAX_FILTER_ITEMS symbols and types fits with room to spare.
 MAX_FRAME_CHARS = 256 * 1024
 _NAME = re.compile(r"^[A-Za-z0-9_]{1,64}$")
@@ -147,6 +152,7 @@ class AlertConsumer(HubConsumer):
         # replay sent that a late live frame may still bring.
         self.resumed = False
         self.live_ids: set[str] | None = set()
+        self.connected_at = time.monotonic()
         self.held: list[tuple[str, str]] | None = None
         self.replayed_ids: set[str] = set()
         self.outbox: asyncio.Queue[str | int] = asyncio.Queue(maxsize=settings.WS_SEND_QUEUE_SIZE)
@@ -194,7 +200,10 @@ class AlertConsumer(HubConsumer):
                 self.held.append((frame, alert_id))
                 return
             if self.live_ids is not None:
-                if len(self.live_ids) < settings.WS_RESUME_MAX_ALERTS:
+                if (
+                    len(self.live_ids) < settings.WS_RESUME_MAX_ALERTS
+                    and time.monotonic() - self.connected_at < RESUME_AFTER_CONNECT_SECONDS
+                ):
                     self.live_ids.add(alert_id)
                 else:  # a client this far into its connection has nothing left to resume
                     self.live_ids, self.resumed = None, True
@@ -356,7 +365,9 @@ class AlertConsumer(HubConsumer):
         if anchor is None:
             raise ProtocolError("'since' must be the id of an alert")
         if self.resumed:
-            raise ProtocolError("A connection resumes once, right after it (re)connects")
+            raise ProtocolError(
+                f"A connection resumes once, within {RESUME_AFTER_CONNECT_SECONDS:g} s of its (re)connect"
+            )
         self.resumed = True
         self.held = []
         try:
