@@ -1,7 +1,7 @@
 """The fault suite: the whole screener on real processes, each fault over a few replayed minutes.
 
 Each run prints one JSON line (candles, alerts against the backtest, WebSocket frames, webhook deliveries, recovery
-seconds) and must lose nothing and duplicate nothing, and deliver webhooks in order of their minute.
+seconds) and must lose nothing and duplicate nothing; no webhook alert may overtake an older one that was waiting.
 
 Faults: none; the worker SIGKILLed as a tick starts, while a webhook request is out, and while idle between ticks;
 beat SIGKILLed; Redis emptied (FLUSHALL); the collector SIGKILLed; PostgreSQL unreachable; daphne SIGKILLed and
