@@ -80,9 +80,11 @@ class FaultRun:
         minutes: int,
         speed: float,
         sim_args: tuple[str, ...] = (),
+        grace_seconds: float = 5.0,
     ) -> None:
         self.tmp_path = tmp_path
         self.sim_args = sim_args
+        self.grace_seconds = grace_seconds
         self.listener: AlertListener | None = None
         self.report: FaultReport | None = None
         self.frames = frames
@@ -164,8 +166,8 @@ class FaultRun:
             BINANCE_WS_BASE_URL=f"ws://127.0.0.1:{self.sim_port}",
             BINANCE_REST_BASE_URL=f"http://127.0.0.1:{self.sim_port}",
             SHARD_COUNT=str(SHARDS),
-            # The grace deadline runs on the exchange's clock: ~5 s of wall time at this speed.
-            TICK_GRACE_SECONDS=str(5 * self.speed),
+            # The grace deadline runs on the exchange's clock: grace_seconds (5 s, as live) of wall time at any speed.
+            TICK_GRACE_SECONDS=str(self.grace_seconds * self.speed),
             # The replayed minutes are from the data set's past: the wall-clock retention purge (at :03, :13, ...)
             # must not delete them in the middle of a run.
             RETENTION_HOURS="1000000",
