@@ -286,10 +286,16 @@ def late_candles_evaluate(
     has not recorded t yet will read the candle itself, and one that has gets t (and every minute it evaluated
     since, whose windows hold t) evaluated here for these symbols only. The alerts' exactly-once key makes a repeat
     (a redelivered task, a candle sent twice) fire nothing.
+    A late candle of a reference symbol (`BTCUSDT.change_1h` in some enabled rule) changed what every symbol's rules
+    read at t: then every active symbol is evaluated again, in every shard.
     Returns shard -> the symbols evaluated again.
     """
+    late = set(symbols)
+    references = {label.split(".", 1)[0] for rule in rules_load() for label in rule.references if "." in label}
+    if late & references:
+        late |= set(active_symbols(client))
     by_shard: dict[int, list[str]] = defaultdict(list)
-    for symbol in sorted(set(symbols)):
+    for symbol in sorted(late):
         by_shard[shard_of(symbol, shard_count=settings.SHARD_COUNT)].append(symbol)
     evaluated: dict[int, list[str]] = {}
     for shard, mine in sorted(by_shard.items()):
