@@ -28,3 +28,11 @@ def redis_client() -> redis_lib.Redis:
 @pytest.fixture(scope="session")
 def bundled_data_dir() -> Path:
     return BUNDLED_DATA
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests that start processes (marked e2e) share one pytest-xdist group: under `--dist loadgroup` they run on one
+    worker, one after another, while the other workers take the rest; two process trees never compete for the CPU."""
+    for item in items:
+        if item.get_closest_marker("e2e"):
+            item.add_marker(pytest.mark.xdist_group("processes"))

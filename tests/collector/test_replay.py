@@ -25,7 +25,7 @@ from .processes import (
     wait_until,
 )
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 REPLAY_MINUTES = 90
 VALUE_FIELDS = [f for f in FIELDS if f != "open_time"]

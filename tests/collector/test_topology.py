@@ -26,7 +26,7 @@ from .processes import (
 )
 from .test_replay import assert_database_holds_exactly, dataset  # noqa: F401  (fixture)
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
 def wait_replayed(port: int, redis_client, process, minutes: int) -> dict:

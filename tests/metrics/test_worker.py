@@ -22,6 +22,9 @@ from .conftest import SYMBOLS
 from .test_bars import minute_of, seed_history
 from .test_services import ROW, load_ring
 
+# Starts processes (scripts, workers, daphne): not in `./screener test --fast`.
+pytestmark = pytest.mark.e2e
+
 BIN = Path(sys.executable).parent
 
 

@@ -19,6 +19,9 @@ from django.conf import settings
 
 from tests.conftest import REPO_ROOT
 
+# Starts processes (scripts, workers, daphne): not in `./screener test --fast`.
+pytestmark = pytest.mark.e2e
+
 DOCKER = REPO_ROOT / "docker"
 START_SCRIPTS = ("start-web", "start-worker", "start-beat", "start-collector", "start-flower", "start-migrate")
 WORKER_METRICS_PORT = 18603

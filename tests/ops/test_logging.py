@@ -19,6 +19,9 @@ django.setup()
 import structlog
 from screener_project.observability import tick_context
 
+# Starts processes (scripts, workers, daphne): not in `./screener test --fast`.
+pytestmark = pytest.mark.e2e
+
 stdlib = logging.getLogger("apps.metrics.tick")
 struct = structlog.get_logger("apps.alerts.tick")
 

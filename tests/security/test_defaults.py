@@ -19,6 +19,9 @@ from rest_framework.test import APIClient
 from screener_project.env_file import GENERATED, env_file_ensure, env_file_value
 from tests.conftest import REPO_ROOT
 
+# Starts processes (scripts, workers, daphne): not in `./screener test --fast`.
+pytestmark = pytest.mark.e2e
+
 OLD_PUBLIC_KEY = "insecure-development-key-change-me"
 SHOW_SETTINGS = (
     "import json, django; django.setup(); from django.conf import settings as s; "
