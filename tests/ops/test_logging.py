@@ -12,15 +12,16 @@ import pytest
 from screener_project.observability import logging_dict
 from tests.conftest import REPO_ROOT
 
+# Starts processes (scripts, workers, daphne): not in `./screener test --fast`.
+pytestmark = pytest.mark.e2e
+
+
 TICK_CODE = """
 import asyncio, logging
 import django
 django.setup()
 import structlog
 from screener_project.observability import tick_context
-
-# Starts processes (scripts, workers, daphne): not in `./screener test --fast`.
-pytestmark = pytest.mark.e2e
 
 stdlib = logging.getLogger("apps.metrics.tick")
 struct = structlog.get_logger("apps.alerts.tick")

@@ -15,6 +15,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import REPO_ROOT
 
+# Starts processes (scripts, workers, daphne): not in `./screener test --fast`.
+pytestmark = pytest.mark.e2e
+
+
 WEB_PORT = 18601
 WORKER_METRICS_PORT = 18602
 
@@ -24,9 +28,6 @@ import os, sys
 from screener_project.observability import (
     ALERTS_FIRED, TICK_LAG_SECONDS, TICK_STAGE_SECONDS, WEBHOOK_DELIVERIES, WS_CONNECTIONS, metrics_process_dead,
 )
-
-# Starts processes (scripts, workers, daphne): not in `./screener test --fast`.
-pytestmark = pytest.mark.e2e
 for stage, seconds in (("load", 0.004), ("window_metrics", 0.003), ("rules", 0.0007), ("window_metrics", 0.02)):
     TICK_STAGE_SECONDS.labels(stage=stage).observe(seconds)
 TICK_LAG_SECONDS.observe(1.7)
