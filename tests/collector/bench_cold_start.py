@@ -14,8 +14,7 @@ import time
 
 import pytest
 
-from apps.collector import bars_store
-from apps.collector.store import key
+from screener_project.kernel.redis_keys import bars_key, candles_ring_key, collector_heartbeat_key, persist_queue_key
 
 from .processes import collector_start, simulator_start, simulator_status, wait_until
 
@@ -34,11 +33,11 @@ def test_cold_start_of_500_symbols(redis_client, tmp_path, bundled_data_dir):
         collector.wait_for_log("collector ready", 600)
         ready_after = time.monotonic() - started
         status = simulator_status(port)
-        beat = json.loads(redis_client.hget(key("collector", "heartbeat"), "0"))
-        symbols = sorted(s.decode().rsplit(":", 1)[-1] for s in redis_client.scan_iter(key("c1m", "*")))
-        ring_bytes = [redis_client.memory_usage(key("c1m", s)) for s in symbols]
-        bar_bytes = [redis_client.memory_usage(bars_store.bars_key(s)) or 0 for s in symbols]
-        wait_until(lambda: redis_client.xlen(key("persist")) == 0, 600, "candles_1m to catch up", collector)
+        beat = json.loads(redis_client.hget(collector_heartbeat_key(), "0"))
+        symbols = sorted(s.decode().rsplit(":", 1)[-1] for s in redis_client.scan_iter(candles_ring_key("*")))
+        ring_bytes = [redis_client.memory_usage(candles_ring_key(s)) for s in symbols]
+        bar_bytes = [redis_client.memory_usage(bars_key(s)) or 0 for s in symbols]
+        wait_until(lambda: redis_client.xlen(persist_queue_key()) == 0, 600, "candles_1m to catch up", collector)
         persisted_after = time.monotonic() - started
     finally:
         collector.stop()

@@ -14,7 +14,8 @@ import pytest
 
 from apps.collector.candles import FIELDS, MINUTE_MS, data_files, read_csv_candles
 from apps.collector.models import Candle1m
-from apps.collector.store import candles_of_symbol, key
+from apps.collector.store import candles_of_symbol
+from screener_project.kernel.redis_keys import collector_heartbeat_key, collector_rejections_key, persist_queue_key
 
 from .processes import (
     broker_clear,
@@ -100,7 +101,7 @@ def test_replay_reaches_redis_and_candles_1m_exactly_and_ticks_every_minute(data
         wait_until(
             lambda: (
                 Candle1m.objects.filter(time__gte=pd.Timestamp(last, unit="ms", tz="UTC")).count() == 16
-                and redis_client.xlen(key("persist")) == 0
+                and redis_client.xlen(persist_queue_key()) == 0
             ),
             30,
             "the last minute to reach candles_1m",
@@ -108,7 +109,7 @@ def test_replay_reaches_redis_and_candles_1m_exactly_and_ticks_every_minute(data
         )
 
         def heartbeat() -> dict:
-            return json.loads(redis_client.hget(key("collector", "heartbeat"), "0") or "{}")
+            return json.loads(redis_client.hget(collector_heartbeat_key(), "0") or "{}")
 
         # The heartbeat reports the exchange's newest event time within a few seconds.
         wait_until(lambda: (heartbeat().get("last_event_ms") or 0) >= last + MINUTE_MS, 10, "heartbeat", collector)
@@ -117,7 +118,7 @@ def test_replay_reaches_redis_and_candles_1m_exactly_and_ticks_every_minute(data
     finally:
         assert collector.stop() == 0, collector.log()[-3000:]  # SIGTERM stops it cleanly
         sim.stop()
-    rejections = {k.decode(): int(v) for k, v in redis_client.hgetall(key("collector", "rejections")).items()}
+    rejections = {k.decode(): int(v) for k, v in redis_client.hgetall(collector_rejections_key()).items()}
 
     assert_database_holds_exactly(dataset, status, min_history=1380)
 
@@ -242,7 +243,7 @@ def test_faulty_replay_with_a_sigkill_restart_still_stores_exactly_the_data_set(
         wait_until(
             lambda: (
                 Candle1m.objects.filter(time__gte=since).count() >= expected_rows
-                and redis_client.xlen(key("persist")) == 0
+                and redis_client.xlen(persist_queue_key()) == 0
             ),
             # Repairs after the replay can meet the exchange's 429s and backoff; on a loaded machine this takes time.
             180,
@@ -271,7 +272,7 @@ def test_faulty_replay_with_a_sigkill_restart_still_stores_exactly_the_data_set(
     log = second.log()
     assert "rotated before the 24 h limit" in log
     assert "gap of" in first.log() + log  # minutes were repaired from REST
-    rejections = {k.decode(): int(v) for k, v in redis_client.hgetall(key("collector", "rejections")).items()}
+    rejections = {k.decode(): int(v) for k, v in redis_client.hgetall(collector_rejections_key()).items()}
     assert sum(rejections.values()) > 0
     ticks = [t["minute_ms"] for t in tick_messages()]
     assert len(ticks) == len(set(ticks))  # never twice, even across the restart
