@@ -24,6 +24,7 @@ import numpy as np
 import redis as redis_lib
 from django.conf import settings
 from django.db import close_old_connections
+from tenacity import AsyncRetrying, RetryCallState, wait_exponential
 
 from screener_project.kernel.redis_keys import (
     active_symbols_key,
@@ -702,14 +703,14 @@ class Collector:
                 logger.error("bar history of %s %s not seeded: %r", symbol, interval, error)
 
     async def _retrying(self, call):
-        delay = 1.0
-        while True:
-            try:
-                return await call()
-            except Exception as error:
-                logger.warning("%s failed (%r); retrying in %.0f s", getattr(call, "__name__", call), error, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30)
+        """`await call()` until it succeeds, waiting 1, 2, 4, ... 30 s between attempts."""
+
+        def log(state: RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome else None
+            name = getattr(call, "__name__", call)
+            logger.warning("%s failed (%r); retrying in %.0f s", name, error, state.upcoming_sleep)
+
+        return await AsyncRetrying(wait=wait_exponential(multiplier=1, max=30), before_sleep=log)(call)
 
     # ------------------------------------------------------------------------------------------- persistence
     async def _persist_loop(self, stop: asyncio.Event) -> None:

@@ -22,6 +22,7 @@ from operator import or_
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, Min, Q
 from django.utils import timezone
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_before_delay, wait_exponential
 
 from apps.alerts.models import AlertHistory
 from screener_project.kernel.redis_keys import notif_lock_key, notif_next_key, redis_client
@@ -116,20 +117,25 @@ def _send_batch(destination: Destination) -> None:
 RECORD_RETRY_SECONDS = 60.0
 
 
+def _record_retry_prepare(state: RetryCallState) -> None:
+    logger.warning(
+        "notifications: recording a sent batch failed (%s); retrying in %.1f s",
+        state.outcome.exception() if state.outcome else None,
+        state.upcoming_sleep,
+    )
+    connection.close()  # the next attempt opens a new connection
+
+
 def _record_surely(**outcome) -> None:
-    deadline = time.monotonic() + RECORD_RETRY_SECONDS
-    delay = 0.5
-    while True:
-        try:
+    for attempt in Retrying(
+        retry=retry_if_exception_type((OperationalError, InterfaceError)),
+        wait=wait_exponential(multiplier=0.5, max=5.0),  # 0.5, 1, 2, 4, 5, 5, ... s
+        stop=stop_before_delay(RECORD_RETRY_SECONDS),
+        before_sleep=_record_retry_prepare,
+        reraise=True,
+    ):
+        with attempt:
             _record(**outcome)
-            return
-        except (OperationalError, InterfaceError) as exc:
-            if time.monotonic() + delay > deadline:
-                raise
-            logger.warning("notifications: recording a sent batch failed (%s); retrying in %.1f s", exc, delay)
-            connection.close()  # the next attempt opens a new connection
-            time.sleep(delay)
-            delay = min(delay * 2, 5.0)
 
 
 def _record(
