@@ -1,7 +1,7 @@
 """Benchmark: cold start of the collector on 500 symbols (16 real + 484 synthesized) against the simulator.
 
-Run explicitly (it takes a few minutes and prints its figures):
-    python -m pytest -s tests/collector/bench_cold_start.py
+Part of the suite (marked e2e; it takes a few minutes); `-s` prints its figures:
+    python -m pytest -s tests/collector/test_cold_start.py
 Figures: time to full warm-up, peak REST weight per minute, 429 answers (must be none), Redis bytes per symbol.
 """
 
@@ -15,17 +15,18 @@ import time
 import pytest
 
 from screener_project.kernel.redis_keys import bars_key, candles_ring_key, collector_heartbeat_key, persist_queue_key
+from tests.e2e.processes import free_port
 
 from .processes import collector_start, simulator_start, simulator_status, wait_until
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e]
 
 SYMBOLS = int(os.environ.get("COLD_START_SYMBOLS", "500"))
 WEIGHT_BUDGET = os.environ.get("COLD_START_WEIGHT_BUDGET", "2200")
 
 
 def test_cold_start_of_500_symbols(redis_client, tmp_path, bundled_data_dir):
-    port = 18130
+    port = free_port()
     sim = simulator_start(tmp_path, port, "--speed", "1", "--synthesize", str(SYMBOLS - 16))
     started = time.monotonic()
     collector = collector_start(tmp_path, port, "--weight-budget", WEIGHT_BUDGET)

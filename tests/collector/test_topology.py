@@ -13,6 +13,7 @@ from apps.collector.candles import MINUTE_MS
 from apps.collector.models import Candle1m, Symbol
 from apps.collector.store import active_symbols, candles_of_symbol, latest_open_times
 from screener_project.kernel.redis_keys import collector_heartbeat_key, persist_queue_key
+from tests.e2e.processes import free_port
 
 from .processes import (
     Process,
@@ -48,7 +49,7 @@ def wait_replayed(port: int, redis_client, process, minutes: int) -> dict:
 
 def test_two_slices_share_the_symbols_and_each_minute_ticks_once(dataset, redis_client, tmp_path):  # noqa: F811
     broker_clear()
-    port, minutes = 18112, 60
+    port, minutes = free_port(), 60
     sim = simulator_start(tmp_path, port, "--speed", "600", "--minutes", str(minutes), "--hold-until-connect", "2")
     slices = [
         collector_start(tmp_path, port, "--slice-index", str(i), "--slice-count", "2", name=f"slice-{i}")
@@ -74,7 +75,7 @@ def test_two_slices_share_the_symbols_and_each_minute_ticks_once(dataset, redis_
 
 
 def test_symbols_listed_and_delisted_at_runtime_are_picked_up_without_a_restart(redis_client, tmp_path):
-    port = 18113
+    port = free_port()
     sim = simulator_start(
         tmp_path, port, "--speed", "60", "--minutes", "600", "--unlisted", "XRPUSDT", "--hold-until-connect"
     )
@@ -123,7 +124,7 @@ def test_symbols_listed_and_delisted_at_runtime_are_picked_up_without_a_restart(
 
 
 def test_candles_wait_in_redis_through_a_database_outage(dataset, redis_client, tmp_path):  # noqa: F811
-    port, minutes, db_port = 18114, 90, 18141
+    port, minutes, db_port = free_port(), 90, free_port()
     proxy = TcpProxy(db_port, int(settings.DATABASES["default"]["PORT"] or 5432))
     proxy.up()
     db = settings.DATABASES["default"]
