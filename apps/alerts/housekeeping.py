@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from screener_project.kernel.redis_keys import collector_clock_key, redis_client
 from screener_project.observability import RETENTION_ROWS_DELETED
 from screener_project.timescale import retention_policy_ensure, timescale_retention_managed
 
@@ -91,10 +92,9 @@ def retention_now() -> datetime:
     Live, the two agree. A replay runs on the simulator's clock (faster than the wall clock, or in the past), and
     its data must be kept for RETENTION_HOURS of that clock, not of the wall clock.
     """
-    from apps.collector.store import key, redis_client
 
     try:
-        clock = redis_client().get(key("collector", "clock"))
+        clock = redis_client().get(collector_clock_key())
     except Exception:  # Redis down: the wall clock is the only one left
         logger.warning("retention falls back to the wall clock: the exchange clock is unreadable")
         clock = None

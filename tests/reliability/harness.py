@@ -27,7 +27,7 @@ from apps.alerts.engine import rules_load
 from apps.alerts.models import AlertHistory, AlertRule
 from apps.alerts.notifications.models import Delivery, Destination
 from apps.collector.candles import MINUTE_MS
-from apps.collector.store import key
+from screener_project.kernel.redis_keys import key
 from tests.collector.processes import TcpProxy
 from tests.e2e.processes import BIN, ProcessGroup, free_port, http_ok, wait_for
 from tests.e2e.test_pipeline import AlertListener

@@ -22,16 +22,16 @@ from operator import or_
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, Min, Q
 from django.utils import timezone
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_before_delay, wait_exponential
 
 from apps.alerts.models import AlertHistory
-from apps.collector.store import key
+from screener_project.kernel.redis_keys import notif_lock_key, notif_next_key, redis_client
 from screener_project.locks import RenewedLock
 from screener_project.observability import WEBHOOK_DELIVERIES
 
 from .conf import conf
 from .messages import messages_build
 from .models import Delivery, DeliveryAttempt, Destination
-from .scheduling import redis_client
 from .transports import SendResult, TransportError, transport_for
 
 logger = logging.getLogger(__name__)
@@ -39,20 +39,12 @@ logger = logging.getLogger(__name__)
 LOCK_SECONDS = 10
 
 
-def lock_key(destination_id: int) -> str:
-    return key("notif", "lock", destination_id)
-
-
-def next_key(destination_id: int) -> str:
-    return key("notif", "next", destination_id)
-
-
 def destination_deliver(*, destination_id: int) -> float | None:
     """Send at most one batch to the destination; returns seconds until it should run again, None when idle."""
     destination = Destination.objects.filter(pk=destination_id).first()
     if destination is None or not destination.enabled or destination.is_paused:
         return None
-    lock = RenewedLock(redis_client(), lock_key(destination_id), timeout=LOCK_SECONDS)
+    lock = RenewedLock(redis_client(), notif_lock_key(destination_id), timeout=LOCK_SECONDS)
     if not lock.acquire(blocking=False):
         # Another process is sending and looks for what is still pending when done; should it have been killed,
         # its lock expires within LOCK_SECONDS and this run takes over.
@@ -73,12 +65,12 @@ def _next_run_in(destination_id: int) -> float | None:
     )["earliest"]
     if earliest is None:
         return None
-    not_before = float(redis_client().get(next_key(destination_id)) or 0)
+    not_before = float(redis_client().get(notif_next_key(destination_id)) or 0)
     return max(0.0, (earliest - timezone.now()).total_seconds(), not_before - time.time())
 
 
 def _send_batch(destination: Destination) -> None:
-    if time.time() < float(redis_client().get(next_key(destination.pk)) or 0):
+    if time.time() < float(redis_client().get(notif_next_key(destination.pk)) or 0):
         return
     transport = transport_for(destination)
     now = timezone.now()
@@ -117,7 +109,7 @@ def _send_batch(destination: Destination) -> None:
         wait = max(wait, result.wait_after)
     elif error is not None and error.retry_after is not None:
         wait = max(wait, min(error.retry_after, conf("NOTIFICATIONS_MAX_RETRY_AFTER")))
-    redis_client().set(next_key(destination.pk), f"{time.time() + wait:.3f}", px=int(wait * 1000) + 1000)
+    redis_client().set(notif_next_key(destination.pk), f"{time.time() + wait:.3f}", px=int(wait * 1000) + 1000)
 
 
 # The batch is out: its outcome must be recorded, or it is sent again. A database that is away for a moment is
@@ -125,20 +117,25 @@ def _send_batch(destination: Destination) -> None:
 RECORD_RETRY_SECONDS = 60.0
 
 
+def _record_retry_prepare(state: RetryCallState) -> None:
+    logger.warning(
+        "notifications: recording a sent batch failed (%s); retrying in %.1f s",
+        state.outcome.exception() if state.outcome else None,
+        state.upcoming_sleep,
+    )
+    connection.close()  # the next attempt opens a new connection
+
+
 def _record_surely(**outcome) -> None:
-    deadline = time.monotonic() + RECORD_RETRY_SECONDS
-    delay = 0.5
-    while True:
-        try:
+    for attempt in Retrying(
+        retry=retry_if_exception_type((OperationalError, InterfaceError)),
+        wait=wait_exponential(multiplier=0.5, max=5.0),  # 0.5, 1, 2, 4, 5, 5, ... s
+        stop=stop_before_delay(RECORD_RETRY_SECONDS),
+        before_sleep=_record_retry_prepare,
+        reraise=True,
+    ):
+        with attempt:
             _record(**outcome)
-            return
-        except (OperationalError, InterfaceError) as exc:
-            if time.monotonic() + delay > deadline:
-                raise
-            logger.warning("notifications: recording a sent batch failed (%s); retrying in %.1f s", exc, delay)
-            connection.close()  # the next attempt opens a new connection
-            time.sleep(delay)
-            delay = min(delay * 2, 5.0)
 
 
 def _record(
