@@ -32,7 +32,7 @@ from screener_project.observability import WEBHOOK_DELIVERIES
 from .conf import conf
 from .messages import messages_build
 from .models import Delivery, DeliveryAttempt, Destination
-from .transports import SendResult, TransportError, transport_for
+from .transports import SendResult, TransportError, idempotency_key, transport_for
 
 logger = logging.getLogger(__name__)
 
@@ -60,9 +60,10 @@ def _next_run_in(destination_id: int) -> float | None:
     destination = Destination.objects.filter(pk=destination_id).first()
     if destination is None or not destination.enabled or destination.is_paused:
         return None
-    earliest = Delivery.objects.filter(destination_id=destination_id, status=Delivery.Status.PENDING).aggregate(
-        earliest=Min("next_attempt_at")
-    )["earliest"]
+    pending = Delivery.objects.filter(destination_id=destination_id, status=Delivery.Status.PENDING)
+    unfinished = pending.exclude(batch_key="")
+    # An unfinished batch goes first (see _send_batch), so its retry moment is the next run's, whatever came after.
+    earliest = (unfinished if unfinished.exists() else pending).aggregate(earliest=Min("next_attempt_at"))["earliest"]
     if earliest is None:
         return None
     not_before = float(redis_client().get(notif_next_key(destination_id)) or 0)
@@ -74,11 +75,20 @@ def _send_batch(destination: Destination) -> None:
         return
     transport = transport_for(destination)
     now = timezone.now()
-    due = list(
-        Delivery.objects.filter(
-            destination=destination, status=Delivery.Status.PENDING, next_attempt_at__lte=now
-        ).order_by("alert_triggered_at", "id")[: conf(f"NOTIFICATIONS_BATCH_{destination.kind.upper()}")]
-    )
+    pending = Delivery.objects.filter(destination=destination, status=Delivery.Status.PENDING)
+    unfinished = list(pending.exclude(batch_key="").order_by("alert_triggered_at", "id"))
+    if unfinished:
+        # A batch whose outcome was never recorded (its sender died, or it waits for a retry) goes again as it was,
+        # under the same Idempotency-Key, before anything newer: a receiver that honours the key sees it once.
+        due = [d for d in unfinished if d.batch_key == unfinished[0].batch_key]
+        if due[0].next_attempt_at > now:
+            return
+    else:
+        due = list(
+            pending.filter(next_attempt_at__lte=now).order_by("alert_triggered_at", "id")[
+                : conf(f"NOTIFICATIONS_BATCH_{destination.kind.upper()}")
+            ]
+        )
     if not due:
         return
     alerts = _alerts_of(due)
@@ -93,6 +103,12 @@ def _send_batch(destination: Destination) -> None:
     messages = messages_build(alerts=[alerts[_alert_key(d)] for d in due])
     count = transport.batch_size(messages)
     batch, messages = due[:count], messages[:count]
+    batch_key = idempotency_key(messages)
+    if any(d.batch_key != batch_key for d in batch):
+        # Committed before the request leaves, so that whoever sends next knows this batch may have arrived.
+        Delivery.objects.filter(pk__in=[d.pk for d in batch]).update(batch_key=batch_key)
+        for delivery in batch:
+            delivery.batch_key = batch_key
     started = time.monotonic()
     try:
         result: SendResult | None = transport.send(messages)
@@ -154,14 +170,16 @@ def _record(
         delivery.attempts += 1
         if error is None:
             delivery.status, delivery.sent_at, delivery.last_error = Delivery.Status.SENT, now, ""
+            delivery.batch_key = ""
             outcomes["sent"] += 1
         else:
             delivery.last_error = error.message[:500]
             if error.retryable and delivery.attempts < max_attempts:
+                # The batch keeps its key: a request that timed out may have arrived, and is retried as it was.
                 delivery.next_attempt_at = now + timedelta(seconds=_backoff(delivery.attempts, error.retry_after))
                 outcomes["retry"] += 1
             else:
-                delivery.status = Delivery.Status.FAILED
+                delivery.status, delivery.batch_key = Delivery.Status.FAILED, ""
                 outcomes["failed"] += 1
         attempts.append(
             DeliveryAttempt(
@@ -176,7 +194,9 @@ def _record(
             )
         )
     with transaction.atomic():
-        Delivery.objects.bulk_update(batch, ["status", "attempts", "last_error", "next_attempt_at", "sent_at"])
+        Delivery.objects.bulk_update(
+            batch, ["status", "attempts", "last_error", "next_attempt_at", "sent_at", "batch_key"]
+        )
         DeliveryAttempt.objects.bulk_create(attempts)
         if error is None:
             sent = reduce(

@@ -95,8 +95,8 @@ def _deliveries_insert(rows: list[tuple]) -> list[int]:
         # RETURNING lists only the rows this call inserted.
         cursor.execute(
             f"INSERT INTO {Delivery._meta.db_table} (destination_id, alert_triggered_at, alert_symbol, alert_type,"
-            " alert_id, status, attempts, last_error, next_attempt_at, created_at)"
-            " SELECT d, t, s, a, i, 'pending', 0, '', %s, %s"
+            " alert_id, status, attempts, last_error, next_attempt_at, created_at, batch_key)"
+            " SELECT d, t, s, a, i, 'pending', 0, '', %s, %s, ''"
             " FROM unnest(%s::bigint[], %s::timestamptz[], %s::text[], %s::text[], %s::uuid[]) AS r(d, t, s, a, i)"
             " ON CONFLICT (alert_triggered_at, alert_symbol, alert_type, destination_id) DO NOTHING"
             " RETURNING destination_id",
