@@ -24,7 +24,6 @@ SETTINGS_SOURCES = (
     "screener_project/settings/local.py",
     "screener_project/settings/production.py",
     "screener_project/settings/test.py",
-    "apps/alerts/notifications/conf.py",
 )
 # What reads variables outside the settings: the entry script, the image's start and probe scripts (shell or
 # Python, by their first line), and the code.
@@ -220,21 +219,19 @@ def settings_reads(root: Path = ROOT) -> list[Read]:
         path = root / source
         text = path.read_text()
         lines = text.splitlines()
-        module = path.stem if "settings" in source else "notifications"
-        section = {"test": "Tests", "notifications": "Notifications"}.get(module, "Django")
+        module = path.stem
+        section = {"test": "Tests"}.get(module, "Django")
         headings = {i + 1: m.group(1) for i, line in enumerate(lines) if (m := _SECTION.match(line.strip()))}
         for statement in (n for n in ast.parse(text).body if isinstance(n, ast.Assign | ast.AnnAssign)):
             assigned = statement.targets[0] if isinstance(statement, ast.Assign) else statement.target
             if statement.value is None:
                 continue
             for target, value in _reads_in(statement.value, ast.unparse(assigned)):
-                if module == "notifications":  # DEFAULTS["X"] is the setting X
-                    target = target.removeprefix("DEFAULTS[").strip("[]'")
                 call = _env_call(value)
                 if call is None:
                     continue
                 name, kind, default, has_default = call
-                if module in ("base", "test", "notifications"):
+                if module in ("base", "test"):
                     section_here = next(
                         (title for line, title in sorted(headings.items(), reverse=True) if line < value.lineno),
                         section,
@@ -300,8 +297,7 @@ def render(root: Path = ROOT) -> str:
         "Every setting that varies between installations is an environment variable (or a line of a `.env` file in",
         "the project root; the environment wins). `screener_project/settings/base.py` reads most of them for every",
         "environment; `local.py` (the default of `manage.py` and `./screener run`), `production.py` (the image) and",
-        "`test.py` (`./screener test`) change a few defaults. The notification settings are read in",
-        "`apps/alerts/notifications/conf.py`; a Django setting of the same name wins over the variable there.",
+        "`test.py` (`./screener test`) change a few defaults.",
         "",
         "Types: `str` as given, `int` and `float` numbers, `bool` true/false/1/0/yes/no, `list` comma separated,",
         "`db` a database URL. A default naming another variable takes that variable's value.",

@@ -15,7 +15,8 @@ from apps.api.bench import daphne_running
 from apps.collector.models import Symbol
 from tests.e2e.processes import free_port
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# The commands start daphne: not in `./screener test --fast`.
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from datetime import timedelta
 from functools import reduce
 from operator import or_
 
+from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, Min, Q
 from django.utils import timezone
@@ -29,7 +30,6 @@ from screener_project.kernel.redis_keys import notif_lock_key, notif_next_key, r
 from screener_project.locks import RenewedLock
 from screener_project.observability import WEBHOOK_DELIVERIES
 
-from .conf import conf
 from .messages import messages_build
 from .models import Delivery, DeliveryAttempt, Destination
 from .transports import SendResult, TransportError, idempotency_key, transport_for
@@ -86,7 +86,7 @@ def _send_batch(destination: Destination) -> None:
     else:
         due = list(
             pending.filter(next_attempt_at__lte=now).order_by("alert_triggered_at", "id")[
-                : conf(f"NOTIFICATIONS_BATCH_{destination.kind.upper()}")
+                : getattr(settings, f"NOTIFICATIONS_BATCH_{destination.kind.upper()}")
             ]
         )
     if not due:
@@ -124,7 +124,7 @@ def _send_batch(destination: Destination) -> None:
     if result is not None:
         wait = max(wait, result.wait_after)
     elif error is not None and error.retry_after is not None:
-        wait = max(wait, min(error.retry_after, conf("NOTIFICATIONS_MAX_RETRY_AFTER")))
+        wait = max(wait, min(error.retry_after, settings.NOTIFICATIONS_MAX_RETRY_AFTER))
     redis_client().set(notif_next_key(destination.pk), f"{time.time() + wait:.3f}", px=int(wait * 1000) + 1000)
 
 
@@ -163,7 +163,7 @@ def _record(
     duration_ms: int,
 ) -> None:
     now = timezone.now()
-    max_attempts = conf("NOTIFICATIONS_MAX_ATTEMPTS")
+    max_attempts = settings.NOTIFICATIONS_MAX_ATTEMPTS
     attempts = []
     outcomes: Counter[str] = Counter()
     for delivery in batch:
@@ -225,7 +225,7 @@ def _failure_count(*, destination: Destination, error: TransportError, now) -> N
         return  # being rate limited says nothing about the destination's health
     Destination.objects.filter(pk=destination.pk).update(consecutive_failures=F("consecutive_failures") + 1)
     failures = Destination.objects.values_list("consecutive_failures", flat=True).get(pk=destination.pk)
-    threshold = conf("NOTIFICATIONS_PAUSE_AFTER_FAILURES")
+    threshold = settings.NOTIFICATIONS_PAUSE_AFTER_FAILURES
     if error.destination_broken:
         reason = error.message
     elif failures >= threshold:
@@ -239,9 +239,9 @@ def _failure_count(*, destination: Destination, error: TransportError, now) -> N
 
 
 def _backoff(attempts: int, retry_after: float | None) -> float:
-    delay = conf("NOTIFICATIONS_BACKOFF_BASE") * 2 ** (attempts - 1)
+    delay = settings.NOTIFICATIONS_BACKOFF_BASE * 2 ** (attempts - 1)
     if retry_after is not None:
-        delay = max(delay, min(retry_after, conf("NOTIFICATIONS_MAX_RETRY_AFTER")))
+        delay = max(delay, min(retry_after, settings.NOTIFICATIONS_MAX_RETRY_AFTER))
     return delay
 
 
