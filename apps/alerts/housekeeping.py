@@ -103,7 +103,7 @@ def retention_now() -> datetime:
     return datetime.fromtimestamp(int(float(clock)) / 1000, tz=UTC)
 
 
-@shared_task(name="alerts.retention_purge", ignore_result=True)
+@shared_task(name="housekeeping.retention_purge", ignore_result=True)
 def retention_purge() -> dict[str, int | str]:
     # No retry: the next scheduled run picks up where this one stopped (batches are independent).
     return retention_purge_run(

@@ -181,7 +181,7 @@ CELERY_TASK_ROUTES = {
     "alerts.shard_tick": {"queue": "shards"},
     "alerts.tick_late": {"queue": "shards"},
     "metrics.shard_indicators": {"queue": "indicators"},
-    "alerts.deliver_notification": {"queue": "notifications"},
+    "notifications.deliver": {"queue": "notifications"},
 }
 CELERY_QUEUES_ALL = ["ticks", "shards", "indicators", "notifications", "default"]
 # RedBeat (schedule and scheduler lock in Redis), kept alive through Redis restarts, with a heartbeat for health.

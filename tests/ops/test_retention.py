@@ -135,8 +135,8 @@ def test_bad_retention_settings_are_refused():
 
 
 def test_purge_is_registered_and_scheduled_on_the_default_queue():
-    assert "alerts.retention_purge" in celery_app.tasks
-    entries = [e for e in celery_app.conf.beat_schedule.values() if e["task"] == "alerts.retention_purge"]
+    assert "housekeeping.retention_purge" in celery_app.tasks
+    entries = [e for e in celery_app.conf.beat_schedule.values() if e["task"] == "housekeeping.retention_purge"]
     assert len(entries) == 1
     assert entries[0]["options"]["queue"] == "default"
 

@@ -24,7 +24,7 @@ return 1
 
 
 def destination_schedule(*, destination_id: int, delay: float) -> bool:
-    """Queue `alerts.deliver_notification` for the destination in `delay` seconds unless one is due sooner."""
+    """Queue `notifications.deliver` for the destination in `delay` seconds unless one is due sooner."""
     from .tasks import deliver_notification
 
     delay = max(0.0, delay)

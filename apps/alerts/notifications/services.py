@@ -2,7 +2,7 @@
 
 `notifications_enqueue` is called by the alert engine inside the transaction that claims the alerts, so alerts and
 their deliveries commit together. It costs a handful of queries
-per call whatever the number of alerts, never raises, and leaves the sending to the `alerts.deliver_notification`
+per call whatever the number of alerts, never raises, and leaves the sending to the `notifications.deliver`
 task (queue "notifications"), one task per destination touched, which sends that destination's pending deliveries
 in batches within its rate limit (apps.alerts.notifications.delivery).
 """
