@@ -26,16 +26,12 @@ import redis as redis_lib
 from redbeat.schedulers import LUA_EXTEND_TO_SCRIPT, RedBeatScheduler, get_redis
 from redis.exceptions import LockError
 
+from screener_project.kernel.redis_keys import beat_heartbeat_key, redis_client
+
 logger = logging.getLogger("celery.beat")
 
 HEARTBEAT_TTL_SECONDS = 3600
 RETRY_MAX_SECONDS = 30.0
-
-
-def beat_heartbeat_key() -> str:
-    from apps.collector.store import key
-
-    return key("beat", "heartbeat")
 
 
 class ScreenerBeatScheduler(RedBeatScheduler):
@@ -97,7 +93,6 @@ class ScreenerBeatScheduler(RedBeatScheduler):
         return result
 
     def _heartbeat_write(self) -> None:
-        from apps.collector.store import redis_client
 
         now = int(time.time() * 1000)
         beat = {"ts_ms": now, "sent_ms": self._sent_ms, "pid": os.getpid(), "host": socket.gethostname()}

@@ -30,14 +30,14 @@ app.conf.beat_schedule = {
     # Every 10 minutes, at :03, :13, ... (off the minute boundary, away from the ticks): delete candles, metrics and
     # alerts older than RETENTION_HOURS in bounded batches (plain PostgreSQL), or keep TimescaleDB's policy in step.
     "retention-purge": {
-        "task": "alerts.retention_purge",
+        "task": "housekeeping.retention_purge",
         "schedule": crontab(minute="3-59/10"),
         "options": {"queue": "default", "expires": 540},
     },
     # Every 15 s: queue the send task of any destination whose deliveries have waited over 15 s, the safety net for
     # a send task lost to a broker outage or a killed worker (deliveries live in PostgreSQL, so nothing is dropped).
     "notifications-sweep": {
-        "task": "alerts.sweep_notifications",
+        "task": "notifications.sweep",
         "schedule": 15.0,
         "options": {"queue": "notifications", "expires": 12},
     },

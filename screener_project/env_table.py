@@ -24,7 +24,6 @@ SETTINGS_SOURCES = (
     "screener_project/settings/local.py",
     "screener_project/settings/production.py",
     "screener_project/settings/test.py",
-    "apps/alerts/notifications/conf.py",
 )
 # What reads variables outside the settings: the entry script, the image's start and probe scripts (shell or
 # Python, by their first line), and the code.
@@ -94,6 +93,8 @@ MEANINGS = {
     "CSRF_TRUSTED_ORIGINS": "origins trusted for the admin's forms behind a proxy",
     "TEST_REDIS_URL": "Redis of the test suite (the channel layer and cache too)",
     "TEST_REDIS_KEY_PREFIX": "key prefix of a test run, so parallel runs share one Redis",
+    "PYTEST_XDIST_WORKER": "set by pytest-xdist in each test worker: its Redis key prefix gets the worker's name",
+    "TEST_WORKERS": "pytest-xdist workers of `./screener test` (default 2; 0 runs the tests in one process)",
     "TEST_CELERY_BROKER_URL": "Celery broker of the test suite",
     "TEST_DATABASE_NAME": "database the test suite creates, so parallel runs share one server",
     "NOTIFICATIONS_CONNECT_TIMEOUT": "seconds to connect to a destination",
@@ -101,12 +102,12 @@ MEANINGS = {
     "NOTIFICATIONS_READ_TIMEOUT": "seconds to wait for a destination's answer",
     "NOTIFICATIONS_MAX_ATTEMPTS": "the fewest tries of a failing delivery (see NOTIFICATIONS_RETRY_SECONDS)",
     "NOTIFICATIONS_RETRY_SECONDS": "seconds a failing delivery is retried (and NOTIFICATIONS_MAX_ATTEMPTS times)",
-    "NOTIFICATIONS_MAX_BACKOFF": "the longest backoff (seconds) of a destination that keeps failing",
+    "NOTIFICATIONS_MAX_BACKOFF": "the longest backoff (seconds) between two attempts of a failing delivery",
     "NOTIFICATIONS_TELEGRAM_API_URL": "Telegram Bot API base URL",
     "NOTIFICATIONS_INTERVAL_TELEGRAM_CHAT": "minimum seconds between two messages to a private Telegram chat",
     "NOTIFICATIONS_BACKOFF_BASE": (
-        "a destination's backoff after its n-th failed request in a row is base x 2^(n-1) seconds (up to"
-        " NOTIFICATIONS_MAX_BACKOFF), or the server's Retry-After"
+        "backoff before attempt n+1 is base x 2^(n-1) seconds (up to NOTIFICATIONS_MAX_BACKOFF), or the server's"
+        " Retry-After"
     ),
     "NOTIFICATIONS_INTERVAL_TELEGRAM_GROUP": "minimum seconds between two messages to a Telegram group",
     "NOTIFICATIONS_INTERVAL_DISCORD": "minimum seconds between two messages to a Discord webhook",
@@ -224,21 +225,19 @@ def settings_reads(root: Path = ROOT) -> list[Read]:
         path = root / source
         text = path.read_text()
         lines = text.splitlines()
-        module = path.stem if "settings" in source else "notifications"
-        section = {"test": "Tests", "notifications": "Notifications"}.get(module, "Django")
+        module = path.stem
+        section = {"test": "Tests"}.get(module, "Django")
         headings = {i + 1: m.group(1) for i, line in enumerate(lines) if (m := _SECTION.match(line.strip()))}
         for statement in (n for n in ast.parse(text).body if isinstance(n, ast.Assign | ast.AnnAssign)):
             assigned = statement.targets[0] if isinstance(statement, ast.Assign) else statement.target
             if statement.value is None:
                 continue
             for target, value in _reads_in(statement.value, ast.unparse(assigned)):
-                if module == "notifications":  # DEFAULTS["X"] is the setting X
-                    target = target.removeprefix("DEFAULTS[").strip("[]'")
                 call = _env_call(value)
                 if call is None:
                     continue
                 name, kind, default, has_default = call
-                if module in ("base", "test", "notifications"):
+                if module in ("base", "test"):
                     section_here = next(
                         (title for line, title in sorted(headings.items(), reverse=True) if line < value.lineno),
                         section,
@@ -304,8 +303,7 @@ def render(root: Path = ROOT) -> str:
         "Every setting that varies between installations is an environment variable (or a line of a `.env` file in",
         "the project root; the environment wins). `screener_project/settings/base.py` reads most of them for every",
         "environment; `local.py` (the default of `manage.py` and `./screener run`), `production.py` (the image) and",
-        "`test.py` (`./screener test`) change a few defaults. The notification settings are read in",
-        "`apps/alerts/notifications/conf.py`; a Django setting of the same name wins over the variable there.",
+        "`test.py` (`./screener test`) change a few defaults.",
         "",
         "Types: `str` as given, `int` and `float` numbers, `bool` true/false/1/0/yes/no, `list` comma separated,",
         "`db` a database URL. A default naming another variable takes that variable's value.",

@@ -28,3 +28,13 @@ def redis_client() -> redis_lib.Redis:
 @pytest.fixture(scope="session")
 def bundled_data_dir() -> Path:
     return BUNDLED_DATA
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests that start processes (marked e2e) run one after another in two pytest-xdist groups (under
+    `--dist loadgroup`, a group stays on one worker): the fault suite in one, the other e2e tests in the other, so at
+    most two process trees share the machine, while the remaining tests fill in wherever a worker is free."""
+    for item in items:
+        if item.get_closest_marker("e2e"):
+            group = "faults" if item.path.parent.name == "reliability" else "processes"
+            item.add_marker(pytest.mark.xdist_group(group))

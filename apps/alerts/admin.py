@@ -11,11 +11,12 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from apps.metrics.indicators import INDICATOR_NAMES
+from screener_project.kernel.timeframes import RULE_TIMEFRAMES
 from screener_project.strict_json import StrictJSONDecoder, json_formfield_overrides
 
 from .builtin_rules import BUILTIN_RULES
 from .conditions import CANDLE_FIELDS, FUNCTIONS, SERIES
-from .engine import TIMEFRAMES, RuleError, rule_compile, rules_stored_resolver
+from .engine import RuleError, rule_compile, rules_stored_resolver
 from .models import AlertRule, UserSettings
 from .rule_types import rule_type_validator
 
@@ -44,7 +45,7 @@ class AlertRuleForm(forms.ModelForm):
         error_messages={"required": "Enter at least one condition."},
     )
     timeframe = forms.ChoiceField(
-        choices=[(t, t) for t in TIMEFRAMES],
+        choices=[(t, t) for t in RULE_TIMEFRAMES],
         help_text="The window whose volume and change an alert reports (1m: the newest candle).",
     )
     parameters = forms.JSONField(

@@ -35,8 +35,9 @@ import numpy as np
 
 from apps.metrics.daily import DAILY_METRICS
 from apps.metrics.indicators import INDICATOR_NAMES
-from apps.metrics.shard_bars import INDICATOR_METRICS, INDICATOR_TIMEFRAMES
-from apps.metrics.windows import LONGEST_WINDOW, WINDOWS, window_metric_names
+from apps.metrics.shard_bars import INDICATOR_METRICS
+from apps.metrics.windows import LONGEST_WINDOW, window_metric_names
+from screener_project.kernel.timeframes import SCREENER_TIMEFRAMES
 
 MAX_CONDITION_LENGTH = 500
 MAX_DEPTH = 32
@@ -118,7 +119,7 @@ def _unknown_name_hint(name: str) -> str:
         return ""
     return (
         f" (indicators are <indicator>_<timeframe> with indicator in {', '.join(INDICATOR_NAMES)}"
-        f" and timeframe in {', '.join(INDICATOR_TIMEFRAMES)})"
+        f" and timeframe in {', '.join(SCREENER_TIMEFRAMES)})"
     )
 
 
@@ -328,7 +329,7 @@ class Condition:
     inputs: tuple[str, ...]
     # Longest run of candles the condition reads (0 when it reads window metrics only).
     lookback: int
-    # Timeframes of the indicators the condition reads, in the order of INDICATOR_TIMEFRAMES (empty: none).
+    # Timeframes of the indicators the condition reads, in the order of SCREENER_TIMEFRAMES (empty: none).
     indicator_timeframes: tuple[str, ...] = ()
     # Reference-symbol metrics (`BTCUSDT.change_1h`) and daily changes (`change_7d`) it reads.
     references: tuple[str, ...] = ()
@@ -365,7 +366,7 @@ def deferred_name(name: str) -> bool:
 def _window_of(name: str) -> int:
     """Candles a window metric or candle field reads at one minute."""
     suffix = name.rsplit("_", 1)[-1]
-    return WINDOWS.get(suffix, 1)
+    return SCREENER_TIMEFRAMES.get(suffix, 1)
 
 
 # --- parsing --------------------------------------------------------------------------------------------------------
@@ -676,7 +677,7 @@ def condition_compile(
 def indicator_timeframes_ordered(timeframes: Iterable[str]) -> tuple[str, ...]:
     """Indicator timeframes in their canonical order (5m first), without repeats."""
     wanted = set(timeframes)
-    return tuple(tf for tf in INDICATOR_TIMEFRAMES if tf in wanted)
+    return tuple(tf for tf in SCREENER_TIMEFRAMES if tf in wanted)
 
 
 def held_rule_types(conditions: object) -> list[str]:

@@ -15,7 +15,8 @@ import numpy as np
 from prometheus_client import Counter
 
 from apps.collector.candles import FIELD_INDEX, MINUTE_MS
-from apps.metrics.windows import WINDOWS, window_metrics
+from apps.metrics.windows import window_metrics
+from screener_project.kernel.timeframes import RULE_TIMEFRAMES, SCREENER_TIMEFRAMES
 
 from .conditions import (
     SYMBOL_NAME,
@@ -34,7 +35,6 @@ from .models import AlertRule
 
 logger = logging.getLogger(__name__)
 
-TIMEFRAMES = ("1m", *WINDOWS)
 
 RULES_INVALID = Counter("screener_alert_rules_invalid_total", "Enabled rules skipped because they do not compile")
 
@@ -83,8 +83,10 @@ def rule_compile(
 
     `held_rules` resolves the rules named by held_within (rules_resolver gives one over the stored rules).
     """
-    if timeframe not in TIMEFRAMES:
-        raise RuleError(f"timeframe must be one of {', '.join(TIMEFRAMES)}", field="timeframe", token=str(timeframe))
+    if timeframe not in RULE_TIMEFRAMES:
+        raise RuleError(
+            f"timeframe must be one of {', '.join(RULE_TIMEFRAMES)}", field="timeframe", token=str(timeframe)
+        )
     try:
         params = parameters_validate(parameters)
     except ConditionError as error:
@@ -356,7 +358,7 @@ class RuleContext:
 
     def timeframe_values(self, timeframe: str) -> tuple[np.ndarray, np.ndarray]:
         """(quote volume, change %) over a rule's timeframe: its window, or the newest candle for 1m."""
-        if timeframe in WINDOWS:
+        if timeframe in SCREENER_TIMEFRAMES:
             return self.value(f"vol_{timeframe}"), self.value(f"change_{timeframe}")
         open_, close = self.value("open"), self.value("close")
         with np.errstate(all="ignore"):

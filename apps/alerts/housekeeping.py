@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from screener_project.kernel.redis_keys import collector_clock_key, redis_client
 from screener_project.observability import RETENTION_ROWS_DELETED
 from screener_project.timescale import retention_policy_ensure, timescale_retention_managed
 
@@ -91,10 +92,9 @@ def retention_now() -> datetime:
     Live, the two agree. A replay runs on the simulator's clock (faster than the wall clock, or in the past), and
     its data must be kept for RETENTION_HOURS of that clock, not of the wall clock.
     """
-    from apps.collector.store import key, redis_client
 
     try:
-        clock = redis_client().get(key("collector", "clock"))
+        clock = redis_client().get(collector_clock_key())
     except Exception:  # Redis down: the wall clock is the only one left
         logger.warning("retention falls back to the wall clock: the exchange clock is unreadable")
         clock = None
@@ -103,7 +103,7 @@ def retention_now() -> datetime:
     return datetime.fromtimestamp(int(float(clock)) / 1000, tz=UTC)
 
 
-@shared_task(name="alerts.retention_purge", ignore_result=True)
+@shared_task(name="housekeeping.retention_purge", ignore_result=True)
 def retention_purge() -> dict[str, int | str]:
     # No retry: the next scheduled run picks up where this one stopped (batches are independent).
     return retention_purge_run(

@@ -22,9 +22,10 @@ from django.conf import settings
 from redis.exceptions import LockError
 
 from apps.collector.candles import MINUTE_MS
-from apps.collector.store import active_symbols, candles_matrix, forming_rows, key
+from apps.collector.store import active_symbols, candles_matrix, forming_rows
 from apps.metrics.sharding import shards_split
 from apps.metrics.windows import LONGEST_WINDOW, window_metrics
+from screener_project.kernel.redis_keys import shard_last_minute_key, shard_lock_key
 
 from .engine import rule_context, rules_evaluate, rules_load
 from .models import AlertHistory
@@ -49,11 +50,11 @@ def forming_block(*, closed: np.ndarray, forming: np.ndarray) -> np.ndarray:
 def near_real_time_shard(client: redis_lib.Redis, *, shard: int, symbols: list[str], now_ms: int) -> list[AlertHistory]:
     """Evaluate the forming minute of one shard; returns the alerts it created."""
     minute = now_ms // MINUTE_MS * MINUTE_MS
-    lock = client.lock(key("shard", shard, "lock"), timeout=LOCK_TIMEOUT_SECONDS, blocking_timeout=LOCK_WAIT_SECONDS)
+    lock = client.lock(shard_lock_key(shard), timeout=LOCK_TIMEOUT_SECONDS, blocking_timeout=LOCK_WAIT_SECONDS)
     if not lock.acquire():
         return []
     try:
-        last = client.get(key("shard", shard, "last_minute"))
+        last = client.get(shard_last_minute_key(shard))
         if last is None or int(last) != minute - MINUTE_MS:
             return []  # the closed tick of t - 1 is not done (or t is already closed): keep the shard's order
         forming = forming_rows(client, symbols, minute_ms=minute)

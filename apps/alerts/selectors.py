@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from django.db.models import QuerySet
 
+from screener_project.kernel.clock import iso_utc
+
 from .models import AlertHistory, AlertRule
-
-
-def iso_utc(moment: datetime) -> str:
-    """ISO-8601 in UTC with a trailing Z."""
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def alert_payload(alert: AlertHistory) -> dict:

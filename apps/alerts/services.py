@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import time
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -25,8 +24,9 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from apps.collector.candles import MINUTE_MS
-from apps.collector.store import key as redis_key
-from apps.collector.store import redis_client
+from screener_project.kernel.channels import ALERTS_GROUP, alert_message
+from screener_project.kernel.clock import now_ms
+from screener_project.kernel.redis_keys import alert_pushed_key, redis_client
 from screener_project.observability import ALERTS_FIRED
 
 from .builtin_rules import BUILTIN_RULES
@@ -35,8 +35,6 @@ from .models import AlertHistory, AlertRule
 from .selectors import alert_payload
 
 logger = logging.getLogger(__name__)
-
-ALERTS_GROUP = "alerts"
 
 _COLUMNS = (
     "id",
@@ -51,10 +49,6 @@ _COLUMNS = (
     "webhook_sent",
     "created_at",
 )
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def _finite(value: float) -> float | None:
@@ -262,7 +256,7 @@ PUSH_SWEEP_MAX_AGE_SECONDS = 600
 
 
 def _pushed_marker(alert_id) -> str:
-    return redis_key("alert", "pushed", alert_id)
+    return alert_pushed_key(alert_id)
 
 
 def _pushed_mark(*, alerts: list[AlertHistory]) -> None:
@@ -332,6 +326,6 @@ def alerts_broadcast(payloads: Sequence[dict]) -> None:
 
     async def send() -> None:
         for payload in payloads:
-            await layer.group_send(ALERTS_GROUP, {"type": "alert.message", "data": payload})
+            await layer.group_send(ALERTS_GROUP, alert_message(payload))
 
     async_to_sync(send)()

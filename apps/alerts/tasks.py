@@ -7,9 +7,9 @@ import redis as redis_lib
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
-from apps.collector.store import redis_client
 from apps.metrics.shard_bars import ShardBars
 from apps.metrics.tasks import indicators_on_block
+from screener_project.kernel.redis_keys import redis_client
 
 from . import tick
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -26,10 +25,22 @@ from django.conf import settings
 from prometheus_client import Counter
 
 from apps.collector.candles import MINUTE_MS
-from apps.collector.store import active_symbols, candles_matrix, key, minute_closed_symbols
+from apps.collector.store import active_symbols, candles_matrix, minute_closed_symbols
 from apps.metrics.shard_bars import ShardBars
 from apps.metrics.sharding import shard_of, shards_split
 from apps.metrics.windows import LONGEST_WINDOW, window_metrics
+from screener_project.kernel.clock import now_ms
+from screener_project.kernel.redis_keys import (
+    active_symbols_key,
+    collector_clock_key,
+    collector_warming_up_key,
+    minute_closed_key,
+    shard_last_minute_key,
+    shard_lock_key,
+    tick_claimed_key,
+    tick_last_key,
+)
+from screener_project.kernel.stages import stage
 from screener_project.locks import LockLost, RenewedLock
 from screener_project.observability import TICK_LAG_SECONDS, TICK_STAGE_SECONDS
 
@@ -54,13 +65,9 @@ INDICATORS_FAILED = Counter(
 ShardIndicatorsRun = Callable[[int, list[str], np.ndarray, dict[str, np.ndarray], ShardBars | None], object]
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 def tick_claim(client: redis_lib.Redis, *, minute_ms: int) -> bool:
     """True for the one caller that gets to start the tick of this minute."""
-    return bool(client.set(key("tick", "claimed", minute_ms), now_ms(), nx=True, ex=TICK_CLAIM_TTL_SECONDS))
+    return bool(client.set(tick_claimed_key(minute_ms), now_ms(), nx=True, ex=TICK_CLAIM_TTL_SECONDS))
 
 
 def tick_start(
@@ -85,30 +92,23 @@ def minutes_due(client: redis_lib.Redis, *, lookback_minutes: int = 10) -> list[
 
     Only minutes that at least one symbol closed are due: with no data there is nothing to evaluate.
     """
-    clock = client.get(key("collector", "clock"))
-    if clock is None or any(client.scan_iter(match=key("collector", "warming_up", "*"), count=100)):
+    clock = client.get(collector_clock_key())
+    if clock is None or any(client.scan_iter(match=collector_warming_up_key("*"), count=100)):
         return []
     exchange_now = int(float(clock))
     grace_ms = int(settings.TICK_GRACE_SECONDS * 1000)
     newest = (exchange_now - grace_ms) // MINUTE_MS * MINUTE_MS - MINUTE_MS  # newest minute past its deadline
     due = []
     for minute_ms in range(newest - (lookback_minutes - 1) * MINUTE_MS, newest + 1, MINUTE_MS):
-        if client.exists(key("tick", "claimed", minute_ms)):
+        if client.exists(tick_claimed_key(minute_ms)):
             continue
         if minute_closed_symbols(client, minute_ms):
             due.append(minute_ms)
     return due
 
 
-@contextmanager
-def stage(name: str, timings: dict[str, float]):
-    started = time.perf_counter()
-    try:
-        yield
-    finally:
-        elapsed = time.perf_counter() - started
-        timings[name] = timings.get(name, 0.0) + elapsed * 1000
-        TICK_STAGE_SECONDS.labels(stage=name).observe(elapsed)
+def _stage_observe(name: str, seconds: float) -> None:
+    TICK_STAGE_SECONDS.labels(stage=name).observe(seconds)
 
 
 def shard_minutes_pending(last_done: int | None, minute_ms: int) -> list[int]:
@@ -122,7 +122,7 @@ def shard_minutes_pending(last_done: int | None, minute_ms: int) -> list[int]:
 
 def shard_last_minute(client: redis_lib.Redis, shard: int) -> int | None:
     """The newest minute the shard finished, None when it has no progress recorded."""
-    raw = client.get(key("shard", shard, "last_minute"))
+    raw = client.get(shard_last_minute_key(shard))
     return None if raw is None else int(raw)
 
 
@@ -133,9 +133,9 @@ def minute_ready(client: redis_lib.Redis, *, minute_ms: int) -> bool:
     can complete a newer minute while the REST repair of the older ones is still on its way.
     """
     with client.pipeline(transaction=False) as pipe:
-        pipe.scard(key("closed", minute_ms))
-        pipe.scard(key("symbols", "active"))
-        pipe.get(key("collector", "clock"))
+        pipe.scard(minute_closed_key(minute_ms))
+        pipe.scard(active_symbols_key())
+        pipe.get(collector_clock_key())
         closed, active, clock = pipe.execute()
     if active and closed >= active:
         return True
@@ -150,7 +150,7 @@ def shard_first_minute(client: redis_lib.Redis, *, minute_ms: int) -> int:
     """
     first = minute_ms
     for _ in range(MAX_CATCH_UP_MINUTES - 1):
-        if not client.exists(key("closed", first - MINUTE_MS)):
+        if not client.exists(minute_closed_key(first - MINUTE_MS)):
             break
         first -= MINUTE_MS
     return first
@@ -164,7 +164,7 @@ def shard_lock(client: redis_lib.Redis, shard: int) -> Iterator[RenewedLock]:
     """The shard's lock: settings.SHARD_LOCK_SECONDS long, renewed while held (screener_project.locks)."""
     lock = RenewedLock(
         client,
-        key("shard", shard, "lock"),
+        shard_lock_key(shard),
         timeout=settings.SHARD_LOCK_SECONDS,
         blocking_timeout=SHARD_LOCK_WAIT_SECONDS,
     )
@@ -181,17 +181,17 @@ def minute_evaluate(
     timings: dict[str, float],
 ) -> tuple[list, np.ndarray, dict[str, np.ndarray], ShardBars | None]:
     """Evaluate every rule for `symbols` at minute t and fire what passes; returns (alerts, block, metrics, bars)."""
-    with stage("load", timings):
+    with stage("load", timings, observe=_stage_observe):
         block = candles_matrix(client, symbols, end_minute_ms=minute_ms, length=LONGEST_WINDOW)
-    with stage("window_metrics", timings):
+    with stage("window_metrics", timings, observe=_stage_observe):
         metrics = window_metrics(block)
-    with stage("rules", timings):
+    with stage("rules", timings, observe=_stage_observe):
         rules = rules_load()
         # Indicators, daily changes and reference symbols: loaded for the rows a rule reaches them with.
         values = LiveValues(client, minute_ms=minute_ms, symbols=symbols, block=block)
         context = rule_context(candles=block, metrics=metrics, symbols=symbols, loader=values)
         fired = rules_evaluate(rules, context)
-    with stage("alerts", timings):
+    with stage("alerts", timings, observe=_stage_observe):
         alerts = alerts_fire(
             minute_ms=minute_ms,
             symbols=symbols,
@@ -230,7 +230,7 @@ def shard_tick_run(
     """
     symbols = list(symbols)
     with shard_lock(client, shard) as held:
-        last_raw = client.get(key("shard", shard, "last_minute"))
+        last_raw = client.get(shard_last_minute_key(shard))
         if last_raw is None:
             last_done = shard_first_minute(client, minute_ms=minute_ms) - MINUTE_MS
         else:
@@ -250,9 +250,9 @@ def shard_tick_run(
                 client, minute_ms=minute, symbols=symbols, received_ms=received_ms, timings=timings
             )
             held.check()  # a shard taken over meanwhile keeps the progress its new holder records
-            client.set(key("shard", shard, "last_minute"), minute)
+            client.set(shard_last_minute_key(shard), minute)
             finished = now_ms()
-            client.set(key("tick", "last"), json.dumps({"minute_ms": minute, "finished_ms": finished, "shard": shard}))
+            client.set(tick_last_key(), json.dumps({"minute_ms": minute, "finished_ms": finished, "shard": shard}))
             TICK_LAG_SECONDS.observe(max(0.0, (finished - minute - MINUTE_MS) / 1000))
             logger.info(
                 "shard %d minute %d: %d symbols, %d alerts, %s",
@@ -300,7 +300,7 @@ def late_candles_evaluate(
     evaluated: dict[int, list[str]] = {}
     for shard, mine in sorted(by_shard.items()):
         with shard_lock(client, shard):
-            last_raw = client.get(key("shard", shard, "last_minute"))
+            last_raw = client.get(shard_last_minute_key(shard))
             if last_raw is None or int(last_raw) < minute_ms:
                 continue  # not evaluated yet: the shard's own tick reads the candle
             if int(last_raw) - minute_ms >= MAX_CATCH_UP_MINUTES * MINUTE_MS:

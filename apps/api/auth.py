@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from dataclasses import dataclass, field
 
-import httpx
 import jwt
 from django.conf import settings
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
@@ -45,52 +43,48 @@ class SupabaseUser:
         return self.id
 
 
-class _JwksCache:
-    """The project's signing keys by kid, fetched with httpx and kept for SUPABASE_JWKS_CACHE_SECONDS."""
+class _JwksKeys:
+    """The project's signing keys by kid: PyJWT's PyJWKClient, the key set kept for SUPABASE_JWKS_CACHE_SECONDS."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._keys: dict[str, jwt.PyJWK] = {}
-        self._url = ""
-        self._fetched_at = 0.0
+        self._client: jwt.PyJWKClient | None = None
+        self._made_for: tuple = ()
 
     def clear(self) -> None:
         with self._lock:
-            self._keys, self._url, self._fetched_at = {}, "", 0.0
+            self._client, self._made_for = None, ()
+
+    def _client_for(self, url: str) -> jwt.PyJWKClient:
+        wanted = (url, settings.SUPABASE_JWKS_CACHE_SECONDS)
+        with self._lock:
+            if self._client is None or self._made_for != wanted:
+                self._client = jwt.PyJWKClient(url, lifespan=settings.SUPABASE_JWKS_CACHE_SECONDS, timeout=5.0)
+                self._made_for = wanted
+            self._client.cooldown_duration = JWKS_MIN_REFETCH_SECONDS
+            return self._client
 
     def key(self, kid: str | None, *, url: str) -> jwt.PyJWK:
-        with self._lock:
-            age = time.monotonic() - self._fetched_at
-            stale = url != self._url or age > settings.SUPABASE_JWKS_CACHE_SECONDS
-            unknown = kid not in self._keys and (kid is not None or len(self._keys) != 1)
-            if stale or (unknown and age > JWKS_MIN_REFETCH_SECONDS):
-                self._keys = self._fetch(url)
-                self._url, self._fetched_at = url, time.monotonic()
-            if kid is None and len(self._keys) == 1:
-                return next(iter(self._keys.values()))
-            if kid not in self._keys:
-                raise TokenError("Token signing key is not in the project's key set")
-            return self._keys[kid]
-
-    @staticmethod
-    def _fetch(url: str) -> dict[str, jwt.PyJWK]:
         try:
-            response = httpx.get(url, timeout=5.0)
-            response.raise_for_status()
-            document = response.json()
-        except (httpx.HTTPError, ValueError) as exc:
+            client = self._client_for(url)
+            if kid is None:
+                # A token without a kid is accepted only where the set has a single key.
+                keys = client.get_signing_keys()
+                if len(keys) == 1:
+                    return keys[0]
+                raise TokenError("Token signing key is not in the project's key set")
+            return client.get_signing_key(kid)
+        except jwt.PyJWKClientConnectionError as exc:
             logger.warning("JWKS fetch from %s failed: %s", url, exc)
             raise TokenError("Signing keys are unavailable; try again later") from exc
-        keys: dict[str, jwt.PyJWK] = {}
-        for entry in document.get("keys", []) if isinstance(document, dict) else []:
-            try:
-                keys[entry.get("kid", "")] = jwt.PyJWK(entry)
-            except (jwt.PyJWKError, jwt.InvalidKeyError, TypeError) as exc:
-                logger.warning("JWKS entry skipped: %s", exc)
-        return keys
+        except (jwt.PyJWKClientError, jwt.PyJWKSetError) as exc:
+            raise TokenError("Token signing key is not in the project's key set") from exc
+        except ValueError as exc:  # a body that is not JSON
+            logger.warning("JWKS from %s is unreadable: %s", url, exc)
+            raise TokenError("Signing keys are unavailable; try again later") from exc
 
 
-jwks_cache = _JwksCache()
+jwks_cache = _JwksKeys()
 
 
 def token_verify(*, token: str) -> dict:

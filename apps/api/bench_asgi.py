@@ -13,7 +13,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import path  # noqa: E402
 
-from .fanout import ALERTS_GROUP  # noqa: E402
+from screener_project.kernel.channels import ALERTS_GROUP  # noqa: E402
 
 
 class StockAlertConsumer(AsyncJsonWebsocketConsumer):

@@ -19,10 +19,10 @@ import orjson
 from channels.layers import get_channel_layer
 from django.conf import settings
 
+from screener_project.kernel.channels import ALERT_MESSAGE_TYPE, ALERTS_GROUP
+
 logger = logging.getLogger(__name__)
 
-ALERTS_GROUP = "alerts"
-ALERT_MESSAGE_TYPE = "alert.message"
 # A user saved new settings: the hubs update that user's open sockets, so a new selection applies without a
 # reconnect. Its own group, so that nothing else subscribed to the alerts group ever sees it.
 USER_SETTINGS_GROUP = "user_settings"

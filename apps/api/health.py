@@ -22,7 +22,12 @@ from django.db import connection
 from django.utils import timezone
 
 from apps.alerts.notifications.selectors import destinations_paused, destinations_paused_count
-from apps.collector.store import key
+from screener_project.kernel.redis_keys import (
+    beat_heartbeat_key,
+    collector_heartbeat_key,
+    indicators_last_key,
+    tick_last_key,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -148,10 +153,10 @@ def health_report(*, full: bool = False) -> dict:
         client = _probe_client(settings.REDIS_URL)
         with client.pipeline(transaction=False) as pipe:
             pipe.ping()
-            pipe.hgetall(key("collector", "heartbeat"))
-            pipe.get(key("tick", "last"))
-            pipe.get(key("indicators", "last"))
-            pipe.get(key("beat", "heartbeat"))
+            pipe.hgetall(collector_heartbeat_key())
+            pipe.get(tick_last_key())
+            pipe.get(indicators_last_key())
+            pipe.get(beat_heartbeat_key())
             _, heartbeats, tick, indicators, beat = pipe.execute()
     except redis_lib.RedisError as exc:
         logger.warning("Health: Redis unreachable: %s", exc)

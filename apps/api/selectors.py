@@ -8,24 +8,17 @@ from datetime import timedelta
 from django.db import connection
 
 from apps.alerts.models import UserSettings
-from apps.alerts.selectors import iso_utc
 from apps.collector.candles import FIELDS
 from apps.collector.models import Candle1m, Symbol
-from apps.collector.store import key, redis_client
 from apps.metrics.models import MetricsCalculated
 from apps.metrics.selectors import SNAPSHOT_FIELDS, snapshot_read
+from screener_project.kernel.clock import iso_utc
+from screener_project.kernel.redis_keys import redis_client, snapshot_key
+from screener_project.kernel.timeframes import CANDLE_INTERVALS, KLINE_INTERVAL_MINUTES
 
 logger = logging.getLogger(__name__)
 
-INTERVALS: dict[str, timedelta] = {
-    "1m": timedelta(minutes=1),
-    "5m": timedelta(minutes=5),
-    "15m": timedelta(minutes=15),
-    "1h": timedelta(hours=1),
-    "4h": timedelta(hours=4),
-    "8h": timedelta(hours=8),
-    "1d": timedelta(days=1),
-}
+INTERVALS: dict[str, timedelta] = {name: timedelta(minutes=KLINE_INTERVAL_MINUTES[name]) for name in CANDLE_INTERVALS}
 # The stored columns of a candle besides its time.
 CANDLE_FIELDS = FIELDS[1:]
 
@@ -43,7 +36,7 @@ def symbol_exists(*, symbol: str) -> bool:
     """Known to the screener: listed in symbols, or present in the live snapshot or the stored candles."""
     return (
         Symbol.objects.filter(symbol=symbol).exists()
-        or bool(redis_client().hexists(key("snapshot"), symbol))
+        or bool(redis_client().hexists(snapshot_key(), symbol))
         or Candle1m.objects.filter(symbol=symbol).exists()
     )
 

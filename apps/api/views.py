@@ -15,7 +15,8 @@ from rest_framework.views import APIView
 from apps.alerts.models import AlertRule
 from apps.alerts.notifications.safety import UnsafeDestination, url_check
 from apps.alerts.rule_types import RULE_TYPE_PATTERN, rule_type_validator, rule_types_unknown  # noqa: F401 (compat)
-from apps.alerts.selectors import STATS_HORIZONS, alert_payload, alerts_list, iso_utc, rule_stats, rules_list
+from apps.alerts.selectors import STATS_HORIZONS, alert_payload, alerts_list, rule_stats, rules_list
+from screener_project.kernel.clock import iso_utc
 
 from . import selectors, services
 from .auth import SupabaseJWTAuthentication

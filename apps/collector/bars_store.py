@@ -24,14 +24,15 @@ import redis as redis_lib
 from django.conf import settings
 from prometheus_client import Counter
 
+from screener_project.kernel.redis_keys import bars_key
+from screener_project.kernel.timeframes import BAR_INTERVALS
+
 from .candles import FIELD_INDEX, FIELDS, MINUTE_MS, Candle
-from .store import key
 
 logger = logging.getLogger(__name__)
 
 ROUNDED = Counter("screener_bars_rounded_total", "Bars whose prices are on no decimal grid, stored rounded (~1e-9)")
 
-BAR_INTERVALS: dict[str, int] = {"15m": 15, "1h": 60, "4h": 240, "8h": 480, "1d": 1440}  # minutes
 
 ROW_DTYPE = np.dtype(
     [
@@ -86,10 +87,6 @@ _WRITE_SCRIPT_TEXT = _WRITE_SCRIPT.replace("RECORD", str(4 + ROW_BYTES)).replace
 
 def bar_count() -> int:
     return settings.INDICATOR_BARS
-
-
-def bars_key(symbol: str) -> str:
-    return key("bars", symbol)
 
 
 def _slot_offsets(interval: str, open_minutes: np.ndarray) -> np.ndarray:

@@ -24,6 +24,20 @@ import numpy as np
 import redis as redis_lib
 from django.conf import settings
 from django.db import close_old_connections
+from tenacity import AsyncRetrying, RetryCallState, wait_exponential
+
+from screener_project.kernel.redis_keys import (
+    active_symbols_key,
+    candles_ring_key,
+    collector_clock_key,
+    collector_heartbeat_key,
+    collector_rejections_key,
+    collector_warming_up_key,
+    minute_closed_key,
+    shard_last_minute_key,
+    tick_claimed_key,
+)
+from screener_project.kernel.timeframes import BAR_INTERVALS
 
 from . import bars_store
 from .candles import MINUTE_MS, Candle, InvalidCandle, candle_from_kline
@@ -48,7 +62,6 @@ from .store import (
     active_symbols_set,
     candles_store,
     forming_store,
-    key,
     latest_open_times,
     ring_open_times,
 )
@@ -57,7 +70,6 @@ from .universe import slice_symbols, symbols_upsert, universe_select
 
 logger = logging.getLogger("apps.collector")
 
-BAR_INTERVALS = {"15m": 15, "1h": 60, "4h": 240, "8h": 480, "1d": 1440}
 WARMUP_CHUNK = 499  # klines per request: limit < 500 costs weight 2, the most candles per weight unit
 
 _CLOCK_MAX_SCRIPT = """
@@ -173,7 +185,7 @@ class Collector:
             self._rings_preallocate(sorted(self.symbols))
             # Until the windows are warm, a tick would evaluate incomplete history: beat's grace path waits on this
             # mark, and the ticks of minutes completed meanwhile are held and sent once warm-up is done.
-            self.redis.set(key("collector", "warming_up", self.slice_id), 1, ex=WARM_UP_MARK_SECONDS)
+            self.redis.set(collector_warming_up_key(self.slice_id), 1, ex=WARM_UP_MARK_SECONDS)
             self._connect(sorted(self.symbols), stop)
             for loop in (
                 self._store_loop,
@@ -190,7 +202,7 @@ class Collector:
             await self._fill_to_live_edge(sorted(self.symbols))
             self.stats["warmup_seconds"] = round(time.monotonic() - started, 2)
             self.ready = True
-            self.redis.delete(key("collector", "warming_up", self.slice_id))
+            self.redis.delete(collector_warming_up_key(self.slice_id))
             held, self._ticks_held = sorted(self._ticks_held), []
             for minute in held:
                 await self._send_tick(minute)
@@ -287,7 +299,7 @@ class Collector:
         empty = b"\0" * (self.config.ring_minutes * ROW_BYTES)  # open time 0 marks an empty slot
         pipe = self.redis.pipeline(transaction=False)
         for symbol in symbols:
-            pipe.set(key("c1m", symbol), empty, nx=True)
+            pipe.set(candles_ring_key(symbol), empty, nx=True)
         pipe.execute()
 
     async def _warm_up_added(self, symbols: list[str]) -> None:
@@ -420,9 +432,9 @@ class Collector:
         minutes = sorted(by_minute)
         pipe = self.redis.pipeline(transaction=False)
         for minute in minutes:
-            pipe.exists(key("tick", "claimed", minute))
+            pipe.exists(tick_claimed_key(minute))
         for shard in range(settings.SHARD_COUNT):
-            pipe.get(key("shard", shard, "last_minute"))
+            pipe.get(shard_last_minute_key(shard))
         replies = pipe.execute()
         # Started: its tick was claimed, or a shard catching up already went past it. Minutes beyond the tick's
         # catch-up reach are not evaluated again (a new symbol's warm-up fills a whole day of them).
@@ -494,7 +506,7 @@ class Collector:
 
     def _flush_clock(self) -> None:
         if self.clock_ms:
-            self._clock_script(keys=[key("collector", "clock")], args=[self.clock_ms])
+            self._clock_script(keys=[collector_clock_key()], args=[self.clock_ms])
 
     # ------------------------------------------------------------------------------------------- gap repair
     def _schedule_repair(self, symbol: str, first_ms: int, last_ms: int, attempt: int = 0) -> None:
@@ -532,7 +544,7 @@ class Collector:
     async def _repair(self, symbol: str, first_ms: int, last_ms: int) -> int:
         """Fill the minutes of [first_ms, last_ms] the ring lacks from REST; returns how many are still missing."""
         missing = ring_missing_minutes(
-            self.redis.get(key("c1m", symbol)), first_ms=first_ms, last_ms=last_ms, ring=self.config.ring_minutes
+            self.redis.get(candles_ring_key(symbol)), first_ms=first_ms, last_ms=last_ms, ring=self.config.ring_minutes
         )
         still = 0
         for start, end in minute_runs(missing, max_len=WARMUP_CHUNK):
@@ -579,11 +591,11 @@ class Collector:
         Redis is not the one this collector filled. Checked before every stored batch and at every heartbeat, so
         the loss is noticed before a candle of the new Redis could complete a minute on a window without history.
         """
-        if not self.ready or self._rebuilding is not None or self.redis.exists(key("symbols", "active")):
+        if not self.ready or self._rebuilding is not None or self.redis.exists(active_symbols_key()):
             return
         logger.error("Redis lost the hot state (emptied or replaced): rebuilding the rings and bar history")
         self.ready = False  # ticks of the minutes completed meanwhile are held until the windows are whole again
-        self.redis.set(key("collector", "warming_up", self.slice_id), 1, ex=WARM_UP_MARK_SECONDS)
+        self.redis.set(collector_warming_up_key(self.slice_id), 1, ex=WARM_UP_MARK_SECONDS)
         active_symbols_set(self.redis, self.universe)
         self._rings_preallocate(sorted(self.symbols))
         self._rebuilding = asyncio.create_task(self._rebuild(), name="rebuild")
@@ -596,14 +608,14 @@ class Collector:
             await self._fill_to_live_edge(symbols)
         except Exception:
             logger.exception("rebuilding the hot state failed; retrying at the next check")
-            self.redis.delete(key("symbols", "active"))  # so that the next check starts over
+            self.redis.delete(active_symbols_key())  # so that the next check starts over
             self.ready = True
             return
         finally:
             self._rebuilding = None
         self._progress_reset()
         self.ready = True
-        self.redis.delete(key("collector", "warming_up", self.slice_id))
+        self.redis.delete(collector_warming_up_key(self.slice_id))
         held, self._ticks_held = sorted(self._ticks_held), []
         for minute in held:
             await self._send_tick(minute)
@@ -624,10 +636,10 @@ class Collector:
         ttl = 6 * 3600
         pipe = self.redis.pipeline(transaction=False)
         for minute in range(newest - (REBUILD_REEVALUATE_MINUTES - 1) * MINUTE_MS, newest + MINUTE_MS, MINUTE_MS):
-            pipe.sadd(key("closed", minute), *self.universe)
-            pipe.expire(key("closed", minute), ttl)
+            pipe.sadd(minute_closed_key(minute), *self.universe)
+            pipe.expire(minute_closed_key(minute), ttl)
         for shard in range(settings.SHARD_COUNT):
-            pipe.delete(key("shard", shard, "last_minute"))
+            pipe.delete(shard_last_minute_key(shard))
         pipe.execute()
 
     # ------------------------------------------------------------------------------------------- warm-up
@@ -646,7 +658,7 @@ class Collector:
         last = newest if known_latest is None else min(newest, known_latest)
         try:
             missing = ring_missing_minutes(
-                self.redis.get(key("c1m", symbol)), first_ms=first, last_ms=last, ring=self.config.ring_minutes
+                self.redis.get(candles_ring_key(symbol)), first_ms=first, last_ms=last, ring=self.config.ring_minutes
             )
             for start, end in minute_runs(missing, max_len=WARMUP_CHUNK):
                 limit = (end - start) // MINUTE_MS + 1
@@ -691,14 +703,14 @@ class Collector:
                 logger.error("bar history of %s %s not seeded: %r", symbol, interval, error)
 
     async def _retrying(self, call):
-        delay = 1.0
-        while True:
-            try:
-                return await call()
-            except Exception as error:
-                logger.warning("%s failed (%r); retrying in %.0f s", getattr(call, "__name__", call), error, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30)
+        """`await call()` until it succeeds, waiting 1, 2, 4, ... 30 s between attempts."""
+
+        def log(state: RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome else None
+            name = getattr(call, "__name__", call)
+            logger.warning("%s failed (%r); retrying in %.0f s", name, error, state.upcoming_sleep)
+
+        return await AsyncRetrying(wait=wait_exponential(multiplier=1, max=30), before_sleep=log)(call)
 
     # ------------------------------------------------------------------------------------------- persistence
     async def _persist_loop(self, stop: asyncio.Event) -> None:
@@ -758,10 +770,10 @@ class Collector:
             "stats": self.stats,
         }
         pipe = self.redis.pipeline(transaction=False)
-        pipe.hset(key("collector", "heartbeat"), self.slice_id, json.dumps(beat))
+        pipe.hset(collector_heartbeat_key(), self.slice_id, json.dumps(beat))
         unflushed, self._rejections_unflushed = self._rejections_unflushed, defaultdict(int)
         for reason, count in unflushed.items():
-            pipe.hincrby(key("collector", "rejections"), reason, count)
+            pipe.hincrby(collector_rejections_key(), reason, count)
         pipe.execute()
         self._flush_clock()
 

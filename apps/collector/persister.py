@@ -6,10 +6,12 @@ from datetime import UTC, datetime
 
 import redis as redis_lib
 
+from screener_project.kernel.redis_keys import persist_queue_key
+
 from .candles import FIELDS, Candle
 from .instruments import PERSIST_BACKLOG, PERSISTED
 from .models import Candle1m
-from .store import ROW_BYTES, candle_row_bytes, key, rows_decode
+from .store import ROW_BYTES, candle_row_bytes, rows_decode
 
 
 def _candle_row(symbol: str, raw: bytes) -> Candle1m:
@@ -35,7 +37,7 @@ def candles_persist_batch(client: redis_lib.Redis, *, limit: int = 2000) -> int:
 
     Returns how many entries were handled. A database error propagates and leaves the entries queued.
     """
-    stream = key("persist")
+    stream = persist_queue_key()
     entries = client.xrange(stream, count=limit)
     if not entries:
         PERSIST_BACKLOG.set(0)
@@ -58,5 +60,5 @@ def candles_enqueue(client: redis_lib.Redis, candles: list[Candle]) -> None:
         return
     pipe = client.pipeline(transaction=False)
     for candle in candles:
-        pipe.xadd(key("persist"), {"s": candle.symbol, "r": candle_row_bytes(candle)})
+        pipe.xadd(persist_queue_key(), {"s": candle.symbol, "r": candle_row_bytes(candle)})
     pipe.execute()

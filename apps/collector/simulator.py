@@ -30,24 +30,12 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from screener_project.kernel.timeframes import KLINE_INTERVAL_MINUTES
+
 from .candles import MINUTE_MS, data_files, read_csv_candles
 
 logger = logging.getLogger(__name__)
 
-INTERVALS_MS = {
-    "1m": MINUTE_MS,
-    "3m": 3 * MINUTE_MS,
-    "5m": 5 * MINUTE_MS,
-    "15m": 15 * MINUTE_MS,
-    "30m": 30 * MINUTE_MS,
-    "1h": 60 * MINUTE_MS,
-    "2h": 120 * MINUTE_MS,
-    "4h": 240 * MINUTE_MS,
-    "6h": 360 * MINUTE_MS,
-    "8h": 480 * MINUTE_MS,
-    "12h": 720 * MINUTE_MS,
-    "1d": 1440 * MINUTE_MS,
-}
 WEIGHT_LIMIT_1M = 2400
 _ABORT = "\0abort"
 # Columns of the per-symbol value matrix.
@@ -719,9 +707,9 @@ class ExchangeSimulator:
             )
         if symbol not in self.market:
             return _json_response(400, {"code": -1121, "msg": "Invalid symbol."}, weight=self._weight_used)
-        if interval not in INTERVALS_MS:
+        if interval not in KLINE_INTERVAL_MINUTES:
             return _json_response(400, {"code": -1120, "msg": "Invalid interval."}, weight=self._weight_used)
-        step = INTERVALS_MS[interval]
+        step = KLINE_INTERVAL_MINUTES[interval] * MINUTE_MS
         now = self.clock.now_ms()
         if interval == "1m":
             bars = self._closed_slice(symbol, -1 if start is None else start, now if end is None else end)

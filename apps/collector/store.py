@@ -1,4 +1,4 @@
-"""Redis as the hot store of closed 1m candles.
+"""Redis as the hot store of closed 1m candles (keys: screener_project.kernel.redis_keys).
 
 Layout (every key starts with settings.REDIS_KEY_PREFIX, written `P` below):
 - `P:c1m:<SYMBOL>`: a ring of CANDLE_RING_MINUTES rows, one per minute, each row one candle (ROW_DTYPE, 72
@@ -15,7 +15,6 @@ Layout (every key starts with settings.REDIS_KEY_PREFIX, written `P` below):
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -23,8 +22,17 @@ import numpy as np
 import redis as redis_lib
 from django.conf import settings
 
+from screener_project.kernel.compiled import compiled
+from screener_project.kernel.redis_keys import (
+    active_symbols_key,
+    candles_ring_key,
+    forming_key,
+    latest_open_key,
+    minute_closed_key,
+    persist_queue_key,
+)
+
 from .candles import FIELD_INDEX, FIELDS, MINUTE_MS, Candle
-from .compiled import compiled
 
 # A ring row: the open minute (minutes since the epoch) and the trade count as two uint32 words, then the eight prices
 # and volumes as float64. 72 bytes: a 1500-minute ring fits Redis's 112 KiB allocation class (80-byte rows of plain
@@ -52,20 +60,21 @@ CLOSED_MARK_TTL_SECONDS = 6 * 3600
 # older than the ring). Returns, per candle, 1 if stored, 0 if duplicate, -1 if too old; then the minutes that this
 # call completed (every active symbol has closed them).
 _STORE_SCRIPT = """
-local prefix = ARGV[1]
-local row_bytes = tonumber(ARGV[2])
-local ring = tonumber(ARGV[3])
-local mark = ARGV[4] == '1'
-local ttl = tonumber(ARGV[5])
-local active_count = redis.call('SCARD', prefix .. ':symbols:active')
+local row_bytes = tonumber(ARGV[1])
+local ring = tonumber(ARGV[2])
+local mark = ARGV[3] == '1'
+local ttl = tonumber(ARGV[4])
+local ring_prefix, closed_prefix = ARGV[5], ARGV[6]
+local active_key, persist_key, latest_key = ARGV[7], ARGV[8], ARGV[9]
+local active_count = redis.call('SCARD', active_key)
 local results = {}
 local completed = {}
-local n = (#ARGV - 5) / 3
+local n = (#ARGV - 9) / 3
 for i = 0, n - 1 do
-  local symbol = ARGV[6 + i * 3]
-  local open_time = tonumber(ARGV[7 + i * 3])
-  local row = ARGV[8 + i * 3]
-  local key = prefix .. ':c1m:' .. symbol
+  local symbol = ARGV[10 + i * 3]
+  local open_time = tonumber(ARGV[11 + i * 3])
+  local row = ARGV[12 + i * 3]
+  local key = ring_prefix .. symbol
   if redis.call('EXISTS', key) == 0 then
     -- Allocate the whole ring at once: a string grown slot by slot is over-allocated by Redis (about 2x).
     redis.call('SETRANGE', key, ring * row_bytes - 1, '\0')
@@ -83,14 +92,14 @@ for i = 0, n - 1 do
   end
   if status == 1 then
     redis.call('SETRANGE', key, offset, row)
-    redis.call('XADD', prefix .. ':persist', '*', 's', symbol, 'r', row)
-    local latest = tonumber(redis.call('HGET', prefix .. ':latest', symbol) or '0')
+    redis.call('XADD', persist_key, '*', 's', symbol, 'r', row)
+    local latest = tonumber(redis.call('HGET', latest_key, symbol) or '0')
     if open_time > latest then
-      redis.call('HSET', prefix .. ':latest', symbol, open_time)
+      redis.call('HSET', latest_key, symbol, open_time)
     end
   end
   if status == 1 and mark then
-    local closed_key = prefix .. ':closed:' .. open_time
+    local closed_key = closed_prefix .. open_time
     if redis.call('SADD', closed_key, symbol) == 1 then
       redis.call('EXPIRE', closed_key, ttl)
       if active_count > 0 and redis.call('SCARD', closed_key) == active_count then
@@ -110,11 +119,6 @@ class StoreResult:
     duplicates: int
     too_old: int
     completed_minutes: list[int]
-
-
-@functools.cache
-def _client_for(url: str) -> redis_lib.Redis:
-    return redis_lib.Redis.from_url(url)
 
 
 def rows_encode(rows: np.ndarray) -> np.ndarray:
@@ -150,15 +154,6 @@ def ring_open_times(raw: bytes | None, *, ring: int) -> np.ndarray:
     return np.frombuffer(blob, dtype=ROW_DTYPE)["minute"].astype(np.int64) * MINUTE_MS
 
 
-def redis_client() -> redis_lib.Redis:
-    """The process's shared client of the screener's Redis (binary replies, pooled connections)."""
-    return _client_for(settings.REDIS_URL)
-
-
-def key(*parts: object) -> str:
-    return ":".join((settings.REDIS_KEY_PREFIX, *map(str, parts)))
-
-
 def ring_minutes() -> int:
     return settings.CANDLE_RING_MINUTES
 
@@ -172,11 +167,15 @@ def candles_store(client: redis_lib.Redis, candles: Sequence[Candle], *, mark_cl
     if not candles:
         return StoreResult([], 0, 0, [])
     args: list[object] = [
-        settings.REDIS_KEY_PREFIX,
         ROW_BYTES,
         ring_minutes(),
         int(mark_closed),
         CLOSED_MARK_TTL_SECONDS,
+        candles_ring_key(""),
+        minute_closed_key(""),
+        active_symbols_key(),
+        persist_queue_key(),
+        latest_open_key(),
     ]
     for candle in candles:
         args += [candle.symbol, candle.open_time, candle_row_bytes(candle)]
@@ -194,22 +193,22 @@ def active_symbols_set(client: redis_lib.Redis, symbols: Iterable[str]) -> None:
     """Replace the set of symbols being collected now."""
     symbols = list(symbols)
     pipe = client.pipeline(transaction=True)
-    pipe.delete(key("symbols", "active"))
+    pipe.delete(active_symbols_key())
     if symbols:
-        pipe.sadd(key("symbols", "active"), *symbols)
+        pipe.sadd(active_symbols_key(), *symbols)
     pipe.execute()
 
 
 def active_symbols(client: redis_lib.Redis) -> list[str]:
-    return sorted(s.decode() for s in client.smembers(key("symbols", "active")))
+    return sorted(s.decode() for s in client.smembers(active_symbols_key()))
 
 
 def minute_closed_symbols(client: redis_lib.Redis, minute_ms: int) -> set[str]:
-    return {s.decode() for s in client.smembers(key("closed", minute_ms))}
+    return {s.decode() for s in client.smembers(minute_closed_key(minute_ms))}
 
 
 def latest_open_times(client: redis_lib.Redis) -> dict[str, int]:
-    return {k.decode(): int(v) for k, v in client.hgetall(key("latest")).items()}
+    return {k.decode(): int(v) for k, v in client.hgetall(latest_open_key()).items()}
 
 
 @compiled
@@ -244,7 +243,7 @@ def candles_matrix(client: redis_lib.Redis, symbols: Sequence[str], *, end_minut
         return np.full((len(FIELDS), n, length), np.nan)
     pipe = client.pipeline(transaction=False)
     for symbol in symbols:
-        pipe.get(key("c1m", symbol))
+        pipe.get(candles_ring_key(symbol))
     raws = pipe.execute()
     ring_bytes = ring * ROW_BYTES
     minutes = end_minute_ms // MINUTE_MS - length + 1 + np.arange(length)
@@ -265,7 +264,7 @@ def candles_matrix(client: redis_lib.Redis, symbols: Sequence[str], *, end_minut
 
 def candles_of_symbol(client: redis_lib.Redis, symbol: str) -> np.ndarray:
     """Every candle the ring holds for `symbol`, as an (m, len(FIELDS)) array sorted by open time."""
-    rows = rows_decode(client.get(key("c1m", symbol)) or b"")
+    rows = rows_decode(client.get(candles_ring_key(symbol)) or b"")
     rows = rows[rows[:, 0] > 0]
     return rows[np.argsort(rows[:, 0], kind="stable")]
 
@@ -281,7 +280,7 @@ def forming_store(client: redis_lib.Redis, candles: Sequence[Candle]) -> None:
     if not candles:
         return
     mapping = {c.symbol: candle_row_bytes(c) for c in candles}
-    client.hset(key("forming"), mapping=mapping)
+    client.hset(forming_key(), mapping=mapping)
 
 
 def forming_rows(client: redis_lib.Redis, symbols: Sequence[str], *, minute_ms: int) -> np.ndarray:
@@ -289,7 +288,7 @@ def forming_rows(client: redis_lib.Redis, symbols: Sequence[str], *, minute_ms: 
     out = np.full((len(FIELDS), len(symbols)), np.nan)
     if not symbols:
         return out
-    for i, raw in enumerate(client.hmget(key("forming"), list(symbols))):
+    for i, raw in enumerate(client.hmget(forming_key(), list(symbols))):
         if raw is None or len(raw) != ROW_BYTES:
             continue
         row = rows_decode(raw)[0]

@@ -14,11 +14,10 @@ from collections.abc import Sequence
 import numpy as np
 import redis as redis_lib
 
-from apps.collector.bars_store import BAR_INTERVALS, bars_matrices
+from apps.collector.bars_store import bars_matrices
 from apps.collector.candles import FIELD_INDEX, FIELDS, MINUTE_MS
-from apps.collector.compiled import compiled
-
-TIMEFRAMES: dict[str, int] = {"5m": 5, "15m": 15, "1h": 60, "4h": 240, "8h": 480, "1d": 1440}  # minutes
+from screener_project.kernel.compiled import compiled
+from screener_project.kernel.timeframes import BAR_INTERVALS, SCREENER_TIMEFRAMES
 
 _OPEN, _HIGH, _LOW, _CLOSE = (FIELD_INDEX[f] for f in ("open", "high", "low", "close"))
 _TIME = FIELD_INDEX["open_time"]
@@ -134,7 +133,7 @@ def bars_from_block(block: np.ndarray, *, end_minute_ms: int) -> dict[str, tuple
     first_ms = end_minute_ms - (block.shape[2] - 1) * MINUTE_MS
     out: dict[str, tuple[np.ndarray, int]] = {}
     fine, fine_first, fine_minutes = block, first_ms, 1
-    for timeframe, minutes in TIMEFRAMES.items():
+    for timeframe, minutes in SCREENER_TIMEFRAMES.items():
         fine, fine_first = _aggregate(fine, fine_first, fine_minutes, minutes)
         fine_minutes = minutes
         out[timeframe] = (fine, fine_first)
@@ -161,7 +160,7 @@ def bars_shard(
         missing = count - bars.shape[2]
         if missing > 0 and timeframe in BAR_INTERVALS:
             needs[timeframe] = missing
-            last_open[timeframe] = first_ms - TIMEFRAMES[timeframe] * MINUTE_MS
+            last_open[timeframe] = first_ms - SCREENER_TIMEFRAMES[timeframe] * MINUTE_MS
     history = bars_matrices(client, symbols, last_open_ms=last_open, count=needs) if needs else {}
     out: dict[str, np.ndarray] = {}
     for timeframe, (bars, _) in from_block.items():
@@ -189,7 +188,7 @@ def closes_shard(
         missing = count - bars.shape[2]
         if missing > 0 and timeframe in BAR_INTERVALS:
             needs[timeframe] = missing
-            last_open[timeframe] = first_ms - TIMEFRAMES[timeframe] * MINUTE_MS
+            last_open[timeframe] = first_ms - SCREENER_TIMEFRAMES[timeframe] * MINUTE_MS
     history = bars_matrices(client, symbols, last_open_ms=last_open, count=needs, close_only=True) if needs else {}
     out: dict[str, np.ndarray] = {}
     for timeframe, (bars, _) in from_block.items():
@@ -218,7 +217,7 @@ def bars_to_roll(from_block: dict[str, tuple[np.ndarray, int]], *, end_minute_ms
     for timeframe, (bars, first_ms) in from_block.items():
         if timeframe not in BAR_INTERVALS or bars.shape[2] == 0:
             continue
-        forming_open = first_ms + (bars.shape[2] - 1) * TIMEFRAMES[timeframe] * MINUTE_MS
+        forming_open = first_ms + (bars.shape[2] - 1) * SCREENER_TIMEFRAMES[timeframe] * MINUTE_MS
         recent = end_minute_ms - forming_open < REPAIR_MINUTES * MINUTE_MS
         out[timeframe] = bars[:, :, -2:] if recent else bars[:, :, -1:]
     return out

@@ -19,11 +19,12 @@ import numpy as np
 import redis as redis_lib
 from prometheus_client import Counter
 
-from apps.collector.bars_store import BAR_INTERVALS, bars_roll
+from apps.collector.bars_store import bars_roll
 from apps.collector.candles import MINUTE_MS
-from apps.collector.store import key
+from screener_project.kernel.redis_keys import bars_rolled_key
+from screener_project.kernel.timeframes import BAR_INTERVALS, SCREENER_TIMEFRAMES
 
-from .bars import REPAIR_MINUTES, TIMEFRAMES
+from .bars import REPAIR_MINUTES
 
 logger = logging.getLogger(__name__)
 
@@ -42,21 +43,17 @@ return 0
 """
 
 
-def rolled_key() -> str:
-    return key("bars_rolled")
-
-
 def bars_rolled_get(client: redis_lib.Redis, symbols: Sequence[str]) -> np.ndarray:
     """The newest minute whose bars were rolled, per symbol; NaN for a symbol never rolled (e.g. just warmed up)."""
     if not symbols:
         return np.empty(0)
-    return np.array([float(value) if value else np.nan for value in client.hmget(rolled_key(), list(symbols))])
+    return np.array([float(value) if value else np.nan for value in client.hmget(bars_rolled_key(), list(symbols))])
 
 
 def bars_rolled_mark(client: redis_lib.Redis, symbols: Sequence[str], *, minute_ms: int) -> None:
     """Record that the bars of minute_ms were rolled for these symbols."""
     if symbols:
-        client.eval(_MARK_SCRIPT, 2, rolled_key(), minute_ms, *symbols)
+        client.eval(_MARK_SCRIPT, 2, bars_rolled_key(), minute_ms, *symbols)
 
 
 def bars_missed_roll(
@@ -100,7 +97,7 @@ def bars_missed(
     for timeframe, (bars, first_ms) in from_block.items():
         if timeframe not in BAR_INTERVALS or bars.shape[2] < 2:
             continue
-        step = TIMEFRAMES[timeframe] * MINUTE_MS
+        step = SCREENER_TIMEFRAMES[timeframe] * MINUTE_MS
         last_minutes = first_ms + step * np.arange(bars.shape[2] - 1) + step - MINUTE_MS
         missed = np.flatnonzero(last_minutes > since)
         if missed.size:

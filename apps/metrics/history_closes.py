@@ -18,10 +18,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from apps.collector.bars_store import BAR_INTERVALS
 from apps.collector.candles import FIELD_INDEX, MINUTE_MS
+from screener_project.kernel.timeframes import BAR_INTERVALS, SCREENER_TIMEFRAMES
 
-from .bars import TIMEFRAMES
 from .windows import LONGEST_WINDOW
 
 
@@ -45,7 +44,7 @@ class HistoryCloses:
         self._bar_close: dict[str, np.ndarray] = {}
         self._first_bar: dict[str, int] = {}
         for timeframe in timeframes:
-            step_ms = TIMEFRAMES[timeframe] * MINUTE_MS
+            step_ms = SCREENER_TIMEFRAMES[timeframe] * MINUTE_MS
             bar = minute_ms // step_ms  # absolute bar number of each column
             first_bar = int(bar[0]) if len(bar) else 0
             bar_open_column = (bar * step_ms - grid_start_ms) // MINUTE_MS
@@ -74,7 +73,7 @@ class HistoryCloses:
             closes[:, -1] = self._forming[timeframe][columns]
             if timeframe not in BAR_INTERVALS:
                 # No bar store for this timeframe: the live tick only has the bars opening inside its 1m block.
-                step_ms = TIMEFRAMES[timeframe] * MINUTE_MS
+                step_ms = SCREENER_TIMEFRAMES[timeframe] * MINUTE_MS
                 opens_ms = (older + self._first_bar[timeframe]) * step_ms
                 block_start_ms = self.grid_start_ms + (columns - (LONGEST_WINDOW - 1)) * MINUTE_MS
                 closes[:, :-1][opens_ms < block_start_ms[:, None]] = np.nan

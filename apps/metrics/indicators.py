@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from apps.collector.compiled import compiled
+from screener_project.kernel.compiled import compiled
 
 RSI_WINDOW = 14
 MACD_FAST, MACD_SLOW, MACD_SIGNAL = 12, 26, 9

@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import redis as redis_lib
 
-from apps.collector.store import key
+from screener_project.kernel.redis_keys import indicators_last_key, snapshot_key
 
 # The fields of each timeframe in a snapshot, in the order GET /api/metrics/{symbol} lists them (docs/api.md).
 SNAPSHOT_FIELDS: tuple[str, ...] = (
@@ -42,15 +42,15 @@ def snapshot_read(client: redis_lib.Redis, *, symbols: list[str] | None = None) 
     With `symbols`, only those (a symbol without a snapshot is absent); without, every symbol's.
     """
     if symbols is None:
-        raw = client.hgetall(key("snapshot"))
+        raw = client.hgetall(snapshot_key())
         return {name.decode(): orjson.loads(body) for name, body in raw.items()}
     if not symbols:
         return {}
-    bodies = client.hmget(key("snapshot"), symbols)
+    bodies = client.hmget(snapshot_key(), symbols)
     return {symbol: orjson.loads(body) for symbol, body in zip(symbols, bodies, strict=True) if body is not None}
 
 
 def indicators_last_run(client: redis_lib.Redis) -> dict | None:
     """{"minute_ms", "finished_ms"} of the newest indicators stage that finished, or None."""
-    raw = client.get(key("indicators", "last"))
+    raw = client.get(indicators_last_key())
     return orjson.loads(raw) if raw else None

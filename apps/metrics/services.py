@@ -11,9 +11,7 @@ more than a few minutes old: apps.metrics.bars_repair), one that writes snapshot
 from __future__ import annotations
 
 import io
-import time
 from collections.abc import Callable, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -24,10 +22,14 @@ from django.db import IntegrityError, connection, transaction
 
 from apps.collector.bars_store import bars_roll
 from apps.collector.candles import FIELD_INDEX, MINUTE_MS
-from apps.collector.store import candles_matrix, key
-from apps.metrics.windows import LONGEST_WINDOW, WINDOWS, window_metrics
+from apps.collector.store import candles_matrix
+from apps.metrics.windows import LONGEST_WINDOW, window_metrics
+from screener_project.kernel.clock import iso_utc_seconds, now_ms
+from screener_project.kernel.redis_keys import indicators_last_key, snapshot_key, snapshot_minute_key
+from screener_project.kernel.stages import stage
+from screener_project.kernel.timeframes import SCREENER_TIMEFRAMES
 
-from .bars import TIMEFRAMES, bars_to_roll
+from .bars import bars_to_roll
 from .bars_repair import bars_missed_roll
 from .indicators import INDICATOR_NAMES
 from .selectors import SNAPSHOT_FIELDS
@@ -55,7 +57,6 @@ WINDOW_COLUMNS: dict[str, str] = {
     "fib_s3": "fib_s3",
 }
 VALUE_COLUMNS: tuple[str, ...] = (*WINDOW_COLUMNS, *INDICATOR_NAMES)
-assert set(TIMEFRAMES) == set(WINDOWS)
 
 
 @dataclass
@@ -72,28 +73,20 @@ class ShardIndicators:
     from_block: dict[str, tuple[np.ndarray, int]] = field(default_factory=dict)
 
 
-@contextmanager
-def _stage(name: str, timings: dict[str, float]):
-    started = time.perf_counter()
-    try:
-        yield
-    finally:
-        timings[name] = timings.get(name, 0.0) + (time.perf_counter() - started) * 1000
-
-
 def shard_values(
     *,
     block: np.ndarray,
     metrics: dict[str, np.ndarray],
     indicators: dict[str, dict[str, np.ndarray]],
 ) -> dict[str, np.ndarray]:
-    """Window metrics and indicators of every timeframe, as `{column: (len(TIMEFRAMES), symbols)}`.
+    """Window metrics and indicators of every timeframe, as `{column: (len(SCREENER_TIMEFRAMES), symbols)}`.
 
     `indicators[tf][name]` is the (symbols,) value of an indicator at the timeframe's newest bar."""
     values = {
-        column: np.stack([metrics[f"{metric}_{tf}"] for tf in TIMEFRAMES]) for column, metric in WINDOW_COLUMNS.items()
+        column: np.stack([metrics[f"{metric}_{tf}"] for tf in SCREENER_TIMEFRAMES])
+        for column, metric in WINDOW_COLUMNS.items()
     }
-    values.update({name: np.stack([indicators[tf][name] for tf in TIMEFRAMES]) for name in INDICATOR_NAMES})
+    values.update({name: np.stack([indicators[tf][name] for tf in SCREENER_TIMEFRAMES]) for name in INDICATOR_NAMES})
     return values
 
 
@@ -114,7 +107,7 @@ def shard_indicators_compute(
     symbols = list(symbols)
     timings: dict[str, float] = {}
     if block is None:
-        with _stage("load", timings):
+        with stage("load", timings):
             block = candles_matrix(client, symbols, end_minute_ms=minute_ms, length=LONGEST_WINDOW)
     # A symbol the ring knows nothing about (delisted, never collected) gets no row and no snapshot.
     known = ~np.isnan(block[FIELD_INDEX["open_time"]]).all(axis=1)
@@ -124,14 +117,14 @@ def shard_indicators_compute(
         metrics = {name: values[known] for name, values in metrics.items()} if metrics is not None else None
         bars = bars.rows(known) if bars is not None else None
     if metrics is None:
-        with _stage("window_metrics", timings):
+        with stage("window_metrics", timings):
             metrics = window_metrics(block)
-    with _stage("bars", timings):
+    with stage("bars", timings):
         if bars is None or bars.minute_ms != minute_ms or bars.symbols != symbols:
             bars = shard_bars(minute_ms=minute_ms, symbols=symbols, block=block)
-        bars.closes_load(client, TIMEFRAMES)
-    with _stage("indicators", timings):
-        bars.indicators_compute(TIMEFRAMES)
+        bars.closes_load(client, SCREENER_TIMEFRAMES)
+    with stage("indicators", timings):
+        bars.indicators_compute(SCREENER_TIMEFRAMES)
         values = shard_values(block=block, metrics=metrics, indicators=bars.indicators)
     rolled = bars_to_roll(bars.from_block, end_minute_ms=minute_ms)
     return ShardIndicators(minute_ms, symbols, values, rolled, timings, from_block=bars.from_block)
@@ -158,12 +151,12 @@ _STAGING_DDL = (
 
 def _copy_payload(result: ShardIndicators) -> bytes:
     n = len(result.symbols)
-    rows = np.empty(len(TIMEFRAMES) * n, dtype=_COPY_ROW)
+    rows = np.empty(len(SCREENER_TIMEFRAMES) * n, dtype=_COPY_ROW)
     rows["fields"] = 2 + len(VALUE_COLUMNS)
     rows["symbol_len"] = 4
-    rows["symbol"] = np.tile(np.arange(n), len(TIMEFRAMES))
+    rows["symbol"] = np.tile(np.arange(n), len(SCREENER_TIMEFRAMES))
     rows["timeframe_len"] = 4
-    rows["timeframe"] = np.repeat(np.arange(len(TIMEFRAMES)), n)
+    rows["timeframe"] = np.repeat(np.arange(len(SCREENER_TIMEFRAMES)), n)
     for column in VALUE_COLUMNS:
         rows[f"{column}_len"] = 8
         rows[column] = result.values[column].reshape(-1)  # timeframe-major, like the two index columns
@@ -218,7 +211,7 @@ def _rows_write(*, result: ShardIndicators, on_conflict: bool) -> int:
             cursor.execute(
                 "DELETE FROM metrics_calculated WHERE time = %s AND symbol = ANY(%s)", [time_, result.symbols]
             )
-        cursor.execute(_UPSERT_SQL if on_conflict else _INSERT_SQL, [time_, result.symbols, list(TIMEFRAMES)])
+        cursor.execute(_UPSERT_SQL if on_conflict else _INSERT_SQL, [time_, result.symbols, list(SCREENER_TIMEFRAMES)])
         return cursor.rowcount
 
 
@@ -254,20 +247,16 @@ return #bodies / 2
 """
 
 
-def iso_utc(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def snapshots_build(*, result: ShardIndicators) -> dict[str, bytes]:
     """symbol -> the JSON body of GET /api/metrics/{symbol} (docs/api.md), nulls where a value is unknown."""
     stacked = np.stack([result.values[name] for name in SNAPSHOT_FIELDS], axis=-1)  # (timeframes, n, fields)
     per_symbol = np.moveaxis(stacked, 1, 0).tolist()  # n x timeframes x fields, NaN kept (orjson writes null)
     trades_at = SNAPSHOT_FIELDS.index("trades")
-    timestamp = iso_utc(result.minute_ms + MINUTE_MS)
+    timestamp = iso_utc_seconds(result.minute_ms + MINUTE_MS)
     out = {}
     for symbol, rows in zip(result.symbols, per_symbol, strict=True):
         timeframes = {}
-        for timeframe, row in zip(TIMEFRAMES, rows, strict=True):
+        for timeframe, row in zip(SCREENER_TIMEFRAMES, rows, strict=True):
             entry = dict(zip(SNAPSHOT_FIELDS, row, strict=True))
             trades = row[trades_at]
             entry["trades"] = None if trades != trades else int(trades)
@@ -277,15 +266,11 @@ def snapshots_build(*, result: ShardIndicators) -> dict[str, bytes]:
 
 
 def snapshot_write(client: redis_lib.Redis, *, result: ShardIndicators) -> int:
-    """Store the latest snapshot of each symbol in key("snapshot") (one round trip); returns how many were newer."""
-    args: list[object] = [key("snapshot"), key("snapshot", "minute"), result.minute_ms]
+    """Store the latest snapshot of each symbol in snapshot_key() (one round trip); returns how many were newer."""
+    args: list[object] = [snapshot_key(), snapshot_minute_key(), result.minute_ms]
     for symbol, body in snapshots_build(result=result).items():
         args += [symbol, body]
     return int(client.eval(_SNAPSHOT_SCRIPT, 0, *args))
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def shard_indicators_run(
@@ -308,14 +293,14 @@ def shard_indicators_run(
     )
     timings = result.timings
     # The snapshot first: the API reads it, and it is the cheapest write; the database row is the record.
-    with _stage("snapshot", timings):
+    with stage("snapshot", timings):
         snapshot_write(client, result=result)
-    with _stage("bars_roll", timings):
+    with stage("bars_roll", timings):
         bars_roll(client, symbols=result.symbols, bars=result.rolled)
         bars_missed_roll(client, symbols=result.symbols, from_block=result.from_block, minute_ms=minute_ms)
-    with _stage("database", timings):
+    with stage("database", timings):
         metrics_calculated_upsert(result=result)
-    client.set(key("indicators", "last"), orjson.dumps({"minute_ms": minute_ms, "finished_ms": now_ms()}))
+    client.set(indicators_last_key(), orjson.dumps({"minute_ms": minute_ms, "finished_ms": now_ms()}))
     if observe is not None:
         for name, ms in timings.items():
             observe(name, ms)

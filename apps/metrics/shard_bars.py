@@ -18,13 +18,14 @@ import numpy as np
 import redis as redis_lib
 from django.conf import settings
 
-from .bars import TIMEFRAMES, bars_from_block, closes_shard
+from screener_project.kernel.timeframes import SCREENER_TIMEFRAMES
+
+from .bars import bars_from_block, closes_shard
 from .indicators import INDICATOR_NAMES, indicators_last
 
-INDICATOR_TIMEFRAMES: tuple[str, ...] = tuple(TIMEFRAMES)
 # The name a rule condition uses -> (indicator, timeframe): `rsi_14_1h` is RSI 14 on 1h bars at minute t.
 INDICATOR_METRICS: dict[str, tuple[str, str]] = {
-    f"{name}_{timeframe}": (name, timeframe) for timeframe in INDICATOR_TIMEFRAMES for name in INDICATOR_NAMES
+    f"{name}_{timeframe}": (name, timeframe) for timeframe in SCREENER_TIMEFRAMES for name in INDICATOR_NAMES
 }
 
 

@@ -11,7 +11,7 @@ from django.db import OperationalError
 from prometheus_client import Counter
 
 from apps.collector.candles import MINUTE_MS
-from apps.collector.store import redis_client
+from screener_project.kernel.redis_keys import redis_client
 from screener_project.observability import TICK_STAGE_SECONDS
 
 from . import services

@@ -13,9 +13,9 @@ from __future__ import annotations
 import numpy as np
 
 from apps.collector.candles import FIELD_INDEX
+from screener_project.kernel.timeframes import SCREENER_TIMEFRAMES
 
-WINDOWS: dict[str, int] = {"5m": 5, "15m": 15, "1h": 60, "4h": 240, "8h": 480, "1d": 1440}
-LONGEST_WINDOW = max(WINDOWS.values())
+LONGEST_WINDOW = max(SCREENER_TIMEFRAMES.values())
 
 WINDOW_METRICS = (
     "open",
@@ -41,7 +41,7 @@ FIB_RATIOS = {"1": 0.382, "2": 0.618, "3": 1.0}
 
 
 def window_metric_names() -> list[str]:
-    return [f"{metric}_{window}" for window in WINDOWS for metric in WINDOW_METRICS]
+    return [f"{metric}_{window}" for window in SCREENER_TIMEFRAMES for metric in WINDOW_METRICS]
 
 
 def _safe_divide(numerator: np.ndarray, denominator: np.ndarray, *, when_zero: float) -> np.ndarray:
@@ -50,7 +50,7 @@ def _safe_divide(numerator: np.ndarray, denominator: np.ndarray, *, when_zero: f
     return np.where(denominator == 0, when_zero, out)
 
 
-def window_metrics(candles: np.ndarray, windows: dict[str, int] = WINDOWS) -> dict[str, np.ndarray]:
+def window_metrics(candles: np.ndarray, windows: dict[str, int] = SCREENER_TIMEFRAMES) -> dict[str, np.ndarray]:
     """`{"<metric>_<window>": array over symbols}` for every window whose length fits the block.
 
     The minute axis is the last one; any axes between fields and minutes are kept (held_within passes a

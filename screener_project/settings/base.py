@@ -181,7 +181,7 @@ CELERY_TASK_ROUTES = {
     "alerts.shard_tick": {"queue": "shards"},
     "alerts.tick_late": {"queue": "shards"},
     "metrics.shard_indicators": {"queue": "indicators"},
-    "alerts.deliver_notification": {"queue": "notifications"},
+    "notifications.deliver": {"queue": "notifications"},
 }
 CELERY_QUEUES_ALL = ["ticks", "shards", "indicators", "notifications", "default"]
 # RedBeat (schedule and scheduler lock in Redis), kept alive through Redis restarts, with a heartbeat for health.
@@ -316,6 +316,39 @@ COMPAT_SIGNUP_TRIAL_DAYS = env.int("COMPAT_SIGNUP_TRIAL_DAYS", default=7)
 COMPAT_CLIENT_URL = env("COMPAT_CLIENT_URL", default="").rstrip("/")
 # Where the billing page's "manage" button leads (there is no payment provider: plans are set in the admin).
 COMPAT_BILLING_MANAGE_URL = env("COMPAT_BILLING_MANAGE_URL", default="")
+
+# --- Notifications (apps/alerts/notifications) ---------------------------------------------------
+# Loopback destinations (127.0.0.0/8, ::1) are refused unless this is on: self-hosting and tests.
+NOTIFICATIONS_ALLOW_LOOPBACK = env.bool("NOTIFICATIONS_ALLOW_LOOPBACK", default=False)
+# Connect / read timeouts of one request, seconds.
+NOTIFICATIONS_CONNECT_TIMEOUT = env.float("NOTIFICATIONS_CONNECT_TIMEOUT", default=3.0)
+NOTIFICATIONS_READ_TIMEOUT = env.float("NOTIFICATIONS_READ_TIMEOUT", default=5.0)
+# A delivery that keeps failing (5xx, timeouts, refused connections) is retried for NOTIFICATIONS_RETRY_SECONDS and
+# at least NOTIFICATIONS_MAX_ATTEMPTS times, then given up (failed).
+NOTIFICATIONS_MAX_ATTEMPTS = env.int("NOTIFICATIONS_MAX_ATTEMPTS", default=3)
+NOTIFICATIONS_RETRY_SECONDS = env.float("NOTIFICATIONS_RETRY_SECONDS", default=3600.0)
+# Backoff before attempt n+1 is base * 2**(n-1) seconds (2, 4, ...) up to NOTIFICATIONS_MAX_BACKOFF, or the server's
+# Retry-After if longer.
+NOTIFICATIONS_BACKOFF_BASE = env.float("NOTIFICATIONS_BACKOFF_BASE", default=2.0)
+NOTIFICATIONS_MAX_BACKOFF = env.float("NOTIFICATIONS_MAX_BACKOFF", default=60.0)
+# A Retry-After longer than this is capped (a hostile or broken server must not park deliveries for days).
+NOTIFICATIONS_MAX_RETRY_AFTER = env.float("NOTIFICATIONS_MAX_RETRY_AFTER", default=300.0)
+# Consecutive failed requests after which a destination is paused.
+NOTIFICATIONS_PAUSE_AFTER_FAILURES = env.int("NOTIFICATIONS_PAUSE_AFTER_FAILURES", default=6)
+NOTIFICATIONS_TELEGRAM_API_URL = env("NOTIFICATIONS_TELEGRAM_API_URL", default="https://api.telegram.org")
+# Minimum seconds between two messages to one destination. Telegram: ~1/s per chat, 20/min per group
+# (group chat ids are negative); Discord: 30 messages/min per webhook's channel.
+NOTIFICATIONS_INTERVAL_TELEGRAM_CHAT = env.float("NOTIFICATIONS_INTERVAL_TELEGRAM_CHAT", default=1.0)
+NOTIFICATIONS_INTERVAL_TELEGRAM_GROUP = env.float("NOTIFICATIONS_INTERVAL_TELEGRAM_GROUP", default=3.0)
+NOTIFICATIONS_INTERVAL_DISCORD = env.float("NOTIFICATIONS_INTERVAL_DISCORD", default=2.0)
+NOTIFICATIONS_INTERVAL_WEBHOOK = env.float("NOTIFICATIONS_INTERVAL_WEBHOOK", default=0.2)
+# Slack incoming webhooks: about one message a second.
+NOTIFICATIONS_INTERVAL_SLACK = env.float("NOTIFICATIONS_INTERVAL_SLACK", default=1.0)
+# Alerts per message: Discord allows 10 embeds; Telegram is cut by its 4096-character limit too.
+NOTIFICATIONS_BATCH_DISCORD = 10
+NOTIFICATIONS_BATCH_TELEGRAM = env.int("NOTIFICATIONS_BATCH_TELEGRAM", default=25)
+NOTIFICATIONS_BATCH_WEBHOOK = env.int("NOTIFICATIONS_BATCH_WEBHOOK", default=50)
+NOTIFICATIONS_BATCH_SLACK = env.int("NOTIFICATIONS_BATCH_SLACK", default=20)
 
 # --- Email (password-reset links) ------------------------------------------------------------------
 # Printed to the console unless an SMTP host is named.

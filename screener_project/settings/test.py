@@ -8,6 +8,11 @@ from .base import CELERY_BROKER_TRANSPORT_OPTIONS, DATABASES, env
 # Tests use their own Redis databases and key prefix so a running screener on the same server is untouched.
 REDIS_URL = env("TEST_REDIS_URL", default="redis://127.0.0.1:6379/14")
 REDIS_KEY_PREFIX = env("TEST_REDIS_KEY_PREFIX", default="scrtest")
+# Each pytest-xdist worker gets keys of its own (pytest-django gives it a database of its own the same way). Processes
+# a test starts (and prefixes derived from this one) inherit both, already suffixed, hence the check.
+_XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+if _XDIST_WORKER and f"-{_XDIST_WORKER}" not in REDIS_KEY_PREFIX:
+    REDIS_KEY_PREFIX = f"{REDIS_KEY_PREFIX}-{_XDIST_WORKER}"
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",

@@ -19,12 +19,12 @@ from apps.alerts.services import alerts_fire
 from apps.collector.candles import FIELDS, MINUTE_MS, Candle
 from apps.collector.models import Candle1m
 from apps.collector.store import active_symbols_set, candles_matrix, candles_store
-from apps.metrics.bars import TIMEFRAMES
 from apps.metrics.history_closes import HistoryCloses
 from apps.metrics.indicators import INDICATOR_NAMES
 from apps.metrics.services import shard_indicators_run
 from apps.metrics.shard_bars import indicators_by_timeframe, shard_bars
 from apps.metrics.windows import LONGEST_WINDOW, window_metrics
+from screener_project.kernel.timeframes import SCREENER_TIMEFRAMES
 from tests.metrics.test_bars import seed_history
 
 pytestmark = pytest.mark.django_db
@@ -175,11 +175,13 @@ def test_live_path_with_indicator_rules_yields_the_backtest_alerts_and_values(fr
         for s, symbol in enumerate(symbols):
             grid, first = grids[symbol]
             start = first - (LONGEST_WINDOW - 1) * MINUTE_MS
-            history = HistoryCloses(grid, grid_start_ms=start, timeframes=list(TIMEFRAMES), count=live["5m"].shape[1])
+            history = HistoryCloses(
+                grid, grid_start_ms=start, timeframes=list(SCREENER_TIMEFRAMES), count=live["5m"].shape[1]
+            )
             column = np.array([(minute - start) // MINUTE_MS])
             backtest_closes = history.closes(column)
             backtest_values = indicators_by_timeframe(backtest_closes)
-            for tf in TIMEFRAMES:
+            for tf in SCREENER_TIMEFRAMES:
                 assert np.array_equal(backtest_closes[tf][0], live[tf][s], equal_nan=True), (symbol, tf, minute)
                 for name in INDICATOR_NAMES:
                     got, want = backtest_values[tf][name][0], bars.indicators[tf][name][s]
@@ -228,13 +230,13 @@ def test_backtest_closes_are_the_live_tick_closes(frames, redis_client, settings
         bars = shard_bars(minute_ms=earlier, symbols=symbols, block=old)
         bars_roll(redis_client, symbols=symbols, bars=bars_to_roll(bars.from_block, end_minute_ms=earlier))
     live = shard_bars(minute_ms=minute, symbols=symbols, block=block)
-    live.closes_load(redis_client, TIMEFRAMES)
+    live.closes_load(redis_client, SCREENER_TIMEFRAMES)
     for s, symbol in enumerate(symbols):
         grid, first = _grid(data[symbol])
         start = first - (LONGEST_WINDOW - 1) * MINUTE_MS
-        history_closes = HistoryCloses(grid, grid_start_ms=start, timeframes=list(TIMEFRAMES), count=bars_kept)
+        history_closes = HistoryCloses(grid, grid_start_ms=start, timeframes=list(SCREENER_TIMEFRAMES), count=bars_kept)
         got = history_closes.closes(np.array([(minute - start) // MINUTE_MS]))
-        for tf in TIMEFRAMES:
+        for tf in SCREENER_TIMEFRAMES:
             assert np.array_equal(got[tf][0], live.closes[tf][s], equal_nan=True), (symbol, tf)
     if bars_kept > 288:
         assert np.isnan(live.closes["5m"][:, 0]).all()  # older than the block: the live tick has no 5m bar there

@@ -15,13 +15,14 @@ from apps.alerts.engine import rules_load
 from apps.alerts.models import AlertHistory, AlertRule
 from apps.alerts.near_real_time import near_real_time_run
 from apps.collector.candles import FIELD_INDEX, MINUTE_MS, data_files, read_csv_candles
-from apps.collector.store import active_symbols_set, candles_store, forming_store, key
+from apps.collector.store import active_symbols_set, candles_store, forming_store
 from apps.metrics import shard_bars as shard_bars_module
-from apps.metrics.bars import TIMEFRAMES
 from apps.metrics.models import MetricsCalculated
 from apps.metrics.services import minute_time
 from apps.metrics.sharding import shards_split
 from apps.metrics.tasks import shard_indicators
+from screener_project.kernel.redis_keys import shard_last_minute_key
+from screener_project.kernel.timeframes import SCREENER_TIMEFRAMES
 from tests.metrics.conftest import as_candles
 from tests.metrics.test_bars import expected_bars, seed_history
 
@@ -120,7 +121,7 @@ def test_a_shard_tick_fires_indicator_rules_where_ta_says_and_computes_each_time
         shard_bars_module, "closes_shard", lambda *a, **kw: loads.append(tuple(kw["from_block"])) or original(*a, **kw)
     )
     monkeypatch.setattr(alert_tasks, "_enqueue_indicators", lambda *args: pytest.fail("handed to the queue"))
-    redis_client.set(key("shard", 0, "last_minute"), end_ms - MINUTE_MS)
+    redis_client.set(shard_last_minute_key(0), end_ms - MINUTE_MS)
     alert_tasks.shard_tick(minute_ms=end_ms, shard=0, symbols=symbols, received_ms=end_ms + MINUTE_MS)
 
     low, up = fired_by("rsi_low_1h"), fired_by("macd_up_15m")
@@ -139,7 +140,7 @@ def test_a_shard_tick_fires_indicator_rules_where_ta_says_and_computes_each_time
     assert loads == [("1h",), ("15m",), ("5m",), ("4h", "8h", "1d")]
     # ... and the stage's rows are those it computes on its own.
     rows = stored_rows(end_ms)
-    assert len(rows) == len(symbols) * len(TIMEFRAMES)
+    assert len(rows) == len(symbols) * len(SCREENER_TIMEFRAMES)
     MetricsCalculated.objects.all().delete()
     shard_indicators(minute_ms=end_ms, symbols=symbols)
     assert stored_rows(end_ms) == rows
@@ -181,7 +182,7 @@ def test_a_symbol_without_a_candle_at_t_fires_no_indicator_rule(redis_client, fr
     seed_history(redis_client, frames, end_ms)
     add_rule("any_rsi_1h", ["rsi_14_1h > 0"], {})
     monkeypatch.setattr(alert_tasks, "_enqueue_indicators", lambda *args: pytest.fail("handed to the queue"))
-    redis_client.set(key("shard", 0, "last_minute"), end_ms - MINUTE_MS)
+    redis_client.set(shard_last_minute_key(0), end_ms - MINUTE_MS)
     shard = [*symbols, "GHOSTUSDT"]
     alert_tasks.shard_tick(minute_ms=end_ms, shard=0, symbols=shard, received_ms=end_ms + MINUTE_MS)
     assert set(fired_by("any_rsi_1h")) == set(symbols) - {quiet}
@@ -201,7 +202,7 @@ def test_the_forming_minute_sees_indicators_of_its_forming_bars(redis_client, fr
     forming_store(redis_client, forming)
     seed_history(redis_client, frames, end_ms - MINUTE_MS)  # the bars before the forming minute's
     (shard,) = shards_split(symbols, shard_count=1)
-    redis_client.set(key("shard", 0, "last_minute"), end_ms - MINUTE_MS)
+    redis_client.set(shard_last_minute_key(0), end_ms - MINUTE_MS)
     hourly = {s: ta_last(frames[s], end_ms, 60, settings.INDICATOR_BARS) for s in symbols}
     rsi_max = between([v["rsi_14"] for v in hourly.values()], 9)
     add_rule("rsi_low_1h", ["rsi_14_1h < rsi_max"], {"rsi_max": rsi_max})

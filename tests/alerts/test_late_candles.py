@@ -14,7 +14,8 @@ from apps.alerts import tick
 from apps.alerts.models import AlertHistory, AlertRule
 from apps.collector.candles import MINUTE_MS, Candle
 from apps.collector.daemon import Collector, CollectorConfig
-from apps.collector.store import active_symbols_set, candles_store, key
+from apps.collector.store import active_symbols_set, candles_store
+from screener_project.kernel.redis_keys import collector_clock_key, shard_last_minute_key
 
 pytestmark = pytest.mark.django_db
 
@@ -41,7 +42,7 @@ def history(redis_client, one_rule):
     active_symbols_set(redis_client, symbols)
     candles_store(redis_client, [candle(s, T - m * MINUTE_MS) for s in symbols for m in range(1, 6)], mark_closed=False)
     candles_store(redis_client, [candle(s, T) for s in ON_TIME])
-    redis_client.set(key("shard", 0, "last_minute"), T - MINUTE_MS)
+    redis_client.set(shard_last_minute_key(0), T - MINUTE_MS)
 
 
 def alerts_at(minute_ms: int) -> dict[str, int]:
@@ -70,7 +71,7 @@ def test_a_late_candle_fires_its_alert_for_its_minute_once_and_no_other_twice(re
     # The same late candle reported twice (a redelivered task): nothing more.
     tick.late_candles_evaluate(redis_client, minute_ms=T, symbols=[LATE], received_ms=T + 2 * MINUTE_MS)
     assert alerts_at(T) == {"AUSDT": 1, "BUSDT": 1, LATE: 1}
-    assert redis_client.get(key("shard", 0, "last_minute")) == str(T).encode()  # progress untouched
+    assert redis_client.get(shard_last_minute_key(0)) == str(T).encode()  # progress untouched
 
 
 def test_a_candle_landing_before_its_shard_evaluated_the_minute_is_left_to_the_shard(redis_client, history):
@@ -112,7 +113,7 @@ def test_a_late_candle_is_evaluated_again_in_every_window_that_lacked_it(redis_c
 def test_a_catching_up_shard_waits_for_an_older_minute_still_missing_candles(redis_client, history, settings):
     settings.TICK_GRACE_SECONDS = 150  # a grace longer than a minute, as in a fast replay
     candles_store(redis_client, [candle(s, T + MINUTE_MS) for s in [*ON_TIME, LATE]])  # T + 1 complete, T is not
-    redis_client.set(key("collector", "clock"), T + 2 * MINUTE_MS + 1_000)  # T's grace deadline not passed
+    redis_client.set(collector_clock_key(), T + 2 * MINUTE_MS + 1_000)  # T's grace deadline not passed
     assert not tick.minute_ready(redis_client, minute_ms=T) and tick.minute_ready(redis_client, minute_ms=T + MINUTE_MS)
     assert shard_tick(redis_client, T + MINUTE_MS) == []
     assert tick.shard_last_minute(redis_client, 0) == T - MINUTE_MS
@@ -125,7 +126,7 @@ def test_a_catching_up_shard_waits_for_an_older_minute_still_missing_candles(red
 def test_a_minute_past_its_grace_deadline_is_evaluated_without_the_missing_candle(redis_client, history, settings):
     settings.TICK_GRACE_SECONDS = 150
     candles_store(redis_client, [candle(s, T + MINUTE_MS) for s in [*ON_TIME, LATE]])
-    redis_client.set(key("collector", "clock"), T + MINUTE_MS + 150_000)
+    redis_client.set(collector_clock_key(), T + MINUTE_MS + 150_000)
     assert shard_tick(redis_client, T + MINUTE_MS) == [T, T + MINUTE_MS]
     assert alerts_at(T) == {"AUSDT": 1, "BUSDT": 1}
 
@@ -138,7 +139,7 @@ def test_a_late_candle_of_a_minute_a_catching_up_shard_passed_is_sent_too(redis_
     )
     calls: list[dict] = []
     monkeypatch.setattr(app, "send_task", lambda name, kwargs: calls.append({"name": name, **kwargs}))
-    redis_client.set(key("shard", 0, "last_minute"), T + MINUTE_MS)  # went past T without a claim of T
+    redis_client.set(shard_last_minute_key(0), T + MINUTE_MS)  # went past T without a claim of T
     asyncio.run(collector._store([candle(LATE, T)], source="repair"))
     assert [(c["name"], c["minute_ms"], c["symbols"]) for c in calls] == [("alerts.tick_late", T, [LATE])]
 
@@ -153,7 +154,7 @@ def test_a_warm_up_filling_a_hole_in_an_evaluated_minute_sends_it_too(redis_clie
     )
     calls: list[dict] = []
     monkeypatch.setattr(app, "send_task", lambda name, kwargs: calls.append({"name": name, **kwargs}))
-    redis_client.set(key("shard", 0, "last_minute"), T + MINUTE_MS)
+    redis_client.set(shard_last_minute_key(0), T + MINUTE_MS)
     far_back = T - 2 * 60 * MINUTE_MS  # beyond the tick's catch-up reach: not evaluated again
     asyncio.run(collector._store([candle(LATE, far_back), candle(LATE, T)], source="warmup", mark_closed=False))
     assert [(c["name"], c["minute_ms"], c["symbols"]) for c in calls] == [("alerts.tick_late", T, [LATE])]

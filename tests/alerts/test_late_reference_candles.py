@@ -8,7 +8,8 @@ import pytest
 from apps.alerts import tick
 from apps.alerts.models import AlertHistory, AlertRule
 from apps.collector.candles import MINUTE_MS, Candle
-from apps.collector.store import active_symbols_set, candles_store, key
+from apps.collector.store import active_symbols_set, candles_store
+from screener_project.kernel.redis_keys import key
 
 pytestmark = pytest.mark.django_db
 

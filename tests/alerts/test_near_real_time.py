@@ -11,9 +11,10 @@ from apps.alerts.models import AlertHistory
 from apps.alerts.near_real_time import near_real_time_run
 from apps.alerts.services import alerts_fire
 from apps.collector.candles import FIELDS, MINUTE_MS, Candle
-from apps.collector.store import active_symbols_set, candles_matrix, candles_store, forming_store, key
+from apps.collector.store import active_symbols_set, candles_matrix, candles_store, forming_store
 from apps.metrics.sharding import shard_of
 from apps.metrics.windows import LONGEST_WINDOW, window_metrics
+from screener_project.kernel.redis_keys import shard_last_minute_key
 
 from .factories import Segment, candles_from_segments
 
@@ -42,7 +43,7 @@ def prepare(redis_client, *, last_minute: int) -> list[Candle]:
     candles_store(redis_client, sequence[:-1], mark_closed=False)
     forming_store(redis_client, [sequence[-1]])
     shard = shard_of(SYMBOL, shard_count=settings.SHARD_COUNT)
-    redis_client.set(key("shard", shard, "last_minute"), last_minute)
+    redis_client.set(shard_last_minute_key(shard), last_minute)
     return sequence
 
 

@@ -22,6 +22,7 @@ from apps.collector.candles import FIELDS, MINUTE_MS
 from apps.collector.store import candles_matrix, candles_store
 from apps.metrics.daily import DAY_MS
 from apps.metrics.windows import LONGEST_WINDOW
+from screener_project.kernel.timeframes import BAR_INTERVALS
 from tests.metrics.test_bars import seed_history
 
 from . import pandas_reference as ref
@@ -338,7 +339,6 @@ def test_held_within_at_the_boundary_minutes(frames):
 def test_the_warm_up_seeds_enough_daily_bars_for_the_longest_change(settings):
     """The collector seeds INDICATOR_BARS bars of every interval, 1d included, into a ring of that many slots:
     change_30d needs the current bar and the 30 before it."""
-    from apps.collector.bars_store import BAR_INTERVALS
     from apps.metrics.daily import DAILY_METRICS
 
     assert "1d" in BAR_INTERVALS

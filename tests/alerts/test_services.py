@@ -16,9 +16,10 @@ from django.db import connection
 from apps.alerts.engine import rule_context, rules_evaluate, rules_load
 from apps.alerts.models import AlertHistory, AlertRule
 from apps.alerts.selectors import alert_payload
-from apps.alerts.services import ALERTS_GROUP, alerts_fire
+from apps.alerts.services import alerts_fire
 from apps.collector.candles import MINUTE_MS
 from apps.metrics.windows import window_metrics
+from screener_project.kernel.channels import ALERTS_GROUP
 
 from .factories import Segment, block_of, candles_from_segments
 

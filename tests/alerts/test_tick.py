@@ -6,7 +6,8 @@ import pytest
 
 from apps.alerts import tick
 from apps.collector.candles import MINUTE_MS, Candle
-from apps.collector.store import active_symbols_set, candles_store, key
+from apps.collector.store import active_symbols_set, candles_store
+from screener_project.kernel.redis_keys import collector_clock_key, collector_warming_up_key
 
 T = 1_746_900_000_000 - 1_746_900_000_000 % MINUTE_MS
 
@@ -36,16 +37,16 @@ def test_a_minute_becomes_due_only_after_its_grace_deadline(redis_client, settin
     settings.TICK_GRACE_SECONDS = 5
     active_symbols_set(redis_client, ["AUSDT", "BUSDT"])
     candles_store(redis_client, [candle("AUSDT", T)])  # BUSDT never closes minute T
-    redis_client.set(key("collector", "clock"), T + MINUTE_MS + 4_999)
+    redis_client.set(collector_clock_key(), T + MINUTE_MS + 4_999)
     assert tick.minutes_due(redis_client) == []
-    redis_client.set(key("collector", "clock"), T + MINUTE_MS + 5_000)
+    redis_client.set(collector_clock_key(), T + MINUTE_MS + 5_000)
     assert tick.minutes_due(redis_client) == [T]
 
 
 def test_a_started_or_empty_minute_is_never_due(redis_client):
     active_symbols_set(redis_client, ["AUSDT"])
     candles_store(redis_client, [candle("AUSDT", T)])
-    redis_client.set(key("collector", "clock"), T + 10 * MINUTE_MS)
+    redis_client.set(collector_clock_key(), T + 10 * MINUTE_MS)
     assert tick.minutes_due(redis_client) == [T]  # minutes after T have no candle at all
     assert tick.tick_claim(redis_client, minute_ms=T)
     assert tick.minutes_due(redis_client) == []
@@ -68,10 +69,10 @@ def test_a_shard_catches_up_missed_minutes_in_order_and_never_repeats_one(last_d
 def test_no_minute_is_due_while_a_collector_is_warming_up(redis_client):
     active_symbols_set(redis_client, ["AUSDT"])
     candles_store(redis_client, [candle("AUSDT", T)])
-    redis_client.set(key("collector", "clock"), T + 10 * MINUTE_MS)
-    redis_client.set(key("collector", "warming_up", "0"), 1)
+    redis_client.set(collector_clock_key(), T + 10 * MINUTE_MS)
+    redis_client.set(collector_warming_up_key("0"), 1)
     assert tick.minutes_due(redis_client) == []
-    redis_client.delete(key("collector", "warming_up", "0"))
+    redis_client.delete(collector_warming_up_key("0"))
     assert tick.minutes_due(redis_client) == [T]
 
 

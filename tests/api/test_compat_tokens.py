@@ -53,3 +53,21 @@ def test_a_deactivated_user_is_refused(user):
     user.save()
     with pytest.raises(CompatTokenError, match="no active user"):
         compat_token_user(token)
+
+
+def test_a_password_change_ends_the_tokens_issued_before_it(user):
+    before = compat_token_issue(user)
+    user.set_password("a-new-password")
+    user.save()
+    with pytest.raises(CompatTokenError, match="password change"):
+        compat_token_user(before)
+    assert compat_token_user(compat_token_issue(user)) == user
+
+
+def test_a_token_without_the_password_claim_is_refused(user, settings):
+    now = int(time.time())
+    claims = {"sub": str(user.pk), "iss": ISSUER, "aud": AUDIENCE, "iat": now, "exp": now + 60}
+    for extra in ({}, {"pwh": 12345}, {"pwh": "forged"}):
+        token = jwt.encode(claims | extra, settings.COMPAT_JWT_SECRET, algorithm="HS256")
+        with pytest.raises(CompatTokenError):
+            compat_token_user(token)

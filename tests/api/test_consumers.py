@@ -16,8 +16,9 @@ from rest_framework.test import APIClient
 from apps.alerts.models import UserSettings
 from apps.alerts.services import rules_builtin_seed
 from apps.api.consumers import CLOSE_AUTH_FAILED, CLOSE_PING_TIMEOUT, CLOSE_TOO_SLOW, WS_EVENTS
-from apps.api.fanout import ALERTS_GROUP, alert_hub
+from apps.api.fanout import alert_hub
 from apps.api.routing import websocket_urlpatterns
+from screener_project.kernel.channels import ALERTS_GROUP
 
 from .conftest import make_token
 

@@ -10,7 +10,12 @@ from django.db import OperationalError
 from rest_framework.test import APIClient
 
 from apps.api import health
-from apps.collector.store import key
+from screener_project.kernel.redis_keys import (
+    beat_heartbeat_key,
+    collector_heartbeat_key,
+    indicators_last_key,
+    tick_last_key,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -21,7 +26,7 @@ def now_ms() -> int:
 
 def beat(redis_client, slice_id: str, *, age: float = 1.0, state: str = "live") -> None:
     redis_client.hset(
-        key("collector", "heartbeat"),
+        collector_heartbeat_key(),
         slice_id,
         json.dumps(
             {
@@ -36,14 +41,14 @@ def beat(redis_client, slice_id: str, *, age: float = 1.0, state: str = "live") 
     )
 
 
-def finished(redis_client, *parts: str, age: float = 1.0) -> None:
+def finished(redis_client, last_key: str, age: float = 1.0) -> None:
     stamp = now_ms() - int(age * 1000)
-    redis_client.set(key(*parts), json.dumps({"minute_ms": stamp - stamp % 60000 - 60000, "finished_ms": stamp}))
+    redis_client.set(last_key, json.dumps({"minute_ms": stamp - stamp % 60000 - 60000, "finished_ms": stamp}))
 
 
 def beat_scheduled(redis_client, *, age: float = 1.0) -> None:
     stamp = now_ms() - int(age * 1000)
-    redis_client.set(key("beat", "heartbeat"), json.dumps({"ts_ms": stamp, "sent_ms": stamp - 500}))
+    redis_client.set(beat_heartbeat_key(), json.dumps({"ts_ms": stamp, "sent_ms": stamp - 500}))
 
 
 def get_health() -> tuple[int, dict]:
@@ -54,8 +59,8 @@ def get_health() -> tuple[int, dict]:
 def test_all_signals_fresh_is_healthy(redis_client):
     beat(redis_client, "0")
     beat(redis_client, "1")
-    finished(redis_client, "tick", "last")
-    finished(redis_client, "indicators", "last")
+    finished(redis_client, tick_last_key())
+    finished(redis_client, indicators_last_key())
     beat_scheduled(redis_client)
     code, body = get_health()
     assert code == 200 and body["status"] == "healthy"
@@ -82,8 +87,8 @@ def test_old_heartbeat_of_one_slice_is_stale(redis_client, settings):
     settings.HEALTH_COLLECTOR_STALE_SECONDS = 30
     beat(redis_client, "0")
     beat(redis_client, "1", age=45)
-    finished(redis_client, "tick", "last")
-    finished(redis_client, "indicators", "last")
+    finished(redis_client, tick_last_key())
+    finished(redis_client, indicators_last_key())
     code, body = get_health()
     assert code == 200 and body["status"] == "degraded"
     assert body["services"]["data_collector"] == "stale"
@@ -103,17 +108,17 @@ def test_old_tick_and_indicators_are_stale(redis_client, settings):
     settings.HEALTH_TICK_STALE_SECONDS = 150
     settings.HEALTH_INDICATORS_STALE_SECONDS = 300
     beat(redis_client, "0")
-    finished(redis_client, "tick", "last", age=200)
-    finished(redis_client, "indicators", "last", age=100)
+    finished(redis_client, tick_last_key(), age=200)
+    finished(redis_client, indicators_last_key(), age=100)
     code, body = get_health()
     assert body["services"]["alert_engine"] == "stale" and body["services"]["metrics_calculator"] == "up"
-    finished(redis_client, "indicators", "last", age=400)
+    finished(redis_client, indicators_last_key(), age=400)
     assert get_health()[1]["services"]["metrics_calculator"] == "stale"
 
 
 def test_unreadable_signal_is_not_a_crash(redis_client):
-    redis_client.set(key("tick", "last"), b"\xff not json")
-    redis_client.hset(key("collector", "heartbeat"), "0", b"[]")
+    redis_client.set(tick_last_key(), b"\xff not json")
+    redis_client.hset(collector_heartbeat_key(), "0", b"[]")
     code, body = get_health()
     assert code == 200
     assert body["services"]["alert_engine"] == "down" and body["services"]["data_collector"] == "stale"
@@ -175,8 +180,8 @@ def test_paused_webhook_destinations_are_counted_for_anyone_and_listed_for_opera
 
 def fresh_pipeline(redis_client) -> None:
     beat(redis_client, "0")
-    finished(redis_client, "tick", "last")
-    finished(redis_client, "indicators", "last")
+    finished(redis_client, tick_last_key())
+    finished(redis_client, indicators_last_key())
 
 
 def test_beat_age_is_shown_and_a_stale_beat_degrades(redis_client, settings):

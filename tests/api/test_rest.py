@@ -16,8 +16,8 @@ from apps.alerts.selectors import alert_payload
 from apps.alerts.services import rules_builtin_seed
 from apps.collector.candles import data_files, read_csv_candles
 from apps.collector.models import Candle1m, Symbol
-from apps.collector.store import key
 from apps.metrics.models import MetricsCalculated
+from screener_project.kernel.redis_keys import snapshot_key
 
 pytestmark = pytest.mark.django_db
 
@@ -121,7 +121,7 @@ def test_metrics_come_from_the_redis_snapshot(api, redis_client):
         "timestamp": "2026-11-20T10:00:00Z",
         "timeframes": {"5m": {"open": 1.0, "close": 2.0, "change_pct": 100.0, "rsi_14": 55.5}},
     }
-    redis_client.hset(key("snapshot"), "BTCUSDT", json.dumps(snapshot))
+    redis_client.hset(snapshot_key(), "BTCUSDT", json.dumps(snapshot))
     response = api.get("/api/metrics/btcusdt")
     assert response.status_code == 200
     assert response.json() == snapshot

@@ -18,7 +18,6 @@ from apps.api.auth import jwks_cache
 from .conftest import make_token
 
 pytestmark = pytest.mark.django_db
-JWKS_PORT = 18410
 
 
 @pytest.fixture(autouse=True)
@@ -151,10 +150,10 @@ def jwks_server(settings):
         def log_message(self, *args):
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", JWKS_PORT), Handler)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)  # a free port
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    settings.SUPABASE_JWKS_URL = f"http://127.0.0.1:{JWKS_PORT}/auth/v1/.well-known/jwks.json"
+    settings.SUPABASE_JWKS_URL = f"http://127.0.0.1:{server.server_address[1]}/auth/v1/.well-known/jwks.json"
     jwks_cache.clear()
     yield {"ec": ec_key, "rsa": rsa_key, "fetches": fetches, "keys": served}
     jwks_cache.clear()

@@ -8,6 +8,7 @@ import pytest
 from django.db import connection
 
 from apps.api.bench import daphne_running
+from tests.e2e.processes import free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -27,7 +28,7 @@ def test_requests_share_connections_of_the_view_threads(monkeypatch, threads, mo
     database = connection.settings_dict["NAME"]
     monkeypatch.setenv("DATABASE_URL", f"postgres://postgres@127.0.0.1:5432/{database}")
     before = sessions_opened(database)
-    with daphne_running(port=18443, env={"API_VIEW_THREADS": str(threads)}) as address:
+    with daphne_running(port=free_port(), env={"API_VIEW_THREADS": str(threads)}) as address:
         with httpx.Client(base_url=f"http://{address}") as client:
             codes = [client.get("/api/rules").status_code for _ in range(30)]
     assert codes == [200] * 30

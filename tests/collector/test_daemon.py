@@ -7,8 +7,9 @@ import pytest
 
 from apps.collector.candles import FIELD_INDEX, MINUTE_MS
 from apps.collector.daemon import Collector, CollectorConfig, minute_runs, ring_missing_minutes
-from apps.collector.store import candles_store, key
+from apps.collector.store import candles_store
 from apps.collector.universe import slice_of, slice_symbols, universe_select
+from screener_project.kernel.redis_keys import candles_ring_key, collector_rejections_key
 
 T0 = 1_746_814_680_000
 
@@ -72,7 +73,7 @@ def test_a_bad_frame_is_rejected_counted_and_never_queued(collector, redis_clien
     assert collector._closed.empty()
     assert collector.rejections == {reason: 1}
     collector._write_heartbeat(state="live")
-    assert redis_client.hget(key("collector", "rejections"), reason) == b"1"
+    assert redis_client.hget(collector_rejections_key(), reason) == b"1"
 
 
 def test_only_closed_klines_are_queued_and_the_clock_follows_event_time(collector):
@@ -101,7 +102,7 @@ def test_ring_missing_minutes_lists_exactly_the_holes(redis_client, settings):
         redis_client, [Candle("BTCUSDT", T0 + m * MINUTE_MS, 1, 1, 1, 1, 1, 1) for m in (0, 1, 3, 6)], mark_closed=False
     )
     missing = ring_missing_minutes(
-        redis_client.get(key("c1m", "BTCUSDT")),
+        redis_client.get(candles_ring_key("BTCUSDT")),
         first_ms=T0,
         last_ms=T0 + 7 * MINUTE_MS,
         ring=settings.CANDLE_RING_MINUTES,

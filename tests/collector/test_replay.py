@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 
 import httpx
 import numpy as np
@@ -14,7 +13,9 @@ import pytest
 
 from apps.collector.candles import FIELDS, MINUTE_MS, data_files, read_csv_candles
 from apps.collector.models import Candle1m
-from apps.collector.store import candles_of_symbol, key
+from apps.collector.store import candles_of_symbol
+from screener_project.kernel.redis_keys import collector_heartbeat_key, collector_rejections_key, persist_queue_key
+from tests.e2e.processes import free_port
 
 from .processes import (
     broker_clear,
@@ -25,7 +26,7 @@ from .processes import (
     wait_until,
 )
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 REPLAY_MINUTES = 90
 VALUE_FIELDS = [f for f in FIELDS if f != "open_time"]
@@ -77,7 +78,7 @@ def metric(exposition: str, name: str) -> float:
 
 def test_replay_reaches_redis_and_candles_1m_exactly_and_ticks_every_minute(dataset, redis_client, tmp_path, settings):
     broker_clear()
-    port = 18110
+    port, metrics_port = free_port(), free_port()
     sim = simulator_start(
         tmp_path,
         port,
@@ -91,7 +92,7 @@ def test_replay_reaches_redis_and_candles_1m_exactly_and_ticks_every_minute(data
         "7",
         "--hold-until-connect",
     )
-    collector = collector_start(tmp_path, port, "--metrics-port", "18160", "--metrics-addr", "127.0.0.1")
+    collector = collector_start(tmp_path, port, "--metrics-port", str(metrics_port), "--metrics-addr", "127.0.0.1")
     try:
         collector.wait_for_log("collector ready: 16 symbols, warm-up done", 60)
         wait_until(lambda: simulator_status(port)["done"], 60, "the replay to finish", collector)
@@ -100,7 +101,7 @@ def test_replay_reaches_redis_and_candles_1m_exactly_and_ticks_every_minute(data
         wait_until(
             lambda: (
                 Candle1m.objects.filter(time__gte=pd.Timestamp(last, unit="ms", tz="UTC")).count() == 16
-                and redis_client.xlen(key("persist")) == 0
+                and redis_client.xlen(persist_queue_key()) == 0
             ),
             30,
             "the last minute to reach candles_1m",
@@ -108,16 +109,16 @@ def test_replay_reaches_redis_and_candles_1m_exactly_and_ticks_every_minute(data
         )
 
         def heartbeat() -> dict:
-            return json.loads(redis_client.hget(key("collector", "heartbeat"), "0") or "{}")
+            return json.loads(redis_client.hget(collector_heartbeat_key(), "0") or "{}")
 
         # The heartbeat reports the exchange's newest event time within a few seconds.
         wait_until(lambda: (heartbeat().get("last_event_ms") or 0) >= last + MINUTE_MS, 10, "heartbeat", collector)
         beat = heartbeat()
-        metrics = httpx.get("http://127.0.0.1:18160/metrics", timeout=5).text
+        metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
     finally:
         assert collector.stop() == 0, collector.log()[-3000:]  # SIGTERM stops it cleanly
         sim.stop()
-    rejections = {k.decode(): int(v) for k, v in redis_client.hgetall(key("collector", "rejections")).items()}
+    rejections = {k.decode(): int(v) for k, v in redis_client.hgetall(collector_rejections_key()).items()}
 
     assert_database_holds_exactly(dataset, status, min_history=1380)
 
@@ -166,7 +167,7 @@ FAULT_REPLAY_SPEED = os.environ.get("COLLECTOR_FAULT_REPLAY_SPEED", "900")
 def test_faulty_replay_with_a_sigkill_restart_still_stores_exactly_the_data_set(dataset, redis_client, tmp_path):
     """Disconnects, silence, dropped/duplicated/reordered/malformed frames, rotations, 429s and a SIGKILL."""
     broker_clear()
-    port = 18111
+    port = free_port()
     minutes = FAULT_REPLAY_MINUTES
     sim = simulator_start(
         tmp_path,
@@ -221,7 +222,9 @@ def test_faulty_replay_with_a_sigkill_restart_still_stores_exactly_the_data_set(
         )
         assert not simulator_status(port)["done"], "the replay ended before the collector could be killed"
         assert first.stop(signal.SIGKILL) == -signal.SIGKILL
-        time.sleep(1.5)  # the exchange goes on meanwhile
+        killed_at = simulator_status(port)["last_closed_open_ms"]
+        # The exchange goes on meanwhile: the second collector has minutes to repair.
+        wait_until(lambda: simulator_status(port)["last_closed_open_ms"] > killed_at, 30, "a minute closed meanwhile")
         # The second one rotates by plan before the limit, overlapping the old and new connection.
         second = collector_start(
             tmp_path,
@@ -242,7 +245,7 @@ def test_faulty_replay_with_a_sigkill_restart_still_stores_exactly_the_data_set(
         wait_until(
             lambda: (
                 Candle1m.objects.filter(time__gte=since).count() >= expected_rows
-                and redis_client.xlen(key("persist")) == 0
+                and redis_client.xlen(persist_queue_key()) == 0
             ),
             # Repairs after the replay can meet the exchange's 429s and backoff; on a loaded machine this takes time.
             180,
@@ -271,7 +274,7 @@ def test_faulty_replay_with_a_sigkill_restart_still_stores_exactly_the_data_set(
     log = second.log()
     assert "rotated before the 24 h limit" in log
     assert "gap of" in first.log() + log  # minutes were repaired from REST
-    rejections = {k.decode(): int(v) for k, v in redis_client.hgetall(key("collector", "rejections")).items()}
+    rejections = {k.decode(): int(v) for k, v in redis_client.hgetall(collector_rejections_key()).items()}
     assert sum(rejections.values()) > 0
     ticks = [t["minute_ms"] for t in tick_messages()]
     assert len(ticks) == len(set(ticks))  # never twice, even across the restart

@@ -10,8 +10,7 @@ from websockets.asyncio.client import connect
 
 from apps.collector.candles import MINUTE_MS, candle_from_kline, candle_from_rest_row, read_csv_candles
 from apps.collector.simulator import ExchangeSimulator, klines_weight, market_load
-
-PORT = 18120
+from tests.e2e.processes import free_port
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +18,8 @@ def market(bundled_data_dir):
     return market_load(bundled_data_dir)
 
 
-async def serve(sim: ExchangeSimulator, port: int = PORT):
+async def serve(sim: ExchangeSimulator):
+    port = free_port()
     await sim.start("127.0.0.1", port)
     return httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}")
 
@@ -65,7 +65,7 @@ async def test_rest_klines_serve_only_closed_candles_bit_exact_with_weights_and_
 
 async def test_bars_aggregate_clock_aligned_from_the_minutes(market):
     sim = ExchangeSimulator(market, speed=1, hold_until_connect=1)
-    http = await serve(sim, PORT + 1)
+    http = await serve(sim)
     try:
         hours = (await http.get("/fapi/v1/klines", params={"symbol": "ETHUSDT", "interval": "1h", "limit": 5})).json()
         minutes = (
@@ -89,9 +89,10 @@ async def test_bars_aggregate_clock_aligned_from_the_minutes(market):
 
 async def test_websocket_streams_forming_then_closed_klines_and_answers_subscribe(market):
     sim = ExchangeSimulator(market, speed=600, minutes=3, hold_until_connect=1)
-    await sim.start("127.0.0.1", PORT + 2)
+    port = free_port()
+    await sim.start("127.0.0.1", port)
     try:
-        async with connect(f"ws://127.0.0.1:{PORT + 2}/market/stream?streams=btcusdt@kline_1m") as ws:
+        async with connect(f"ws://127.0.0.1:{port}/market/stream?streams=btcusdt@kline_1m") as ws:
             await ws.send(json.dumps({"method": "SUBSCRIBE", "params": ["ethusdt@kline_1m"], "id": 3}))
             closed: dict[str, list[int]] = {"BTCUSDT": [], "ETHUSDT": []}
             replies, forming = [], 0
@@ -109,8 +110,10 @@ async def test_websocket_streams_forming_then_closed_klines_and_answers_subscrib
             assert replies == [{"result": None, "id": 3}]
             assert closed["BTCUSDT"] == [sim.clock.start_ms + i * MINUTE_MS for i in range(3)]
             assert forming > 0
-            await asyncio.sleep(0.3)
-            assert sim.status()["done"]
+            deadline = asyncio.get_running_loop().time() + 10
+            while not sim.status()["done"]:  # the replay ends right after its last closed minute
+                assert asyncio.get_running_loop().time() < deadline, "the replay never ended"
+                await asyncio.sleep(0.02)
     finally:
         await sim.stop()
 
@@ -128,7 +131,7 @@ async def test_a_replay_shifted_to_now_starts_at_the_current_minute_with_the_sam
         assert np.array_equal(shifted[symbol].open_times, series.open_times + offset)
         assert shifted[symbol].values is series.values  # prices and volumes untouched
     sim = ExchangeSimulator(shifted, speed=600.0, start_ms=start)
-    client = await serve(sim, PORT + 7)
+    client = await serve(sim)
     try:
         symbol = sorted(market)[0]
         rows = (await client.get("/fapi/v1/klines", params={"symbol": symbol, "interval": "1m", "limit": 5})).json()

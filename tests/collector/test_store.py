@@ -5,6 +5,7 @@ import pytest
 
 from apps.collector.candles import FIELD_INDEX, MINUTE_MS, Candle
 from apps.collector.store import active_symbols_set, candles_matrix, candles_store
+from screener_project.kernel.redis_keys import candles_ring_key
 
 T0 = 1_746_814_680_000  # 2025-05-09 18:18 UTC, a minute boundary
 
@@ -63,11 +64,11 @@ def test_matrix_is_fields_by_symbols_by_minutes(redis_client, length):
 
 
 def test_the_ring_is_allocated_once_at_its_full_size(redis_client, settings):
-    from apps.collector.store import ROW_BYTES, key
+    from apps.collector.store import ROW_BYTES
 
     candles_store(redis_client, [candle("BTCUSDT", m) for m in range(0, settings.CANDLE_RING_MINUTES, 7)])
     ring_bytes = settings.CANDLE_RING_MINUTES * ROW_BYTES
-    assert redis_client.strlen(key("c1m", "BTCUSDT")) == ring_bytes
+    assert redis_client.strlen(candles_ring_key("BTCUSDT")) == ring_bytes
     # One allocation of the ring's size class, not the ~2x of a string grown piece by piece.
-    assert redis_client.memory_usage(key("c1m", "BTCUSDT")) < 1.2 * ring_bytes
-    print(f"ring bytes in Redis per symbol: {redis_client.memory_usage(key('c1m', 'BTCUSDT'))}")
+    assert redis_client.memory_usage(candles_ring_key("BTCUSDT")) < 1.2 * ring_bytes
+    print(f"ring bytes in Redis per symbol: {redis_client.memory_usage(candles_ring_key('BTCUSDT'))}")

@@ -5,20 +5,27 @@ import asyncio
 from websockets.asyncio.server import serve
 
 from apps.collector.streams import StreamConnection
+from tests.e2e.processes import free_port
 
 
-async def run_for(conn: StreamConnection, seconds: float) -> None:
+async def run_until(conn: StreamConnection, condition, *, timeout: float, what: str) -> None:
+    """Run the connection until `condition()` holds (polled every 10 ms); fail naming `what` after `timeout` s."""
     stop = asyncio.Event()
     task = asyncio.create_task(conn.run(stop))
-    await asyncio.sleep(seconds)
-    stop.set()
-    await asyncio.wait_for(task, 5)
+    try:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not condition():
+            assert asyncio.get_running_loop().time() < deadline, f"timed out after {timeout}s waiting for {what}"
+            await asyncio.sleep(0.01)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 5)
 
 
 async def test_repeated_connect_failures_open_the_circuit():
     conn = StreamConnection(
         "t",
-        ws_base_url="ws://127.0.0.1:18169",
+        ws_base_url=f"ws://127.0.0.1:{free_port()}",  # nothing listens there
         streams=["btcusdt@kline_1m"],
         on_message=lambda m: None,
         backoff_base=0.01,
@@ -33,7 +40,7 @@ async def test_repeated_connect_failures_open_the_circuit():
             await asyncio.sleep(0.005)
 
     watcher = asyncio.create_task(watch())
-    await run_for(conn, 0.6)
+    await run_until(conn, lambda: "circuit_open" in states, timeout=10, what="the circuit to open")
     watcher.cancel()
     assert "backoff" in states and states[-1] in ("circuit_open", "stopped")
     assert "circuit_open" in states
@@ -52,16 +59,19 @@ async def test_a_silent_connection_is_reconnected_and_frames_keep_flowing():
                 await asyncio.sleep(0.02)
 
     received = []
-    async with serve(handler, "127.0.0.1", 18168):
+    port = free_port()
+    async with serve(handler, "127.0.0.1", port):
         conn = StreamConnection(
             "t",
-            ws_base_url="ws://127.0.0.1:18168",
+            ws_base_url=f"ws://127.0.0.1:{port}",
             streams=["btcusdt@kline_1m"],
             on_message=received.append,
             watchdog_seconds=0.3,
             backoff_base=0.01,
         )
-        await run_for(conn, 1.2)
+        await run_until(
+            conn, lambda: conn.reconnects >= 1 and received, timeout=10, what="a reconnect and a frame after it"
+        )
     assert len(connections) >= 2 and conn.reconnects >= 1
     assert received  # the replacement delivered
 
@@ -76,15 +86,18 @@ async def test_planned_rotation_overlaps_connections_and_loses_no_frame():
             await asyncio.sleep(0.01)
 
     received = []
-    async with serve(handler, "127.0.0.1", 18167):
+    port = free_port()
+    async with serve(handler, "127.0.0.1", port):
         conn = StreamConnection(
             "t",
-            ws_base_url="ws://127.0.0.1:18167",
+            ws_base_url=f"ws://127.0.0.1:{port}",
             streams=["btcusdt@kline_1m"],
             on_message=received.append,
             rotate_after_seconds=0.3,
         )
-        await run_for(conn, 1.5)
+        await run_until(
+            conn, lambda: conn.rotations >= 2 and len(received) >= 100, timeout=10, what="two rotations, 100 frames"
+        )
     assert conn.rotations >= 2 and conn.reconnects == 0
     # Around each rotation both connections deliver for a moment; nothing is ever silent for long.
     assert len(received) >= 100

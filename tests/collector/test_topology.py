@@ -11,7 +11,9 @@ from django.conf import settings
 
 from apps.collector.candles import MINUTE_MS
 from apps.collector.models import Candle1m, Symbol
-from apps.collector.store import active_symbols, candles_of_symbol, key, latest_open_times
+from apps.collector.store import active_symbols, candles_of_symbol, latest_open_times
+from screener_project.kernel.redis_keys import collector_heartbeat_key, persist_queue_key
+from tests.e2e.processes import free_port
 
 from .processes import (
     Process,
@@ -26,7 +28,7 @@ from .processes import (
 )
 from .test_replay import assert_database_holds_exactly, dataset  # noqa: F401  (fixture)
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
 def wait_replayed(port: int, redis_client, process, minutes: int) -> dict:
@@ -35,7 +37,8 @@ def wait_replayed(port: int, redis_client, process, minutes: int) -> dict:
     since = pd.Timestamp(status["start_ms"], unit="ms", tz="UTC")
     wait_until(
         lambda: (
-            Candle1m.objects.filter(time__gte=since).count() >= 16 * minutes and redis_client.xlen(key("persist")) == 0
+            Candle1m.objects.filter(time__gte=since).count() >= 16 * minutes
+            and redis_client.xlen(persist_queue_key()) == 0
         ),
         90,
         "every replayed candle in candles_1m",
@@ -46,7 +49,7 @@ def wait_replayed(port: int, redis_client, process, minutes: int) -> dict:
 
 def test_two_slices_share_the_symbols_and_each_minute_ticks_once(dataset, redis_client, tmp_path):  # noqa: F811
     broker_clear()
-    port, minutes = 18112, 60
+    port, minutes = free_port(), 60
     sim = simulator_start(tmp_path, port, "--speed", "600", "--minutes", str(minutes), "--hold-until-connect", "2")
     slices = [
         collector_start(tmp_path, port, "--slice-index", str(i), "--slice-count", "2", name=f"slice-{i}")
@@ -56,7 +59,7 @@ def test_two_slices_share_the_symbols_and_each_minute_ticks_once(dataset, redis_
         for process in slices:
             process.wait_for_log("collector ready", 60)
         status = wait_replayed(port, redis_client, slices[0], minutes)
-        beats = {k.decode(): json.loads(v) for k, v in redis_client.hgetall(key("collector", "heartbeat")).items()}
+        beats = {k.decode(): json.loads(v) for k, v in redis_client.hgetall(collector_heartbeat_key()).items()}
     finally:
         for process in slices:
             assert process.stop() == 0
@@ -72,7 +75,7 @@ def test_two_slices_share_the_symbols_and_each_minute_ticks_once(dataset, redis_
 
 
 def test_symbols_listed_and_delisted_at_runtime_are_picked_up_without_a_restart(redis_client, tmp_path):
-    port = 18113
+    port = free_port()
     sim = simulator_start(
         tmp_path, port, "--speed", "60", "--minutes", "600", "--unlisted", "XRPUSDT", "--hold-until-connect"
     )
@@ -105,7 +108,7 @@ def test_symbols_listed_and_delisted_at_runtime_are_picked_up_without_a_restart(
         )
 
         def streams_per_connection() -> list[int]:
-            beat = json.loads(redis_client.hget(key("collector", "heartbeat"), "0"))
+            beat = json.loads(redis_client.hget(collector_heartbeat_key(), "0"))
             return [c["streams"] for c in beat["connections"]]
 
         # BTCUSDT was unsubscribed and XRPUSDT subscribed on a connection with room, none past its limit of 4.
@@ -121,7 +124,7 @@ def test_symbols_listed_and_delisted_at_runtime_are_picked_up_without_a_restart(
 
 
 def test_candles_wait_in_redis_through_a_database_outage(dataset, redis_client, tmp_path):  # noqa: F811
-    port, minutes, db_port = 18114, 90, 18141
+    port, minutes, db_port = free_port(), 90, free_port()
     proxy = TcpProxy(db_port, int(settings.DATABASES["default"]["PORT"] or 5432))
     proxy.up()
     db = settings.DATABASES["default"]
@@ -136,15 +139,15 @@ def test_candles_wait_in_redis_through_a_database_outage(dataset, redis_client, 
         collector.wait_for_log("collector ready", 60)
         proxy.down()
         wait_until(lambda: "persisting candles failed" in collector.log(), 30, "the persister to notice", collector)
-        queued_at_outage = redis_client.xlen(key("persist"))
+        queued_at_outage = redis_client.xlen(persist_queue_key())
         # While the database is away, closed candles pile up in the Redis queue instead of being lost.
         wait_until(
-            lambda: redis_client.xlen(key("persist")) >= queued_at_outage + 16 * 20,
+            lambda: redis_client.xlen(persist_queue_key()) >= queued_at_outage + 16 * 20,
             60,
             f"a backlog in Redis (queued at the outage: {queued_at_outage})",
             collector,
         )
-        backlog = redis_client.xlen(key("persist")) - queued_at_outage
+        backlog = redis_client.xlen(persist_queue_key()) - queued_at_outage
         proxy.up()
         status = wait_replayed(port, redis_client, collector, minutes)
     finally:

@@ -6,9 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from apps.collector.bars_store import BAR_INTERVALS, bars_of_symbol, bars_roll, bars_seed, bars_write
+from apps.collector.bars_store import bars_of_symbol, bars_roll, bars_seed, bars_write
 from apps.collector.candles import FIELD_INDEX, FIELDS, MINUTE_MS
-from apps.metrics.bars import TIMEFRAMES, bars_from_block, bars_shard, bars_to_roll, closes_shard
+from apps.metrics.bars import bars_from_block, bars_shard, bars_to_roll, closes_shard
+from screener_project.kernel.timeframes import BAR_INTERVALS, SCREENER_TIMEFRAMES
 
 from .conftest import SYMBOLS, as_candles
 
@@ -97,8 +98,8 @@ def test_bars_of_every_timeframe_match_pandas_resample(redis_client, frames, row
     seed_history(redis_client, frames, end_ms)
     count = settings.INDICATOR_BARS
     bars = bars_shard(redis_client, block_ending_at(frames, end_ms), SYMBOLS, end_minute_ms=end_ms, count=count)
-    assert set(bars) == set(TIMEFRAMES)
-    for timeframe, minutes in TIMEFRAMES.items():
+    assert set(bars) == set(SCREENER_TIMEFRAMES)
+    for timeframe, minutes in SCREENER_TIMEFRAMES.items():
         assert bars[timeframe].shape == (len(FIELDS), len(SYMBOLS), count)
         for s, frame in enumerate(frames.values()):
             expected = expected_bars(frame, end_ms, minutes, count)
@@ -135,7 +136,7 @@ def test_missing_minutes_are_left_out_of_their_bars(redis_client, frames):
     bars = bars_shard(redis_client, block_ending_at(gappy, end_ms), SYMBOLS, end_minute_ms=end_ms, count=20)
     for timeframe in ("5m", "15m", "1h"):
         for s, frame in enumerate(gappy.values()):
-            expected = expected_bars(frame, end_ms, TIMEFRAMES[timeframe], 20)
+            expected = expected_bars(frame, end_ms, SCREENER_TIMEFRAMES[timeframe], 20)
             got = bars[timeframe][:, s]
             for name in ("open_time", "open", "high", "low", "close"):
                 np.testing.assert_array_equal(
@@ -177,7 +178,7 @@ def test_closes_shard_is_the_close_row_of_bars_shard(redis_client, frames, row, 
     count = settings.INDICATOR_BARS
     bars = bars_shard(redis_client, block, SYMBOLS, end_minute_ms=end_ms, count=count, from_block=from_block)
     closes = closes_shard(redis_client, SYMBOLS, from_block=from_block, count=count)
-    for timeframe in TIMEFRAMES:
+    for timeframe in SCREENER_TIMEFRAMES:
         np.testing.assert_array_equal(closes[timeframe], bars[timeframe][FIELD_INDEX["close"]], err_msg=timeframe)
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from apps.collector.bars_store import BAR_INTERVALS, bars_of_symbol
+from apps.collector.bars_store import bars_of_symbol
 from apps.collector.candles import FIELD_INDEX, FIELDS, MINUTE_MS
-from apps.metrics.bars_repair import BARS_REPAIRED, rolled_key
+from apps.metrics.bars_repair import BARS_REPAIRED
 from apps.metrics.services import shard_indicators_run
+from screener_project.kernel.redis_keys import bars_rolled_key
+from screener_project.kernel.timeframes import BAR_INTERVALS
 
 from .conftest import SYMBOLS
 from .test_bars import minute_of, resample, seed_history
@@ -72,17 +74,17 @@ def test_the_resumed_stage_writes_every_bar_that_closed_during_the_outage(redis_
 
 def test_a_symbol_never_rolled_before_is_left_as_the_warm_up_seeded_it(redis_client, frames, outage):
     before_ms, resumed_ms = outage
-    redis_client.delete(rolled_key())  # as after a warm-up: no stage has rolled these symbols yet
+    redis_client.delete(bars_rolled_key())  # as after a warm-up: no stage has rolled these symbols yet
     shard_indicators_run(redis_client, minute_ms=resumed_ms, symbols=SYMBOLS)
     symbol = SYMBOLS[0]
     missed = closed_between(frames[symbol], "1h", before_ms, resumed_ms - 11 * MINUTE_MS)
     opened_later = set(missed["open_time"][missed["open_time"] > before_ms])
     assert opened_later and not opened_later & stored_opens(redis_client, symbol, "1h")
-    assert float(redis_client.hget(rolled_key(), symbol)) == resumed_ms
+    assert float(redis_client.hget(bars_rolled_key(), symbol)) == resumed_ms
 
 
 def test_an_older_minute_run_late_does_not_move_the_mark_back(redis_client, frames, outage):
     before_ms, resumed_ms = outage
     shard_indicators_run(redis_client, minute_ms=resumed_ms, symbols=SYMBOLS)
     shard_indicators_run(redis_client, minute_ms=resumed_ms - MINUTE_MS, symbols=SYMBOLS)  # a queued catch-up
-    assert {float(v) for v in redis_client.hmget(rolled_key(), SYMBOLS)} == {resumed_ms}
+    assert {float(v) for v in redis_client.hmget(bars_rolled_key(), SYMBOLS)} == {resumed_ms}

@@ -6,15 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from apps.collector.bars_store import (
-    BAR_INTERVALS,
-    bars_bytes,
-    bars_matrices,
-    bars_of_symbol,
-    bars_seed,
-    bars_write,
-)
+from apps.collector.bars_store import bars_bytes, bars_matrices, bars_of_symbol, bars_seed, bars_write
 from apps.collector.candles import FIELD_INDEX, FIELDS, MINUTE_MS, Candle, data_files, read_csv_candles
+from screener_project.kernel.timeframes import BAR_INTERVALS
 
 from .conftest import as_candles
 

@@ -10,6 +10,7 @@ from django.core.management import CommandError, call_command
 
 from apps.alerts.management.commands.bench_tick import STAGES
 from apps.metrics.models import MetricsCalculated
+from screener_project.kernel.timeframes import SCREENER_TIMEFRAMES
 
 
 @pytest.mark.django_db
@@ -53,7 +54,7 @@ def test_the_symbol_by_symbol_baseline_does_the_same_work(redis_client, settings
     """The pandas-and-ta baseline computes the values the vectorized tick computes, so its time is comparable."""
     from apps.alerts.management.commands import bench_tick
     from apps.collector.candles import data_files
-    from apps.metrics.services import TIMEFRAMES, shard_indicators_compute
+    from apps.metrics.services import shard_indicators_compute
 
     symbols, minute_ms = bench_tick._build(redis_client, data_files(bench_tick.DEFAULT_DATA), 20)
     try:
@@ -69,7 +70,7 @@ def test_the_symbol_by_symbol_baseline_does_the_same_work(redis_client, settings
                 ("macd", "macd"),
                 ("bb_upper", "bb_upper"),
             ]:
-                for index, timeframe in enumerate(TIMEFRAMES):
+                for index, timeframe in enumerate(SCREENER_TIMEFRAMES):
                     assert baseline[f"{name}_{timeframe}"] == pytest.approx(
                         tick.values[column][index, row], rel=1e-9, nan_ok=True
                     ), (symbol, name, timeframe)

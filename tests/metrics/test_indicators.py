@@ -8,8 +8,9 @@ import pytest
 import ta
 
 from apps.collector.candles import FIELD_INDEX
-from apps.metrics.bars import TIMEFRAMES, bars_shard
+from apps.metrics.bars import bars_shard
 from apps.metrics.indicators import INDICATOR_NAMES, bollinger_last, indicators_last, macd, rsi
+from screener_project.kernel.timeframes import SCREENER_TIMEFRAMES
 
 from .conftest import SYMBOLS
 from .test_bars import block_ending_at, expected_bars, minute_of, seed_history
@@ -48,7 +49,7 @@ def test_every_indicator_matches_ta_for_every_timeframe(redis_client, frames, se
     count = settings.INDICATOR_BARS
     bars = bars_shard(redis_client, block_ending_at(frames, end_ms), SYMBOLS, end_minute_ms=end_ms, count=count)
     checked = 0
-    for timeframe, minutes in TIMEFRAMES.items():
+    for timeframe, minutes in SCREENER_TIMEFRAMES.items():
         closes = bars[timeframe][CLOSE]
         line, signal, hist = macd(closes)
         series = {"rsi_14": rsi(closes), "macd": line, "macd_signal": signal, "macd_hist": hist}

@@ -8,9 +8,9 @@ import psycopg2
 import pytest
 from django.db import connection
 
-from apps.metrics.bars import TIMEFRAMES
 from apps.metrics.models import MetricsCalculated
 from apps.metrics.services import metrics_calculated_upsert, minute_time, shard_indicators_compute
+from screener_project.kernel.timeframes import SCREENER_TIMEFRAMES
 
 from .conftest import SYMBOLS
 from .test_services import prepared  # noqa: F401 - fixture
@@ -44,9 +44,9 @@ def test_a_writer_racing_for_the_same_rows_ends_in_one_row_each(redis_client, pr
         writer.join(timeout=10)
     finally:
         other.close()
-    assert written == [len(SYMBOLS) * len(TIMEFRAMES)]
+    assert written == [len(SYMBOLS) * len(SCREENER_TIMEFRAMES)]
     rows = MetricsCalculated.objects.filter(time=minute_time(end_ms))
-    assert rows.count() == len(SYMBOLS) * len(TIMEFRAMES)
+    assert rows.count() == len(SYMBOLS) * len(SCREENER_TIMEFRAMES)
     assert rows.get(symbol=SYMBOLS[0], timeframe="5m").close is not None  # the upsert replaced the racer's row
     metrics_calculated_upsert(result=result)  # a retry: still one row each
-    assert rows.count() == len(SYMBOLS) * len(TIMEFRAMES)
+    assert rows.count() == len(SYMBOLS) * len(SCREENER_TIMEFRAMES)

@@ -10,12 +10,11 @@ import ta
 from apps.collector.bars_store import bars_of_symbol
 from apps.collector.candles import MINUTE_MS
 from apps.collector.store import candles_store
-from apps.metrics.bars import TIMEFRAMES
 from apps.metrics.models import MetricsCalculated
 from apps.metrics.selectors import SNAPSHOT_FIELDS, indicators_last_run, snapshot_read
 from apps.metrics.services import minute_time
 from apps.metrics.tasks import shard_indicators
-from apps.metrics.windows import WINDOWS
+from screener_project.kernel.timeframes import SCREENER_TIMEFRAMES
 
 from .conftest import SYMBOLS, as_candles
 from .test_bars import expected_bars, minute_of, seed_history
@@ -46,10 +45,10 @@ def test_the_task_upserts_one_row_per_symbol_and_timeframe(redis_client, frames,
     shard_indicators(minute_ms=end_ms, symbols=SYMBOLS)
     shard_indicators(minute_ms=end_ms, symbols=SYMBOLS)  # a retry: still one row each
     rows = MetricsCalculated.objects.filter(time=minute_time(end_ms))
-    assert rows.count() == len(SYMBOLS) * len(TIMEFRAMES)
+    assert rows.count() == len(SYMBOLS) * len(SCREENER_TIMEFRAMES)
     for symbol in SYMBOLS:
         frame = frames[symbol]
-        for timeframe, n in WINDOWS.items():
+        for timeframe, n in SCREENER_TIMEFRAMES.items():
             row = rows.get(symbol=symbol, timeframe=timeframe)
             expected = pandas_window(frame, ROW, n)
             assert row.change_pct == pytest.approx(expected["change"], rel=1e-9)
@@ -57,7 +56,7 @@ def test_the_task_upserts_one_row_per_symbol_and_timeframe(redis_client, frames,
             assert row.vcp == pytest.approx(expected["vcp"], rel=1e-9, abs=1e-12)
             assert row.fib_s3 == pytest.approx(expected["fib_s3"], rel=1e-9)
             assert row.trades == int(expected["trades"])
-            closes = expected_bars(frame, end_ms, TIMEFRAMES[timeframe], settings.INDICATOR_BARS)[4]
+            closes = expected_bars(frame, end_ms, SCREENER_TIMEFRAMES[timeframe], settings.INDICATOR_BARS)[4]
             series = pd.Series(closes[np.argmax(~np.isnan(closes)) :])
             rsi = ta.momentum.RSIIndicator(series).rsi().iloc[-1]
             signal = ta.trend.MACD(series).macd_signal().iloc[-1]
@@ -78,7 +77,7 @@ def test_the_snapshot_is_the_api_body_and_only_moves_forward(redis_client, frame
     btc = snapshots["BTCUSDT"]
     assert set(btc) == {"symbol", "timestamp", "timeframes"} and btc["symbol"] == "BTCUSDT"
     assert btc["timestamp"] == pd.Timestamp(end_ms + MINUTE_MS, unit="ms", tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
-    assert list(btc["timeframes"]) == list(TIMEFRAMES)
+    assert list(btc["timeframes"]) == list(SCREENER_TIMEFRAMES)
     for values in btc["timeframes"].values():
         assert list(values) == list(SNAPSHOT_FIELDS)
         assert isinstance(values["trades"], int) and isinstance(values["close"], float)
@@ -120,14 +119,14 @@ def test_symbols_without_candles_get_no_row_and_bad_arguments_are_ignored(redis_
     assert shard_indicators(minute_ms=end_ms + 1, symbols=["BTCUSDT"]) == {}
     assert shard_indicators(minute_ms="soon", symbols=["BTCUSDT"]) == {}
     assert shard_indicators(minute_ms=end_ms, symbols="BTCUSDT") == {}
-    assert MetricsCalculated.objects.count() == len(TIMEFRAMES)
+    assert MetricsCalculated.objects.count() == len(SCREENER_TIMEFRAMES)
 
 
 def test_snapshots_of_a_large_shard_are_all_written_and_guarded(redis_client):
     from apps.metrics.services import VALUE_COLUMNS, ShardIndicators, snapshot_write
 
     symbols = [f"X{i:05d}USDT" for i in range(2500)]  # more values than one Lua unpack takes
-    values = {column: np.full((len(TIMEFRAMES), len(symbols)), 1.5) for column in VALUE_COLUMNS}
+    values = {column: np.full((len(SCREENER_TIMEFRAMES), len(symbols)), 1.5) for column in VALUE_COLUMNS}
     minute = 1_746_835_200_000
     assert snapshot_write(redis_client, result=ShardIndicators(minute, symbols, values, {})) == 2500
     older = {column: value[:, :10] for column, value in values.items()}

@@ -8,12 +8,12 @@ import pytest
 from apps.alerts import tasks as alert_tasks
 from apps.alerts.tick import shard_tick_run
 from apps.collector.candles import MINUTE_MS
-from apps.collector.store import key
-from apps.metrics.bars import TIMEFRAMES
 from apps.metrics.models import MetricsCalculated
 from apps.metrics.selectors import snapshot_read
 from apps.metrics.services import minute_time
 from apps.metrics.tasks import shard_indicators
+from screener_project.kernel.redis_keys import shard_last_minute_key
+from screener_project.kernel.timeframes import SCREENER_TIMEFRAMES
 
 from .conftest import SYMBOLS
 from .test_services import prepared  # noqa: F401 - fixture
@@ -35,11 +35,11 @@ def test_the_shard_task_writes_its_minute_without_a_second_task(redis_client, pr
     monkeypatch.setattr(services, "candles_matrix", lambda *a, **k: loads.append(1) or original(*a, **k))
     enqueued = []
     monkeypatch.setattr(alert_tasks, "_enqueue_indicators", lambda *args: enqueued.append(args))
-    redis_client.set(key("shard", 0, "last_minute"), end_ms - MINUTE_MS)
+    redis_client.set(shard_last_minute_key(0), end_ms - MINUTE_MS)
     alert_tasks.shard_tick(minute_ms=end_ms, shard=0, symbols=SYMBOLS, received_ms=end_ms + MINUTE_MS)
     assert enqueued == [] and loads == []  # the block of the alerts was reused
     in_task = _rows(end_ms)
-    assert len(in_task) == len(SYMBOLS) * len(TIMEFRAMES)
+    assert len(in_task) == len(SYMBOLS) * len(SCREENER_TIMEFRAMES)
     assert set(snapshot_read(redis_client, symbols=SYMBOLS)) == set(SYMBOLS)
     # The same rows as the indicators task computes on its own load of the block.
     MetricsCalculated.objects.all().delete()
@@ -49,7 +49,7 @@ def test_the_shard_task_writes_its_minute_without_a_second_task(redis_client, pr
 
 def test_a_catch_up_sends_older_minutes_and_a_failure_to_the_queue(redis_client, prepared):  # noqa: F811
     end_ms = prepared
-    redis_client.set(key("shard", 0, "last_minute"), end_ms - 3 * MINUTE_MS)
+    redis_client.set(shard_last_minute_key(0), end_ms - 3 * MINUTE_MS)
     ran, enqueued = [], []
     shard_tick_run(
         redis_client,
@@ -78,4 +78,4 @@ def test_a_catch_up_sends_older_minutes_and_a_failure_to_the_queue(redis_client,
         indicators=broken,
     )
     assert enqueued == [end_ms + MINUTE_MS]
-    assert redis_client.get(key("shard", 0, "last_minute")) == str(end_ms + MINUTE_MS).encode()
+    assert redis_client.get(shard_last_minute_key(0)) == str(end_ms + MINUTE_MS).encode()

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from apps.collector.candles import FIELDS, data_files, read_csv_candles
-from apps.metrics.windows import WINDOWS, window_metrics
+from apps.metrics.windows import window_metrics
+from screener_project.kernel.timeframes import SCREENER_TIMEFRAMES
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT", "LAYERUSDT", "XMRUSDT"]
 
@@ -61,7 +62,7 @@ def pandas_window(frame: pd.DataFrame, row: int, n: int) -> dict[str, float]:
 def test_every_window_metric_matches_pandas(frames, row):
     metrics = window_metrics(block_ending_at(frames, row))
     for s, frame in enumerate(frames.values()):
-        for window, n in WINDOWS.items():
+        for window, n in SCREENER_TIMEFRAMES.items():
             for metric, expected in pandas_window(frame, row, n).items():
                 got = metrics[f"{metric}_{window}"][s]
                 assert got == pytest.approx(expected, rel=1e-9, abs=1e-12), (metric, window, s)

@@ -12,15 +12,18 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from apps.metrics.bars import TIMEFRAMES
 from apps.metrics.models import MetricsCalculated
 from apps.metrics.selectors import indicators_last_run, snapshot_read
 from apps.metrics.services import minute_time
 from screener_project.celery import app
+from screener_project.kernel.timeframes import SCREENER_TIMEFRAMES
 
 from .conftest import SYMBOLS
 from .test_bars import minute_of, seed_history
 from .test_services import ROW, load_ring
+
+# Starts processes (scripts, workers, daphne): not in `./screener test --fast`.
+pytestmark = pytest.mark.e2e
 
 BIN = Path(sys.executable).parent
 
@@ -59,5 +62,5 @@ def test_a_worker_on_the_indicators_queue_runs_the_sent_task(redis_client, frame
         worker.terminate()
         worker.wait(timeout=20)
         log.close()
-    assert MetricsCalculated.objects.filter(time=minute_time(end_ms)).count() == len(SYMBOLS) * len(TIMEFRAMES)
+    assert MetricsCalculated.objects.filter(time=minute_time(end_ms)).count() == len(SYMBOLS) * len(SCREENER_TIMEFRAMES)
     assert set(snapshot_read(redis_client, symbols=SYMBOLS)) == set(SYMBOLS)

@@ -40,7 +40,7 @@ def test_enqueue_cost_for_a_busy_minute(make_alert, make_destination, broker, dj
     )
     # Past a few destinations the engine publishes one dispatch task; the worker fans out one task per destination.
     (dispatch,) = broker.queued("notifications")
-    assert dispatch["headers"]["task"] == "alerts.dispatch_notifications"
+    assert dispatch["headers"]["task"] == "notifications.dispatch"
     broker.delete(broker.queued.prefix + "notifications")
     dispatch_notifications.apply(args=[sorted(set(Delivery.objects.values_list("destination_id", flat=True)))])
     assert len(broker.queued("notifications")) == 205

@@ -19,7 +19,7 @@ def deliver_tasks(broker) -> list[int]:
     for message in broker.queued("notifications"):
         args = __import__("json").loads(__import__("base64").b64decode(message["body"]))[0]
         task = message["headers"]["task"]
-        ids += args[0] if task == "alerts.dispatch_notifications" else [args[0]]
+        ids += args[0] if task == "notifications.dispatch" else [args[0]]
     return ids
 
 

@@ -9,9 +9,10 @@ import pytest
 from django.db import connection
 
 from apps.alerts.notifications import delivery
-from apps.alerts.notifications.delivery import destination_deliver, lock_key
+from apps.alerts.notifications.delivery import destination_deliver
 from apps.alerts.notifications.models import Delivery
 from apps.alerts.notifications.services import notifications_enqueue
+from screener_project.kernel.redis_keys import notif_lock_key
 from tests.e2e.processes import wait_for
 
 from .receiver import Reply
@@ -24,7 +25,7 @@ def test_a_send_lock_left_by_a_killed_worker_delays_the_destination_only_until_i
     destination = make_destination(url=receiver.url)
     notifications_enqueue(alerts=[make_alert(), make_alert()])
     # What a worker SIGKILLed in the middle of a send leaves behind: its lock, never renewed nor released.
-    redis_client.set(lock_key(destination.id), "token-of-a-dead-worker", px=1000)
+    redis_client.set(notif_lock_key(destination.id), "token-of-a-dead-worker", px=1000)
 
     retry_in = destination_deliver(destination_id=destination.id)
     assert retry_in == 1.0 and receiver.requests == []  # busy: run again once the lock can have expired
@@ -53,14 +54,14 @@ def test_the_lock_outlasts_its_timeout_while_a_slow_send_is_out(
     sender = threading.Thread(target=send)
     sender.start()
     try:
-        wait_for(lambda: redis_client.exists(lock_key(destination.id)), timeout=5, what="the send to start")
+        wait_for(lambda: redis_client.exists(notif_lock_key(destination.id)), timeout=5, what="the send to start")
         time.sleep(1.5)  # past the lock's timeout, the request still out (it is answered after 2.5 s)
-        assert redis_client.exists(lock_key(destination.id))
+        assert redis_client.exists(notif_lock_key(destination.id))
         assert destination_deliver(destination_id=destination.id) == 1.0  # a second sender keeps off
     finally:
         sender.join(10)
     assert len(receiver.requests) == 1
-    assert not redis_client.exists(lock_key(destination.id))
+    assert not redis_client.exists(notif_lock_key(destination.id))
 
 
 @pytest.mark.django_db(transaction=True)  # the retry reconnects to the database

@@ -31,7 +31,7 @@ def test_enqueue_queues_one_send_task_per_destination_on_the_notifications_queue
 
     messages = broker.queued("notifications")
     assert len(messages) == 1
-    assert messages[0]["headers"]["task"] == "alerts.deliver_notification"
+    assert messages[0]["headers"]["task"] == "notifications.deliver"
     body = base64.b64decode(messages[0]["body"])
     assert f"[{destination.id}]".encode() in body
 

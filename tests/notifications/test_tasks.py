@@ -28,7 +28,7 @@ def test_task_sends_and_queues_its_own_follow_up_while_deliveries_wait(
 
     assert [r.status for r in receiver.requests] == [500]
     follow_ups = broker.queued("notifications")  # the retry, due after the backoff
-    assert [m["headers"]["task"] for m in follow_ups] == ["alerts.deliver_notification"]
+    assert [m["headers"]["task"] for m in follow_ups] == ["notifications.deliver"]
     assert follow_ups[0]["headers"]["eta"] is not None
 
     deliver_notification.apply(args=[destination.id])  # too early: nothing is sent before the backoff

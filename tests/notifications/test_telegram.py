@@ -7,7 +7,8 @@ import math
 import re
 from collections import Counter
 
-from apps.alerts.notifications.conf import conf
+from django.conf import settings
+
 from apps.alerts.notifications.delivery import destination_deliver
 from apps.alerts.notifications.models import Delivery
 from apps.alerts.notifications.services import notifications_enqueue
@@ -40,7 +41,7 @@ def test_burst_of_50_alerts_to_one_chat_is_batched_at_one_message_per_second(
 
     drain(destination.id)
 
-    batch = conf("NOTIFICATIONS_BATCH_TELEGRAM")
+    batch = settings.NOTIFICATIONS_BATCH_TELEGRAM
     # Batches of NOTIFICATIONS_BATCH_TELEGRAM, or fewer where that many would not fit in Telegram's 4,096 characters.
     assert math.ceil(50 / batch) <= len(receiver.requests) <= 3
     for request in receiver.requests:
@@ -49,7 +50,7 @@ def test_burst_of_50_alerts_to_one_chat_is_batched_at_one_message_per_second(
         assert body["chat_id"] == "4242" and len(body["text"]) <= 4096
     assert symbols_in(receiver) == Counter({a.symbol: 1 for a in alerts})
     gaps = [b.at - a.at for a, b in zip(receiver.requests, receiver.requests[1:], strict=False)]
-    assert all(gap >= conf("NOTIFICATIONS_INTERVAL_TELEGRAM_CHAT") - 0.01 for gap in gaps)
+    assert all(gap >= settings.NOTIFICATIONS_INTERVAL_TELEGRAM_CHAT - 0.01 for gap in gaps)
     assert Delivery.objects.filter(status="sent").count() == 50
     assert set(Delivery.objects.values_list("attempts", flat=True)) == {1}
 
@@ -65,7 +66,7 @@ def test_alerts_arriving_inside_the_interval_wait_and_go_out_together(
 
     wait = destination_deliver(destination_id=destination.id)
 
-    assert wait is not None and 0 < wait <= conf("NOTIFICATIONS_INTERVAL_TELEGRAM_CHAT")
+    assert wait is not None and 0 < wait <= settings.NOTIFICATIONS_INTERVAL_TELEGRAM_CHAT
     assert len(receiver.requests) == 1  # held back by the per-chat limit, not dropped
     drain(destination.id)
     assert len(receiver.requests) == 2
@@ -94,8 +95,8 @@ def test_group_chats_get_the_slower_group_interval(make_destination):
     private = TelegramTransport(telegram(make_destination, chat_id="4242"))
     group = TelegramTransport(telegram(make_destination, chat_id="-1001234"))
 
-    assert private.interval() == conf("NOTIFICATIONS_INTERVAL_TELEGRAM_CHAT")
-    assert group.interval() == conf("NOTIFICATIONS_INTERVAL_TELEGRAM_GROUP") >= 3.0  # 20 messages a minute
+    assert private.interval() == settings.NOTIFICATIONS_INTERVAL_TELEGRAM_CHAT
+    assert group.interval() == settings.NOTIFICATIONS_INTERVAL_TELEGRAM_GROUP >= 3.0  # 20 messages a minute
 
 
 def test_bot_token_never_reaches_logs_or_recorded_errors(

@@ -18,10 +18,14 @@ import yaml
 from django.conf import settings
 
 from tests.conftest import REPO_ROOT
+from tests.e2e.processes import free_port, wait_for
+
+# Starts processes (scripts, workers, daphne): not in `./screener test --fast`.
+pytestmark = pytest.mark.e2e
 
 DOCKER = REPO_ROOT / "docker"
 START_SCRIPTS = ("start-web", "start-worker", "start-beat", "start-collector", "start-flower", "start-migrate")
-WORKER_METRICS_PORT = 18603
+WORKER_METRICS_PORT = free_port()
 
 
 def _stub_path(tmp_path: Path) -> str:
@@ -197,8 +201,12 @@ def test_beat_health_check_follows_the_real_scheduler(broker, tmp_path: Path):
             time.sleep(1)
     finally:
         _stop(beat)
-    time.sleep(2.5)
-    stale = subprocess.run(check, env={**_env(), "BEAT_MAX_STALE_SECONDS": "2"}, cwd=REPO_ROOT, capture_output=True)
+
+    def stale_check() -> subprocess.CompletedProcess | None:
+        found = subprocess.run(check, env={**_env(), "BEAT_MAX_STALE_SECONDS": "2"}, cwd=REPO_ROOT, capture_output=True)
+        return found if found.returncode != 0 else None
+
+    stale = wait_for(stale_check, timeout=30, interval=0.5, what="the stopped beat's entry to turn stale")
     assert stale.returncode == 1 and b"last ran" in stale.stderr
 
 

@@ -8,6 +8,9 @@ import sys
 
 import pytest
 
+# Starts processes (scripts, workers, daphne): not in `./screener test --fast`.
+pytestmark = pytest.mark.e2e
+
 
 def _frozen_after(code: str) -> int:
     """gc.get_freeze_count() printed by a fresh interpreter after running `code` (the test process stays as is)."""

@@ -12,6 +12,10 @@ import pytest
 from screener_project.observability import logging_dict
 from tests.conftest import REPO_ROOT
 
+# Starts processes (scripts, workers, daphne): not in `./screener test --fast`.
+pytestmark = pytest.mark.e2e
+
+
 TICK_CODE = """
 import asyncio, logging
 import django

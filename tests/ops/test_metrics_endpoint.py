@@ -14,9 +14,13 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import REPO_ROOT
+from tests.e2e.processes import free_port
 
-WEB_PORT = 18601
-WORKER_METRICS_PORT = 18602
+# Starts processes (scripts, workers, daphne): not in `./screener test --fast`.
+pytestmark = pytest.mark.e2e
+
+WEB_PORT = free_port()
+WORKER_METRICS_PORT = free_port()
 
 # What a shard worker does during a tick, as far as the instruments go.
 WORKER_CODE = """

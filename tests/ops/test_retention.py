@@ -11,6 +11,7 @@ from apps.alerts.models import AlertHistory
 from apps.collector.models import Candle1m
 from apps.metrics.models import MetricsCalculated
 from screener_project.celery import app as celery_app
+from screener_project.kernel.redis_keys import collector_clock_key, redis_client
 from screener_project.timescale import retention_policy_hours
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -134,8 +135,8 @@ def test_bad_retention_settings_are_refused():
 
 
 def test_purge_is_registered_and_scheduled_on_the_default_queue():
-    assert "alerts.retention_purge" in celery_app.tasks
-    entries = [e for e in celery_app.conf.beat_schedule.values() if e["task"] == "alerts.retention_purge"]
+    assert "housekeeping.retention_purge" in celery_app.tasks
+    entries = [e for e in celery_app.conf.beat_schedule.values() if e["task"] == "housekeeping.retention_purge"]
     assert len(entries) == 1
     assert entries[0]["options"]["queue"] == "default"
 
@@ -144,7 +145,6 @@ def test_purge_is_registered_and_scheduled_on_the_default_queue():
 def test_purge_task_follows_the_exchange_clock_of_the_run(settings):
     """A replay runs on the simulator's clock: its rows are kept for RETENTION_HOURS of that clock, whatever the wall
     clock says (here the replay is dated a year ago and would otherwise be deleted whole)."""
-    from apps.collector.store import key, redis_client
 
     settings.RETENTION_HOURS = 1
     exchange_now = datetime(2025, 11, 20, 12, 0, tzinfo=UTC)
@@ -160,11 +160,11 @@ def test_purge_task_follows_the_exchange_clock_of_the_run(settings):
             quote_volume=0,
         )
     client = redis_client()
-    client.set(key("collector", "clock"), int(exchange_now.timestamp() * 1000))
+    client.set(collector_clock_key(), int(exchange_now.timestamp() * 1000))
     try:
         result = retention_purge.apply().get()
     finally:
-        client.delete(key("collector", "clock"))
+        client.delete(collector_clock_key())
     if _timescale_installed():
         assert result["candles_1m"] == "timescale"
         return

@@ -7,7 +7,12 @@ import signal
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.e2e.processes import wait_for
+
+# Starts processes (scripts, workers, daphne): not in `./screener test --fast`.
+pytestmark = pytest.mark.e2e
 
 SUPERVISE = Path(__file__).resolve().parents[2] / "bin" / "supervise"
 

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db import connection
 
 from apps.collector.candles import MINUTE_MS
-from apps.collector.store import key
+from screener_project.kernel.redis_keys import key
 from tests.e2e.processes import BIN, ProcessGroup, free_port, wait_for
 
 # Broadcast features the screener gains nothing from, and whose reconnection after a Redis restart crashed workers

@@ -15,7 +15,7 @@ from django.conf import settings
 
 from apps.api.health import beat_detail
 from apps.collector.candles import MINUTE_MS
-from apps.collector.store import key
+from screener_project.kernel.redis_keys import key
 from tests.e2e.processes import ProcessGroup, wait_for
 
 from .conftest import beat_start, claimed, minute_make_due, process_env, worker_start

@@ -41,7 +41,7 @@ from django.utils import timezone
 
 from apps.alerts.notifications.models import Delivery
 from apps.collector.candles import data_files, read_csv_candles
-from apps.collector.store import key
+from screener_project.kernel.redis_keys import key
 from tests.e2e.processes import wait_for
 from tests.notifications.receiver import Reply
 

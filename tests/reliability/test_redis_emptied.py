@@ -16,9 +16,9 @@ import pandas as pd
 import pytest
 from django.conf import settings
 
-from apps.collector.bars_store import bars_key
 from apps.collector.candles import FIELDS, MINUTE_MS, data_files, read_csv_candles
 from apps.collector.store import active_symbols, candles_of_symbol
+from screener_project.kernel.redis_keys import bars_key
 from tests.collector.processes import Process, process_env, simulator_start, simulator_status, wait_until
 from tests.e2e.processes import free_port
 

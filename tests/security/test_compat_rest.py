@@ -113,7 +113,16 @@ def test_rule_switch_with_an_empty_json_object_is_400_naming_enabled(api, user):
 
 def _token(sub: object, key: str | None = None, **extra) -> str:
     now = int(time.time())
-    claims = {"sub": sub, "iss": "screener-compat", "aud": "pulsaryx", "iat": now, "exp": now + 600, **extra}
+    # A `pwh` claim, so that the subject's checks are what refuses the token.
+    claims = {
+        "sub": sub,
+        "iss": "screener-compat",
+        "aud": "pulsaryx",
+        "iat": now,
+        "exp": now + 600,
+        "pwh": "x",
+        **extra,
+    }
     return jwt.encode(claims, key or settings.COMPAT_JWT_SECRET, algorithm="HS256")
 
 

@@ -19,6 +19,9 @@ from rest_framework.test import APIClient
 from screener_project.env_file import GENERATED, env_file_ensure, env_file_value
 from tests.conftest import REPO_ROOT
 
+# Starts processes (scripts, workers, daphne): not in `./screener test --fast`.
+pytestmark = pytest.mark.e2e
+
 OLD_PUBLIC_KEY = "insecure-development-key-change-me"
 SHOW_SETTINGS = (
     "import json, django; django.setup(); from django.conf import settings as s; "
@@ -119,6 +122,7 @@ def test_compat_token_forged_with_the_old_public_key_is_refused():
     admin = get_user_model().objects.create_superuser("root", "root@example.com", "pw-long-enough-123")
     now = int(time.time())
     claims = {"sub": str(admin.pk), "iss": "screener-compat", "aud": "pulsaryx", "iat": now, "exp": now + 600}
+    claims["pwh"] = admin.get_session_auth_hash()
     forged = jwt.encode(claims, OLD_PUBLIC_KEY, algorithm="HS256")
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {forged}")

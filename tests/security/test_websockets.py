@@ -84,7 +84,8 @@ async def test_odd_subject_in_the_query_string_is_refused_with_4401():
 
 def _compat_token(sub: object, key: str | None = None) -> str:
     now = int(time.time())
-    claims = {"sub": sub, "iss": "screener-compat", "aud": "pulsaryx", "iat": now, "exp": now + 600}
+    # A `pwh` claim, so that the subject's checks are what refuses the token.
+    claims = {"sub": sub, "iss": "screener-compat", "aud": "pulsaryx", "iat": now, "exp": now + 600, "pwh": "x"}
     return jwt.encode(claims, key or settings.COMPAT_JWT_SECRET, algorithm="HS256")
 
 

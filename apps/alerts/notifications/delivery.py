@@ -7,13 +7,9 @@ Per destination, in Redis (keys under settings.REDIS_KEY_PREFIX, written `P`):
 - `P:notif:next:<id>`: the earliest moment (epoch seconds) of the next request: the channel's interval after the
   last one, or longer when the server said so (Retry-After, Discord's empty bucket).
 Alerts that arrive while a destination must wait stay pending in the database and go out together in the next
-batch: a burst costs fewer messages and nothing is dropped.
-
-Order: a destination gets its alerts in the order of their minute (triggered_at). Deliveries go out oldest first, and
-a delivery waiting out its backoff holds back the newer ones behind it (they join its retry), so a destination that
-was down receives, once back, everything in order. A failed request backs the whole destination off (doubling from
-NOTIFICATIONS_BACKOFF_BASE up to NOTIFICATIONS_MAX_BACKOFF), and a delivery is retried for NOTIFICATIONS_RETRY_SECONDS
-(at least NOTIFICATIONS_MAX_ATTEMPTS times) before it is given up: an outage of minutes loses nothing.
+batch: a burst costs fewer messages and nothing is dropped. A failing batch is retried (backoff doubling up to
+NOTIFICATIONS_MAX_BACKOFF) for NOTIFICATIONS_RETRY_SECONDS and at least NOTIFICATIONS_MAX_ATTEMPTS times, ahead of
+everything newer: a destination down for minutes gets, once back, every alert once and in order.
 """
 
 from __future__ import annotations
@@ -25,32 +21,24 @@ from datetime import timedelta
 from functools import reduce
 from operator import or_
 
+from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
-from django.db.models import F, Q
+from django.db.models import F, Min, Q
 from django.utils import timezone
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_before_delay, wait_exponential
 
 from apps.alerts.models import AlertHistory
-from apps.collector.store import key
+from screener_project.kernel.redis_keys import notif_lock_key, notif_next_key, redis_client
 from screener_project.locks import RenewedLock
 from screener_project.observability import WEBHOOK_DELIVERIES
 
-from .conf import conf
 from .messages import messages_build
 from .models import Delivery, DeliveryAttempt, Destination
-from .scheduling import redis_client
-from .transports import SendResult, TransportError, transport_for
+from .transports import SendResult, TransportError, idempotency_key, transport_for
 
 logger = logging.getLogger(__name__)
 
 LOCK_SECONDS = 10
-
-
-def lock_key(destination_id: int) -> str:
-    return key("notif", "lock", destination_id)
-
-
-def next_key(destination_id: int) -> str:
-    return key("notif", "next", destination_id)
 
 
 def destination_deliver(*, destination_id: int) -> float | None:
@@ -58,7 +46,7 @@ def destination_deliver(*, destination_id: int) -> float | None:
     destination = Destination.objects.filter(pk=destination_id).first()
     if destination is None or not destination.enabled or destination.is_paused:
         return None
-    lock = RenewedLock(redis_client(), lock_key(destination_id), timeout=LOCK_SECONDS)
+    lock = RenewedLock(redis_client(), notif_lock_key(destination_id), timeout=LOCK_SECONDS)
     if not lock.acquire(blocking=False):
         # Another process is sending and looks for what is still pending when done; should it have been killed,
         # its lock expires within LOCK_SECONDS and this run takes over.
@@ -74,35 +62,35 @@ def _next_run_in(destination_id: int) -> float | None:
     destination = Destination.objects.filter(pk=destination_id).first()
     if destination is None or not destination.enabled or destination.is_paused:
         return None
-    # The oldest pending delivery decides: newer ones wait behind it (see the module's docstring).
-    earliest = (
-        Delivery.objects.filter(destination_id=destination_id, status=Delivery.Status.PENDING)
-        .order_by("alert_triggered_at", "id")
-        .values_list("next_attempt_at", flat=True)
-        .first()
-    )
+    pending = Delivery.objects.filter(destination_id=destination_id, status=Delivery.Status.PENDING)
+    unfinished = pending.exclude(batch_key="")
+    # An unfinished batch goes first (see _send_batch), so its retry moment is the next run's, whatever came after.
+    earliest = (unfinished if unfinished.exists() else pending).aggregate(earliest=Min("next_attempt_at"))["earliest"]
     if earliest is None:
         return None
-    not_before = float(redis_client().get(next_key(destination_id)) or 0)
+    not_before = float(redis_client().get(notif_next_key(destination_id)) or 0)
     return max(0.0, (earliest - timezone.now()).total_seconds(), not_before - time.time())
 
 
 def _send_batch(destination: Destination) -> None:
-    if time.time() < float(redis_client().get(next_key(destination.pk)) or 0):
+    if time.time() < float(redis_client().get(notif_next_key(destination.pk)) or 0):
         return
     transport = transport_for(destination)
     now = timezone.now()
-    oldest = list(
-        Delivery.objects.filter(destination=destination, status=Delivery.Status.PENDING).order_by(
-            "alert_triggered_at", "id"
-        )[: conf(f"NOTIFICATIONS_BATCH_{destination.kind.upper()}")]
-    )
-    # The due ones from the oldest on, up to the first still backing off: nothing overtakes an older alert.
-    due = []
-    for delivery in oldest:
-        if delivery.next_attempt_at > now:
-            break
-        due.append(delivery)
+    pending = Delivery.objects.filter(destination=destination, status=Delivery.Status.PENDING)
+    unfinished = list(pending.exclude(batch_key="").order_by("alert_triggered_at", "id"))
+    if unfinished:
+        # A batch whose outcome was never recorded (its sender died, or it waits for a retry) goes again as it was,
+        # under the same Idempotency-Key, before anything newer: a receiver that honours the key sees it once.
+        due = [d for d in unfinished if d.batch_key == unfinished[0].batch_key]
+        if due[0].next_attempt_at > now:
+            return
+    else:
+        due = list(
+            pending.filter(next_attempt_at__lte=now).order_by("alert_triggered_at", "id")[
+                : getattr(settings, f"NOTIFICATIONS_BATCH_{destination.kind.upper()}")
+            ]
+        )
     if not due:
         return
     alerts = _alerts_of(due)
@@ -117,6 +105,12 @@ def _send_batch(destination: Destination) -> None:
     messages = messages_build(alerts=[alerts[_alert_key(d)] for d in due])
     count = transport.batch_size(messages)
     batch, messages = due[:count], messages[:count]
+    batch_key = idempotency_key(messages)
+    if any(d.batch_key != batch_key for d in batch):
+        # Committed before the request leaves, so that whoever sends next knows this batch may have arrived.
+        Delivery.objects.filter(pk__in=[d.pk for d in batch]).update(batch_key=batch_key)
+        for delivery in batch:
+            delivery.batch_key = batch_key
     started = time.monotonic()
     try:
         result: SendResult | None = transport.send(messages)
@@ -131,9 +125,9 @@ def _send_batch(destination: Destination) -> None:
     wait = transport.interval()
     if result is not None:
         wait = max(wait, result.wait_after)
-    elif error is not None:
-        wait = max(wait, _backoff(destination.consecutive_failures + 1, error.retry_after))
-    redis_client().set(next_key(destination.pk), f"{time.time() + wait:.3f}", px=int(wait * 1000) + 1000)
+    elif error is not None and error.retry_after is not None:
+        wait = max(wait, min(error.retry_after, settings.NOTIFICATIONS_MAX_RETRY_AFTER))
+    redis_client().set(notif_next_key(destination.pk), f"{time.time() + wait:.3f}", px=int(wait * 1000) + 1000)
 
 
 # The batch is out: its outcome must be recorded, or it is sent again. A database that is away for a moment is
@@ -141,20 +135,25 @@ def _send_batch(destination: Destination) -> None:
 RECORD_RETRY_SECONDS = 60.0
 
 
+def _record_retry_prepare(state: RetryCallState) -> None:
+    logger.warning(
+        "notifications: recording a sent batch failed (%s); retrying in %.1f s",
+        state.outcome.exception() if state.outcome else None,
+        state.upcoming_sleep,
+    )
+    connection.close()  # the next attempt opens a new connection
+
+
 def _record_surely(**outcome) -> None:
-    deadline = time.monotonic() + RECORD_RETRY_SECONDS
-    delay = 0.5
-    while True:
-        try:
+    for attempt in Retrying(
+        retry=retry_if_exception_type((OperationalError, InterfaceError)),
+        wait=wait_exponential(multiplier=0.5, max=5.0),  # 0.5, 1, 2, 4, 5, 5, ... s
+        stop=stop_before_delay(RECORD_RETRY_SECONDS),
+        before_sleep=_record_retry_prepare,
+        reraise=True,
+    ):
+        with attempt:
             _record(**outcome)
-            return
-        except (OperationalError, InterfaceError) as exc:
-            if time.monotonic() + delay > deadline:
-                raise
-            logger.warning("notifications: recording a sent batch failed (%s); retrying in %.1f s", exc, delay)
-            connection.close()  # the next attempt opens a new connection
-            time.sleep(delay)
-            delay = min(delay * 2, 5.0)
 
 
 def _record(
@@ -166,24 +165,25 @@ def _record(
     duration_ms: int,
 ) -> None:
     now = timezone.now()
-    max_attempts = conf("NOTIFICATIONS_MAX_ATTEMPTS")
-    retry_until = now - timedelta(seconds=conf("NOTIFICATIONS_RETRY_SECONDS"))
-    backoff = _backoff(destination.consecutive_failures + 1, error.retry_after if error else None)
+    max_attempts = settings.NOTIFICATIONS_MAX_ATTEMPTS
+    # Retried for NOTIFICATIONS_RETRY_SECONDS, and at least max_attempts times: an outage of minutes loses nothing.
+    retry_until = now - timedelta(seconds=settings.NOTIFICATIONS_RETRY_SECONDS)
     attempts = []
     outcomes: Counter[str] = Counter()
     for delivery in batch:
         delivery.attempts += 1
         if error is None:
             delivery.status, delivery.sent_at, delivery.last_error = Delivery.Status.SENT, now, ""
+            delivery.batch_key = ""
             outcomes["sent"] += 1
         else:
             delivery.last_error = error.message[:500]
             if error.retryable and (delivery.attempts < max_attempts or delivery.created_at > retry_until):
-                # The destination's backoff, the same for the whole batch: it is retried as one, in order.
-                delivery.next_attempt_at = now + timedelta(seconds=backoff)
+                # The batch keeps its key: a request that timed out may have arrived, and is retried as it was.
+                delivery.next_attempt_at = now + timedelta(seconds=_backoff(delivery.attempts, error.retry_after))
                 outcomes["retry"] += 1
             else:
-                delivery.status = Delivery.Status.FAILED
+                delivery.status, delivery.batch_key = Delivery.Status.FAILED, ""
                 outcomes["failed"] += 1
         attempts.append(
             DeliveryAttempt(
@@ -198,7 +198,9 @@ def _record(
             )
         )
     with transaction.atomic():
-        Delivery.objects.bulk_update(batch, ["status", "attempts", "last_error", "next_attempt_at", "sent_at"])
+        Delivery.objects.bulk_update(
+            batch, ["status", "attempts", "last_error", "next_attempt_at", "sent_at", "batch_key"]
+        )
         DeliveryAttempt.objects.bulk_create(attempts)
         if error is None:
             sent = reduce(
@@ -230,10 +232,10 @@ def _failure_count(*, destination: Destination, error: TransportError, now, retr
         return  # being rate limited says nothing about the destination's health
     Destination.objects.filter(pk=destination.pk).update(consecutive_failures=F("consecutive_failures") + 1)
     failures = Destination.objects.values_list("consecutive_failures", flat=True).get(pk=destination.pk)
-    threshold = conf("NOTIFICATIONS_PAUSE_AFTER_FAILURES")
+    threshold = settings.NOTIFICATIONS_PAUSE_AFTER_FAILURES
     if error.destination_broken:
         reason = error.message
-    elif failures >= threshold and retried_since <= now - timedelta(seconds=conf("NOTIFICATIONS_RETRY_SECONDS")):
+    elif failures >= threshold and retried_since <= now - timedelta(seconds=settings.NOTIFICATIONS_RETRY_SECONDS):
         reason = f"{failures} consecutive failures, last: {error.message}"
     else:
         return
@@ -243,11 +245,11 @@ def _failure_count(*, destination: Destination, error: TransportError, now, retr
     logger.warning("notifications: destination %s (%s) paused: %s", destination.pk, destination.name, reason)
 
 
-def _backoff(failures: int, retry_after: float | None) -> float:
-    """Seconds to wait after the destination's `failures`-th failed request in a row."""
-    delay = min(conf("NOTIFICATIONS_BACKOFF_BASE") * 2 ** min(failures - 1, 30), conf("NOTIFICATIONS_MAX_BACKOFF"))
+def _backoff(attempts: int, retry_after: float | None) -> float:
+    """Seconds before attempt n+1: doubling from NOTIFICATIONS_BACKOFF_BASE up to NOTIFICATIONS_MAX_BACKOFF."""
+    delay = min(settings.NOTIFICATIONS_BACKOFF_BASE * 2 ** min(attempts - 1, 30), settings.NOTIFICATIONS_MAX_BACKOFF)
     if retry_after is not None:
-        delay = max(delay, min(retry_after, conf("NOTIFICATIONS_MAX_RETRY_AFTER")))
+        delay = max(delay, min(retry_after, settings.NOTIFICATIONS_MAX_RETRY_AFTER))
     return delay
 
 

@@ -141,6 +141,10 @@ class Delivery(models.Model):
     last_error = models.CharField(max_length=500, blank=True, default="")
     # A pending delivery is not sent before this moment (retry backoff, Retry-After).
     next_attempt_at = models.DateTimeField()
+    # The Idempotency-Key of the request this delivery went out in, set before the request and cleared once its
+    # outcome is final: a sender that died meanwhile leaves it, and the next sender repeats exactly that batch, with
+    # that key, before anything else.
+    batch_key = models.CharField(max_length=64, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     sent_at = models.DateTimeField(null=True, blank=True)
 

@@ -19,7 +19,7 @@ import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from .conf import conf
+from django.conf import settings
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
@@ -107,7 +107,7 @@ def address_allowed(address: Address) -> bool:
         if embedded is not None:
             address = embedded
     if address.is_loopback:
-        return bool(conf("NOTIFICATIONS_ALLOW_LOOPBACK"))
+        return bool(settings.NOTIFICATIONS_ALLOW_LOOPBACK)
     return address.is_global and not address.is_multicast and not address.is_reserved
 
 

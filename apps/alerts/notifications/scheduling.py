@@ -7,13 +7,9 @@ alert arriving while a batch is being sent always gets a task of its own.
 
 from __future__ import annotations
 
-import functools
 import time
 
-import redis as redis_lib
-from django.conf import settings
-
-from apps.collector.store import key
+from screener_project.kernel.redis_keys import notif_due_key, redis_client
 
 # Returns 1 when the caller should queue a task due at ARGV[1] (no task queued, or the queued one is later).
 _CLAIM_SCRIPT = """
@@ -27,31 +23,22 @@ return 1
 """
 
 
-@functools.cache
-def redis_client() -> redis_lib.Redis:
-    return redis_lib.Redis.from_url(settings.REDIS_URL)
-
-
-def due_key(destination_id: int) -> str:
-    return key("notif", "due", destination_id)
-
-
 def destination_schedule(*, destination_id: int, delay: float) -> bool:
-    """Queue `alerts.deliver_notification` for the destination in `delay` seconds unless one is due sooner."""
+    """Queue `notifications.deliver` for the destination in `delay` seconds unless one is due sooner."""
     from .tasks import deliver_notification
 
     delay = max(0.0, delay)
     due = time.time() + delay
     # The marker outlives the due time a little, so a task lost by the broker blocks rescheduling only briefly.
     ttl_ms = int((delay + 30) * 1000)
-    if not redis_client().eval(_CLAIM_SCRIPT, 1, due_key(destination_id), f"{due:.3f}", ttl_ms):
+    if not redis_client().eval(_CLAIM_SCRIPT, 1, notif_due_key(destination_id), f"{due:.3f}", ttl_ms):
         return False
     deliver_notification.apply_async(args=[destination_id], countdown=delay or None)
     return True
 
 
 def destination_schedule_clear(*, destination_id: int) -> None:
-    redis_client().delete(due_key(destination_id))
+    redis_client().delete(notif_due_key(destination_id))
 
 
 # Above this many destinations, the caller publishes one dispatch task and a notifications worker fans out.
@@ -75,7 +62,7 @@ def destinations_schedule_now(*, destination_ids: list[int]) -> int:
     due = f"{time.time():.3f}"
     pipe = redis_client().pipeline(transaction=False)
     for destination_id in destination_ids:
-        pipe.eval(_CLAIM_SCRIPT, 1, due_key(destination_id), due, 30_000)
+        pipe.eval(_CLAIM_SCRIPT, 1, notif_due_key(destination_id), due, 30_000)
     won = [d for d, claimed in zip(destination_ids, pipe.execute(), strict=True) if claimed]
     if won:
         with deliver_notification.app.producer_or_acquire() as producer:

@@ -2,7 +2,7 @@
 
 `notifications_enqueue` is called by the alert engine inside the transaction that claims the alerts, so alerts and
 their deliveries commit together. It costs a handful of queries
-per call whatever the number of alerts, never raises, and leaves the sending to the `alerts.deliver_notification`
+per call whatever the number of alerts, never raises, and leaves the sending to the `notifications.deliver`
 task (queue "notifications"), one task per destination touched, which sends that destination's pending deliveries
 in batches within its rate limit (apps.alerts.notifications.delivery).
 """
@@ -95,8 +95,8 @@ def _deliveries_insert(rows: list[tuple]) -> list[int]:
         # RETURNING lists only the rows this call inserted.
         cursor.execute(
             f"INSERT INTO {Delivery._meta.db_table} (destination_id, alert_triggered_at, alert_symbol, alert_type,"
-            " alert_id, status, attempts, last_error, next_attempt_at, created_at)"
-            " SELECT d, t, s, a, i, 'pending', 0, '', %s, %s"
+            " alert_id, status, attempts, last_error, next_attempt_at, created_at, batch_key)"
+            " SELECT d, t, s, a, i, 'pending', 0, '', %s, %s, ''"
             " FROM unnest(%s::bigint[], %s::timestamptz[], %s::text[], %s::text[], %s::uuid[]) AS r(d, t, s, a, i)"
             " ON CONFLICT (alert_triggered_at, alert_symbol, alert_type, destination_id) DO NOTHING"
             " RETURNING destination_id",

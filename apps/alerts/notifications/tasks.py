@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 
 
-@shared_task(name="alerts.deliver_notification", ignore_result=True, acks_late=True)
+@shared_task(name="notifications.deliver", ignore_result=True, acks_late=True)
 def deliver_notification(destination_id: int) -> None:
     """Send the destination's due deliveries (one rate-limited batch) and schedule the next run if more wait."""
     from .delivery import destination_deliver
@@ -17,7 +17,7 @@ def deliver_notification(destination_id: int) -> None:
         destination_schedule(destination_id=destination_id, delay=next_in)
 
 
-@shared_task(name="alerts.dispatch_notifications", ignore_result=True, acks_late=True)
+@shared_task(name="notifications.dispatch", ignore_result=True, acks_late=True)
 def dispatch_notifications(destination_ids: list[int]) -> None:
     """Queue the send task of each destination (a burst touching many destinations costs the alert engine one)."""
     from .scheduling import destinations_schedule_now
@@ -25,7 +25,7 @@ def dispatch_notifications(destination_ids: list[int]) -> None:
     destinations_schedule_now(destination_ids=destination_ids)
 
 
-@shared_task(name="alerts.sweep_notifications", ignore_result=True)
+@shared_task(name="notifications.sweep", ignore_result=True)
 def sweep_notifications() -> None:
     """Reschedule deliveries whose task was lost (broker outage, worker crash); drop records past the retention."""
     from datetime import timedelta

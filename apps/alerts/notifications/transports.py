@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import httpx
+from django.conf import settings
 
-from .conf import conf
 from .messages import AlertMessage, fmt_change, fmt_price, fmt_vcp, fmt_volume, vcp_of
 from .models import Destination
 from .safety import UnsafeDestination, url_resolve_safe
@@ -92,7 +92,9 @@ def http_post(url: str, *, body: bytes, headers: dict[str, str], secrets: tuple[
         target = url_resolve_safe(url)
     except UnsafeDestination as exc:
         raise TransportError(f"refused: {exc}", retryable=False, destination_broken=True) from None
-    timeout = httpx.Timeout(conf("NOTIFICATIONS_READ_TIMEOUT"), connect=conf("NOTIFICATIONS_CONNECT_TIMEOUT"), pool=1.0)
+    timeout = httpx.Timeout(
+        settings.NOTIFICATIONS_READ_TIMEOUT, connect=settings.NOTIFICATIONS_CONNECT_TIMEOUT, pool=1.0
+    )
     request_headers = {
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
@@ -166,7 +168,7 @@ class Transport:
 
     def batch_size(self, messages: list[AlertMessage]) -> int:
         """How many of `messages` (from the start) fit in one request."""
-        return min(len(messages), conf(f"NOTIFICATIONS_BATCH_{self.kind.upper()}"))
+        return min(len(messages), getattr(settings, f"NOTIFICATIONS_BATCH_{self.kind.upper()}"))
 
     def interval(self) -> float:
         """Minimum seconds between two requests to this destination: the channel's, or the destination's own when
@@ -175,7 +177,7 @@ class Transport:
 
     def channel_interval(self) -> float:
         """Minimum seconds between two requests the channel itself allows."""
-        return float(conf(f"NOTIFICATIONS_INTERVAL_{self.kind.upper()}"))
+        return float(getattr(settings, f"NOTIFICATIONS_INTERVAL_{self.kind.upper()}"))
 
     def send(self, messages: list[AlertMessage]) -> SendResult:
         raise NotImplementedError
@@ -226,8 +228,8 @@ class TelegramTransport(Transport):
     def channel_interval(self) -> float:
         # Group and channel chat ids are negative; Telegram allows them about 20 messages a minute.
         if self.destination.telegram_chat_id.startswith("-"):
-            return float(conf("NOTIFICATIONS_INTERVAL_TELEGRAM_GROUP"))
-        return float(conf("NOTIFICATIONS_INTERVAL_TELEGRAM_CHAT"))
+            return float(settings.NOTIFICATIONS_INTERVAL_TELEGRAM_GROUP)
+        return float(settings.NOTIFICATIONS_INTERVAL_TELEGRAM_CHAT)
 
     def batch_size(self, messages: list[AlertMessage]) -> int:
         limit = super().batch_size(messages)
@@ -240,7 +242,7 @@ class TelegramTransport(Transport):
 
     def send(self, messages: list[AlertMessage]) -> SendResult:
         token = self.destination.telegram_bot_token
-        base = conf("NOTIFICATIONS_TELEGRAM_API_URL").rstrip("/")
+        base = settings.NOTIFICATIONS_TELEGRAM_API_URL.rstrip("/")
         body = json.dumps(
             {
                 "chat_id": self.destination.telegram_chat_id,

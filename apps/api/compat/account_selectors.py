@@ -13,8 +13,8 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from apps.alerts.models import AlertRule
-from apps.alerts.selectors import iso_utc
 from apps.collector.models import Symbol
+from screener_project.kernel.clock import iso_utc
 
 from .account_services import QUOTE_ASSETS, account_profile_get, profile_rules_switched_off
 from .base import rule_id

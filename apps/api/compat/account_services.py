@@ -21,9 +21,9 @@ from apps.alerts.notifications.messages import AlertMessage
 from apps.alerts.notifications.models import Destination
 from apps.alerts.notifications.services import destination_resume
 from apps.alerts.notifications.transports import TransportError, transport_for
-from apps.alerts.selectors import iso_utc
 from apps.api.fanout import user_rules_broadcast
 from apps.collector.models import Symbol
+from screener_project.kernel.clock import iso_utc
 
 from .models import AccountProfile, UserWebhook
 from .rule_catalogue import CLIENT_RULE_TYPES, rules_switched_off, send_all_rules

@@ -18,35 +18,24 @@ import numpy as np
 import orjson
 
 from apps.alerts.models import AlertHistory, AlertRule
-from apps.alerts.selectors import alert_payload, iso_utc
+from apps.alerts.selectors import alert_payload
 from apps.api.selectors import candle_rows
-from apps.collector.bars_store import BAR_INTERVALS, bar_count, bars_matrices
+from apps.collector.bars_store import bar_count, bars_matrices
 from apps.collector.candles import FIELD_INDEX, MINUTE_MS
-from apps.collector.store import key, redis_client
 from apps.metrics.models import MetricsCalculated
 from apps.metrics.selectors import SNAPSHOT_FIELDS
-from apps.metrics.windows import WINDOWS
+from screener_project.kernel.clock import iso_utc
+from screener_project.kernel.redis_keys import active_symbols_key, redis_client, snapshot_key
+from screener_project.kernel.timeframes import BAR_INTERVALS, KLINE_INTERVAL_MINUTES, SCREENER_TIMEFRAMES
 
 from .base import rule_id
 from .rule_catalogue import CLIENT_RULE_TYPES, send_all_rules
 
 logger = logging.getLogger(__name__)
 
-TIMEFRAMES: tuple[str, ...] = tuple(WINDOWS)
 # Binance kline intervals the stored 1m candles can build (bars aligned on the epoch, as Binance aligns them up to 1d).
 KLINE_INTERVALS: dict[str, timedelta] = {
-    "1m": timedelta(minutes=1),
-    "3m": timedelta(minutes=3),
-    "5m": timedelta(minutes=5),
-    "15m": timedelta(minutes=15),
-    "30m": timedelta(minutes=30),
-    "1h": timedelta(hours=1),
-    "2h": timedelta(hours=2),
-    "4h": timedelta(hours=4),
-    "6h": timedelta(hours=6),
-    "8h": timedelta(hours=8),
-    "12h": timedelta(hours=12),
-    "1d": timedelta(days=1),
+    name: timedelta(minutes=minutes) for name, minutes in KLINE_INTERVAL_MINUTES.items()
 }
 _FIBONACCI = (("r3", "fib_r3"), ("r2", "fib_r2"), ("r1", "fib_r1"), ("pivot", "fib_pivot"), ("s1", "fib_s1"),
               ("s2", "fib_s2"), ("s3", "fib_s3"))  # fmt: skip
@@ -118,8 +107,8 @@ def snapshot_bodies() -> dict[str, bytes]:
     """symbol -> raw snapshot body, for the symbols being collected (every symbol when none is: the collector is
     down, so the last known values are shown). One Redis round trip."""
     pipe = redis_client().pipeline(transaction=False)
-    pipe.hgetall(key("snapshot"))
-    pipe.smembers(key("symbols", "active"))
+    pipe.hgetall(snapshot_key())
+    pipe.smembers(active_symbols_key())
     raw, active = pipe.execute()
     bodies = {name.decode(): body for name, body in raw.items()}
     if active:
@@ -164,7 +153,7 @@ def metrics_entry(snapshot: dict) -> dict:
     time = snapshot.get("timestamp")
     return {
         "symbol": snapshot.get("symbol"),
-        "timeframes": {tf: _timeframe_entry(timeframes.get(tf) or {}, time) for tf in TIMEFRAMES},
+        "timeframes": {tf: _timeframe_entry(timeframes.get(tf) or {}, time) for tf in SCREENER_TIMEFRAMES},
     }
 
 

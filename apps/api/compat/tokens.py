@@ -1,11 +1,14 @@
 """Bearer tokens of the compatibility surface: HS256 JWTs this server issues to its own (Django) users at login.
 
 They are separate from the Supabase tokens of docs/api.md: their own secret (COMPAT_JWT_SECRET), issuer and audience,
-so a token of one surface is never accepted by the other.
+so a token of one surface is never accepted by the other. Each names the user's current password through Django's
+session hash (claim `pwh`, an HMAC of the password hash, never the hash itself): a password change or reset ends every
+token issued before it, as it ends the user's admin sessions.
 """
 
 from __future__ import annotations
 
+import hmac
 import time
 
 import jwt
@@ -34,6 +37,7 @@ def compat_token_issue(user) -> str:
         "aud": AUDIENCE,
         "iat": now,
         "exp": now + settings.COMPAT_TOKEN_TTL_SECONDS,
+        "pwh": user.get_session_auth_hash(),
     }
     return jwt.encode(payload, settings.COMPAT_JWT_SECRET, algorithm=ALGORITHM)
 
@@ -47,7 +51,7 @@ def compat_token_user(token: str):
             algorithms=[ALGORITHM],
             audience=AUDIENCE,
             issuer=ISSUER,
-            options={"require": ["sub", "exp", "iat"]},
+            options={"require": ["sub", "exp", "iat", "pwh"]},
         )
     except jwt.ExpiredSignatureError:
         raise CompatTokenError("Token has expired.") from None
@@ -60,6 +64,11 @@ def compat_token_user(token: str):
     user = get_user_model().objects.filter(pk=int(subject), is_active=True).first()
     if user is None:
         raise CompatTokenError("Token names no active user.")
+    password_hash = claims["pwh"]
+    if not isinstance(password_hash, str) or not hmac.compare_digest(
+        password_hash.encode(), user.get_session_auth_hash().encode()
+    ):
+        raise CompatTokenError("Token was issued before a password change; sign in again.")
     return user
 
 

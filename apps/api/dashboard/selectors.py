@@ -16,12 +16,11 @@ from django.utils import timezone
 
 from apps.alerts.models import AlertHistory
 from apps.alerts.notifications.selectors import destinations_paused
-from apps.alerts.selectors import iso_utc
 from apps.collector.models import Symbol
-from apps.collector.store import key, redis_client
-from apps.metrics.windows import WINDOWS
+from screener_project.kernel.clock import iso_utc
+from screener_project.kernel.redis_keys import collector_clock_key, redis_client, snapshot_key, snapshot_minute_key
+from screener_project.kernel.timeframes import SCREENER_TIMEFRAMES
 
-TIMEFRAMES: tuple[str, ...] = tuple(WINDOWS)
 # Per timeframe, the snapshot fields the screener shows, and the column names they take.
 ROW_FIELDS: tuple[tuple[str, str], ...] = (
     ("change_pct", "change"),
@@ -33,13 +32,13 @@ SCREENER_COLUMNS: tuple[str, ...] = (
     "symbol",
     "timestamp",
     "price",
-    *(f"{name}_{timeframe}" for _, name in ROW_FIELDS for timeframe in TIMEFRAMES),
+    *(f"{name}_{timeframe}" for _, name in ROW_FIELDS for timeframe in SCREENER_TIMEFRAMES),
 )
 
 
 def exchange_now() -> datetime:
     """The newest moment the collector has seen on the exchange's clock, else the wall clock."""
-    raw = redis_client().get(key("collector", "clock"))
+    raw = redis_client().get(collector_clock_key())
     try:
         return datetime.fromtimestamp(int(raw) / 1000, tz=UTC) if raw else timezone.now()
     except ValueError:
@@ -51,7 +50,7 @@ def screener_version() -> str | None:
 
     Reading it costs a few kilobytes, against a megabyte or more for the snapshots themselves, so a page polling
     the table pays for the snapshots only when a new minute has been written."""
-    minutes = redis_client().hgetall(key("snapshot", "minute"))
+    minutes = redis_client().hgetall(snapshot_minute_key())
     if not minutes:
         return None
     digest = hashlib.blake2b(digest_size=8)
@@ -62,8 +61,8 @@ def screener_version() -> str | None:
 
 def _row(snapshot: dict) -> list:
     frames = snapshot.get("timeframes") or {}
-    price = next((frames[tf].get("close") for tf in TIMEFRAMES if frames.get(tf)), None)
-    values = [(frames.get(tf) or {}).get(field) for field, _ in ROW_FIELDS for tf in TIMEFRAMES]
+    price = next((frames[tf].get("close") for tf in SCREENER_TIMEFRAMES if frames.get(tf)), None)
+    values = [(frames.get(tf) or {}).get(field) for field, _ in ROW_FIELDS for tf in SCREENER_TIMEFRAMES]
     return [snapshot.get("symbol"), snapshot.get("timestamp"), price, *values]
 
 
@@ -72,7 +71,7 @@ def screener_rows() -> tuple[list[list], str | None]:
 
     One HGETALL: the whole table costs one round trip, however many symbols there are. An unreadable snapshot is
     left out rather than failing the table."""
-    raw = redis_client().hgetall(key("snapshot"))
+    raw = redis_client().hgetall(snapshot_key())
     rows = []
     for name in sorted(raw):
         try:

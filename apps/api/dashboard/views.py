@@ -8,17 +8,14 @@ from django.shortcuts import render
 from django.urls import reverse
 
 from apps.api.views import SYMBOL_PATTERN, symbol_validator
-
-from .selectors import TIMEFRAMES
-
-INTERVALS = ("1m", "5m", "15m", "1h", "4h", "8h", "1d")
+from screener_project.kernel.timeframes import CANDLE_INTERVALS, SCREENER_TIMEFRAMES
 
 
 def _page(request, page: str, title: str, **extra):
     context = {
         "page": page,
         "title": title,
-        "timeframes": TIMEFRAMES,
+        "timeframes": tuple(SCREENER_TIMEFRAMES),
         "is_staff": bool(getattr(request.user, "is_staff", False)),
         "api_docs": reverse("docs"),
         **extra,
@@ -36,7 +33,7 @@ def symbol(request, symbol: str):
         symbol_validator(symbol)
     except ValidationError as exc:
         raise Http404(f"Not a symbol; symbols match {SYMBOL_PATTERN}") from exc
-    return _page(request, "symbol", symbol, symbol=symbol, intervals=INTERVALS)
+    return _page(request, "symbol", symbol, symbol=symbol, intervals=CANDLE_INTERVALS)
 
 
 def history(request):

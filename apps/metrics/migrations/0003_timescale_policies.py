@@ -7,7 +7,7 @@ from screener_project.timescale import timescale_policies_apply
 
 
 def forwards(apps, schema_editor):
-    # A no-op on plain PostgreSQL, where the alerts.retention_purge task keeps RETENTION_HOURS instead.
+    # A no-op on plain PostgreSQL, where the housekeeping.retention_purge task keeps RETENTION_HOURS instead.
     timescale_policies_apply(
         schema_editor.connection,
         table="metrics_calculated",

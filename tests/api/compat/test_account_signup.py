@@ -14,6 +14,7 @@ from datetime import timedelta
 import pytest
 from django.contrib.auth import get_user_model
 from django.utils import timezone
+from rest_framework.test import APIClient
 
 from apps.api.compat.account_services import account_profile_get
 from apps.api.compat.models import Invite
@@ -122,8 +123,9 @@ def reset_link(outbox) -> str:
     return re.search(r"https?://\S+/reset-password\?token=(\S+)", mail.body).group(0)
 
 
-def test_forgot_password_mails_a_link_that_resets_it_once(anon, user, mailoutbox, settings):
+def test_forgot_password_mails_a_link_that_resets_it_once(anon, user, signed_in, mailoutbox, settings):
     settings.COMPAT_CLIENT_URL = "http://client.example.com"
+    elsewhere = signed_in(user)  # a session on another device, from before the reset
     response = anon.post(prefix() + "/auth/forgot-password", {"email": "Trader@Example.com"}, format="json")
     assert response.status_code == 200 and response.json()["success"] is True
     link = reset_link(mailoutbox)
@@ -135,6 +137,8 @@ def test_forgot_password_mails_a_link_that_resets_it_once(anon, user, mailoutbox
     assert done.status_code == 200
     user.refresh_from_db()
     assert user.check_password(NEW_PASSWORD)
+    ended = elsewhere.get(prefix() + "/api/me")
+    assert ended.status_code == 401 and "password change" in ended.json()["error"]
     again = anon.post(
         prefix() + "/auth/reset-password", {"token": token, "password": "another long one!"}, format="json"
     )
@@ -188,6 +192,11 @@ def test_change_password(client_of, user):
     assert done.status_code == 200
     user.refresh_from_db()
     assert user.check_password(NEW_PASSWORD)
+    # Every token issued before the change is over, the one that changed it included: sign in again.
+    ended = client_of.get(prefix() + "/api/me")
+    assert ended.status_code == 401 and "password change" in ended.json()["error"]
+    login = APIClient().post(prefix() + "/auth/login", {"email": user.email, "password": NEW_PASSWORD}, format="json")
+    assert login.status_code == 200
 
 
 def test_change_password_needs_a_signed_in_user(anon):

@@ -9,7 +9,12 @@ import pytest
 from django.conf import settings
 from rest_framework.test import APIClient
 
-from apps.collector.store import key
+from screener_project.kernel.redis_keys import (
+    beat_heartbeat_key,
+    collector_heartbeat_key,
+    indicators_last_key,
+    tick_last_key,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -19,10 +24,10 @@ P = f"/{settings.COMPAT_PREFIX}"
 def signals(redis_client) -> None:
     now = int(time.time() * 1000)
     beat = {"ts_ms": now, "last_event_ms": now, "state": "live", "symbols": 4, "connections": []}
-    redis_client.hset(key("collector", "heartbeat"), "0", json.dumps(beat))
-    for name in ("tick", "indicators"):
-        redis_client.set(key(name, "last"), json.dumps({"minute_ms": now - now % 60000, "finished_ms": now}))
-    redis_client.set(key("beat", "heartbeat"), json.dumps({"ts_ms": now, "sent_ms": now}))
+    redis_client.hset(collector_heartbeat_key(), "0", json.dumps(beat))
+    for last_key in (tick_last_key(), indicators_last_key()):
+        redis_client.set(last_key, json.dumps({"minute_ms": now - now % 60000, "finished_ms": now}))
+    redis_client.set(beat_heartbeat_key(), json.dumps({"ts_ms": now, "sent_ms": now}))
 
 
 def test_healthy_is_ok_with_the_services(redis_client):

@@ -10,9 +10,10 @@ import pytest
 from django.conf import settings
 from rest_framework.test import APIClient
 
-from apps.collector.store import active_symbols_set, key
+from apps.collector.store import active_symbols_set
 from apps.metrics.selectors import SNAPSHOT_FIELDS
 from apps.metrics.services import VALUE_COLUMNS, ShardIndicators, metrics_calculated_upsert, snapshot_write
+from screener_project.kernel.redis_keys import snapshot_key
 
 pytestmark = pytest.mark.django_db
 
@@ -108,9 +109,9 @@ def test_metrics_list_every_snapshot_symbol_while_nothing_is_collected(api, redi
 
 
 def test_missing_timeframes_and_unreadable_snapshots_give_nulls_or_are_skipped(api, redis_client):
-    redis_client.hset(key("snapshot"), "BTCUSDT", b'{"symbol":"BTCUSDT","timestamp":"2026-11-20T10:28:00Z",'
+    redis_client.hset(snapshot_key(), "BTCUSDT", b'{"symbol":"BTCUSDT","timestamp":"2026-11-20T10:28:00Z",'
                       b'"timeframes":{"5m":{"close":1.5,"rsi_14":null}}}')  # fmt: skip
-    redis_client.hset(key("snapshot"), "BADUSDT", b"{not json")
+    redis_client.hset(snapshot_key(), "BADUSDT", b"{not json")
     body = api.get(f"{P}/api/metrics/").json()
     assert [entry["symbol"] for entry in body] == ["BTCUSDT"]
     assert list(body[0]["timeframes"]) == list(TIMEFRAMES)
@@ -139,7 +140,7 @@ def day_snapshot(redis_client, symbol: str, **day: float | None) -> None:
     import orjson
 
     body = {"symbol": symbol, "timestamp": "2026-11-20T10:28:00Z", "timeframes": {"1d": day, "5m": {"close": 1.0}}}
-    redis_client.hset(key("snapshot"), symbol, orjson.dumps(body))
+    redis_client.hset(snapshot_key(), symbol, orjson.dumps(body))
 
 
 def test_tickers_are_binance_24h_tickers_from_the_1d_window(api, redis_client):

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.test import Client
 
 from apps.api.bench import daphne_running
-from apps.api.fanout import ALERTS_GROUP
+from screener_project.kernel.channels import ALERTS_GROUP
 from tests.e2e.processes import free_port
 
 CHROMIUM = "/usr/bin/chromium"

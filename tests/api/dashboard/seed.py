@@ -10,10 +10,10 @@ import redis as redis_lib
 
 from apps.alerts.models import AlertHistory
 from apps.collector.models import Candle1m
-from apps.collector.store import key
 from apps.metrics.selectors import SNAPSHOT_FIELDS
 from apps.metrics.services import ShardIndicators, snapshot_write
-from apps.metrics.windows import WINDOWS
+from screener_project.kernel.redis_keys import collector_clock_key
+from screener_project.kernel.timeframes import SCREENER_TIMEFRAMES
 
 MINUTE = timedelta(minutes=1)
 # A replay's past day: the dashboard must show it as it would show live data.
@@ -35,7 +35,7 @@ def snapshots_write(
     """One snapshot per symbol at `minute`, with values drawn from `seed` (and the closes in `price`); returns
     field -> array of (timeframes, symbols)."""
     rng = np.random.default_rng(seed)
-    shape = (len(WINDOWS), len(symbols))
+    shape = (len(SCREENER_TIMEFRAMES), len(symbols))
     close = rng.uniform(0.01, 90_000, size=len(symbols))
     for symbol, value in (price or {}).items():
         close[symbols.index(symbol)] = value
@@ -52,7 +52,7 @@ def snapshots_write(
 
 
 def exchange_clock_set(client: redis_lib.Redis, moment: datetime) -> None:
-    client.set(key("collector", "clock"), int(moment.timestamp() * 1000))
+    client.set(collector_clock_key(), int(moment.timestamp() * 1000))
 
 
 def candles_insert(*, symbol: str, end: datetime, minutes: int, missing: frozenset[int] = frozenset()) -> None:

@@ -12,7 +12,7 @@ from django.utils import timezone
 from apps.alerts.models import AlertRule
 from apps.alerts.notifications.models import Destination
 from apps.alerts.services import rules_builtin_seed
-from apps.collector.store import key
+from screener_project.kernel.redis_keys import collector_heartbeat_key, indicators_last_key, tick_last_key
 
 from .conftest import hub_subscribed, publish, staff_login
 from .seed import (
@@ -284,12 +284,12 @@ def health_signals(redis_client, *, now_ms: int, exchange_ms: int, tick_minute_m
     import json
 
     redis_client.hset(
-        key("collector", "heartbeat"),
+        collector_heartbeat_key(),
         "0",
         json.dumps({"ts_ms": now_ms, "last_event_ms": exchange_ms, "symbols": 3, "state": "live", "connections": 1}),
     )
-    redis_client.set(key("tick", "last"), json.dumps({"minute_ms": tick_minute_ms, "finished_ms": now_ms}))
-    redis_client.set(key("indicators", "last"), json.dumps({"minute_ms": tick_minute_ms, "finished_ms": now_ms}))
+    redis_client.set(tick_last_key(), json.dumps({"minute_ms": tick_minute_ms, "finished_ms": now_ms}))
+    redis_client.set(indicators_last_key(), json.dumps({"minute_ms": tick_minute_ms, "finished_ms": now_ms}))
 
 
 def test_feed_health_shows_services_tick_lag_and_gaps_and_staff_see_paused_destinations(page, server, redis_client):

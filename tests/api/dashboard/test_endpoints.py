@@ -13,7 +13,7 @@ from apps.alerts.notifications.models import Destination
 from apps.alerts.services import rules_builtin_seed
 from apps.api.dashboard.selectors import SCREENER_COLUMNS
 from apps.collector.models import Symbol
-from apps.collector.store import key
+from screener_project.kernel.redis_keys import snapshot_key
 
 from .seed import MINUTE, NOW, alerts_insert, candles_insert, exchange_clock_set, snapshots_write, symbols_named
 
@@ -110,7 +110,7 @@ def test_screener_without_snapshots_is_an_empty_table(api, redis_client):
 
 def test_screener_leaves_out_an_unreadable_snapshot(api, redis_client):
     snapshots_write(redis_client, symbols=["AAAUSDT", "BBBUSDT"], minute=NOW)
-    redis_client.hset(key("snapshot"), "BBBUSDT", b"{not json")
+    redis_client.hset(snapshot_key(), "BBBUSDT", b"{not json")
     assert [row[0] for row in api.get("/api/screener").json()["rows"]] == ["AAAUSDT"]
 
 

@@ -28,22 +28,16 @@ from django.db import connection
 
 from apps.alerts.engine import CompiledRule, RuleError, rule_compile, rule_context, rules_evaluate, rules_load
 from apps.alerts.rule_inputs import LiveValues
-from apps.collector.bars_store import BAR_INTERVALS, bars_matrices, bars_roll
+from apps.collector.bars_store import bars_matrices, bars_roll
 from apps.collector.candles import FIELD_INDEX, FIELDS, MINUTE_MS, data_files, read_csv_candles
-from apps.collector.store import (
-    ROW_DTYPE,
-    candles_matrix,
-    key,
-    redis_client,
-    ring_minutes,
-    rows_decode,
-    rows_encode,
-)
-from apps.metrics.bars import TIMEFRAMES, bars_from_block
+from apps.collector.store import ROW_DTYPE, candles_matrix, ring_minutes, rows_decode, rows_encode
+from apps.metrics.bars import bars_from_block
 from apps.metrics.bars_repair import bars_missed_roll
 from apps.metrics.services import metrics_calculated_upsert, minute_time, shard_indicators_compute, snapshot_write
 from apps.metrics.sharding import shards_split
-from apps.metrics.windows import LONGEST_WINDOW, WINDOWS, window_metrics
+from apps.metrics.windows import LONGEST_WINDOW, window_metrics
+from screener_project.kernel.redis_keys import bars_key, candles_ring_key, redis_client
+from screener_project.kernel.timeframes import BAR_INTERVALS, SCREENER_TIMEFRAMES
 
 DEFAULT_DATA = Path(settings.BASE_DIR) / "data" / "binance-um-1m"
 PRICE_FACTORS = (1.0, 2.0, 5.0, 0.5, 10.0, 0.2, 20.0, 0.1)  # keep prices on a decimal grid, as the exchange's are
@@ -113,8 +107,8 @@ class Command(BaseCommand):
             started = time.perf_counter()
             symbols, minute_ms = _build(client, files, count)
             if not options["json"]:
-                ring_bytes = client.memory_usage(key("c1m", symbols[0])) or 0
-                bar_bytes = client.memory_usage(key("bars", symbols[0])) or 0
+                ring_bytes = client.memory_usage(candles_ring_key(symbols[0])) or 0
+                bar_bytes = client.memory_usage(bars_key(symbols[0])) or 0
                 self.stdout.write(
                     f"built {count} symbols in {time.perf_counter() - started:.1f} s; Redis bytes per symbol: "
                     f"1m ring {ring_bytes}, bar history {bar_bytes}; load average {os.getloadavg()[0]:.2f}"
@@ -201,7 +195,7 @@ def _build(client, files: dict[str, list[Path]], count: int) -> tuple[list[str],
         last = data[:, -window:]
         rows = np.zeros(ring, dtype=ROW_DTYPE)
         rows[(last[FIELD_INDEX["open_time"]] // MINUTE_MS).astype(np.int64) % ring] = rows_encode(last.T)
-        pipe.set(key("c1m", symbol), rows.tobytes())
+        pipe.set(candles_ring_key(symbol), rows.tobytes())
         # Bar history: the series' own bars, repeated back in time until K bars of each interval exist.
         from_block = bars_from_block(data[:, None, :], end_minute_ms=minute_ms)
         for interval, minutes in BAR_INTERVALS.items():
@@ -277,13 +271,13 @@ def _symbol_by_symbol(client, symbol: str, minute_ms: int) -> dict[str, float]:
     """One symbol's windows and indicators the straightforward way, for comparison: its ring read into a pandas
     frame, each window aggregated with pandas, bars resampled with pandas and joined to the stored history, and
     RSI, MACD and Bollinger from `ta` per timeframe. (The rules and the writes are left out: this is a floor.)"""
-    ring = pd.DataFrame(rows_decode(client.get(key("c1m", symbol))), columns=FIELDS)
+    ring = pd.DataFrame(rows_decode(client.get(candles_ring_key(symbol))), columns=FIELDS)
     ring = ring[ring["open_time"] > 0].sort_values("open_time")
     frame = ring[ring["open_time"] > minute_ms - LONGEST_WINDOW * MINUTE_MS].set_index(
         pd.to_datetime(ring["open_time"], unit="ms")
     )
     out: dict[str, float] = {}
-    for window, n in WINDOWS.items():
+    for window, n in SCREENER_TIMEFRAMES.items():
         part = frame.tail(n)
         high, low, close = part["high"].max(), part["low"].min(), part["close"].iloc[-1]
         open_, vol, base = part["open"].iloc[0], part["quote_volume"].sum(), part["volume"].sum()
@@ -300,7 +294,7 @@ def _symbol_by_symbol(client, symbol: str, minute_ms: int) -> dict[str, float]:
             out[f"fib_r{level}_{window}"] = pivot + ratio * spread
             out[f"fib_s{level}_{window}"] = pivot - ratio * spread
     k = settings.INDICATOR_BARS
-    for interval, minutes in TIMEFRAMES.items():
+    for interval, minutes in SCREENER_TIMEFRAMES.items():
         recent = frame["close"].resample(f"{minutes}min", origin="epoch").last().dropna().to_numpy()
         if len(recent) < k and interval in BAR_INTERVALS:  # bars older than the 1m window: the bar store
             first_ms = (

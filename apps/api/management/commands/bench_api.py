@@ -23,7 +23,8 @@ from apps.alerts.services import rules_builtin_seed
 from apps.api.bench import daphne_running, percentiles_ms
 from apps.collector.candles import data_files, read_csv_candles
 from apps.collector.models import Candle1m, Symbol
-from apps.collector.store import key, redis_client
+from screener_project.kernel.redis_keys import redis_client, snapshot_key
+from screener_project.kernel.timeframes import SCREENER_TIMEFRAMES
 
 BUNDLED_DATA = settings.BASE_DIR / "data" / "binance-um-1m"
 
@@ -67,9 +68,9 @@ def _seed(*, alerts: int, snapshots: bool) -> None:
         if not snapshots:
             continue
         tf = {"open": 1.0, "high": 2.0, "low": 0.5, "close": 1.5, "volume": 1e6, "change_pct": 50.0, "vcp": 0.1}
-        timeframes = dict.fromkeys(("5m", "15m", "1h", "4h", "8h", "1d"), tf)
+        timeframes = dict.fromkeys(SCREENER_TIMEFRAMES, tf)
         snapshot = {"symbol": symbol, "timestamp": "2026-01-01T00:00:00Z", "timeframes": timeframes}
-        redis_client().hset(key("snapshot"), symbol, json.dumps(snapshot))
+        redis_client().hset(snapshot_key(), symbol, json.dumps(snapshot))
     symbols, types = sorted(files), ["big_bull_60m", "pioneer_bull", "top_hunter", "flat_8h"]
     start = datetime(2026, 1, 1, tzinfo=UTC)
     AlertHistory.objects.bulk_create(

@@ -22,7 +22,7 @@ from channels.layers import get_channel_layer
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.api.bench import daphne_running, percentiles_ms
-from apps.api.fanout import ALERT_MESSAGE_TYPE, ALERTS_GROUP
+from screener_project.kernel.channels import ALERTS_GROUP, alert_message
 
 PONG_FRAME_PAYLOAD = b'{"type":"pong"}'
 
@@ -265,7 +265,7 @@ class Command(BaseCommand):
             "change_pct": 1.93,
             "metadata": {"bench_seq": seq, "sent_ns": time.time_ns(), "rule_name": "Big Bull 60m"},
         }
-        return {"type": ALERT_MESSAGE_TYPE, "data": data}
+        return alert_message(data)
 
     @staticmethod
     def _figures(sent, receipts, *, clients: int, connected: int, procs: int, warmup_s: float) -> dict:

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.collector.daemon import Collector, CollectorConfig
-from apps.collector.store import redis_client
+from screener_project.kernel.redis_keys import redis_client
 
 logger = logging.getLogger("apps.collector")
 

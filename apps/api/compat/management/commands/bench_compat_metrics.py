@@ -16,16 +16,19 @@ from django.core.management.base import BaseCommand
 from django.test import Client, override_settings
 
 from apps.api.compat import market_selectors
-from apps.collector.store import active_symbols_set, redis_client
+from apps.collector.store import active_symbols_set
 from apps.metrics.selectors import SNAPSHOT_FIELDS
 from apps.metrics.services import VALUE_COLUMNS, ShardIndicators, snapshot_write
-
-TIMEFRAMES = 6
+from screener_project.kernel.redis_keys import redis_client
+from screener_project.kernel.timeframes import SCREENER_TIMEFRAMES
 
 
 def _snapshot(symbols: list[str]) -> ShardIndicators:
     rng = np.random.default_rng(0)
-    values = {c: rng.uniform(1, 1e5, size=(TIMEFRAMES, len(symbols))) for c in {*VALUE_COLUMNS, *SNAPSHOT_FIELDS}}
+    values = {
+        c: rng.uniform(1, 1e5, size=(len(SCREENER_TIMEFRAMES), len(symbols)))
+        for c in {*VALUE_COLUMNS, *SNAPSHOT_FIELDS}
+    }
     values["trades"] = np.round(values["trades"])
     return ShardIndicators(minute_ms=1_795_000_000_000 - 1_795_000_000_000 % 60_000, symbols=symbols, values=values,
                            rolled={})  # fmt: skip
