@@ -16,7 +16,7 @@ down, worker SIGKILL while idle, daphne SIGKILL).
 Long form, by hand (about 30 minutes; hold the heavy lock):
 
     RELIABILITY_LONG=1 TEST_DATABASE_NAME=test_<you> TEST_REDIS_KEY_PREFIX=<you> \
-        flock /tmp/screener-heavy.lock .venv/bin/python -m pytest tests/reliability/test_faults.py -s -p no:xdist
+        flock /tmp/screener-heavy.lock .venv/bin/python -m pytest tests/reliability/test_faults.py -s
 
 runs every fault on its own over 30 replayed minutes at 20x, with PostgreSQL down 60 s and the receiver down
 300 s. RELIABILITY_MINUTES, RELIABILITY_SPEED, RELIABILITY_DATABASE_DOWN_SECONDS and
@@ -26,7 +26,7 @@ repair of a dropped closing frame races the tick's 5 s grace (the CI run gives i
 lands late and its minute is evaluated again):
 
     RELIABILITY_LIVE_GRACE=1 RELIABILITY_MINUTES=5 RELIABILITY_SPEED=1 ... pytest tests/reliability/test_faults.py \
-        -s -p no:xdist -k "live grace"
+        -s -k "live grace"
 """
 
 from __future__ import annotations
