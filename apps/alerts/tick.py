@@ -25,10 +25,9 @@ from django.conf import settings
 from prometheus_client import Counter
 
 from apps.collector.candles import MINUTE_MS
-from apps.collector.store import active_symbols, candles_matrix, minute_closed_symbols
+from apps.collector.store import active_symbols, minute_closed_symbols
 from apps.metrics.shard_bars import ShardBars
 from apps.metrics.sharding import shard_of, shards_split
-from apps.metrics.windows import LONGEST_WINDOW, window_metrics
 from screener_project.kernel.clock import now_ms
 from screener_project.kernel.redis_keys import (
     active_symbols_key,
@@ -44,8 +43,7 @@ from screener_project.kernel.stages import stage
 from screener_project.locks import LockLost, RenewedLock
 from screener_project.observability import TICK_LAG_SECONDS, TICK_STAGE_SECONDS
 
-from .engine import rule_context, rules_evaluate, rules_load
-from .rule_inputs import LiveValues
+from .evaluation import minute_evaluate_live
 from .services import alerts_fire
 
 logger = logging.getLogger(__name__)
@@ -181,16 +179,16 @@ def minute_evaluate(
     timings: dict[str, float],
 ) -> tuple[list, np.ndarray, dict[str, np.ndarray], ShardBars | None]:
     """Evaluate every rule for `symbols` at minute t and fire what passes; returns (alerts, block, metrics, bars)."""
-    with stage("load", timings, observe=_stage_observe):
-        block = candles_matrix(client, symbols, end_minute_ms=minute_ms, length=LONGEST_WINDOW)
-    with stage("window_metrics", timings, observe=_stage_observe):
-        metrics = window_metrics(block)
-    with stage("rules", timings, observe=_stage_observe):
-        rules = rules_load()
-        # Indicators, daily changes and reference symbols: loaded for the rows a rule reaches them with.
-        values = LiveValues(client, minute_ms=minute_ms, symbols=symbols, block=block)
-        context = rule_context(candles=block, metrics=metrics, symbols=symbols, loader=values)
-        fired = rules_evaluate(rules, context)
+    evaluation, values = minute_evaluate_live(
+        client, minute_ms=minute_ms, symbols=symbols, timings=timings, observe=_stage_observe
+    )
+    block, metrics, context, rules, fired = (
+        evaluation.block,
+        evaluation.metrics,
+        evaluation.context,
+        evaluation.rules,
+        evaluation.fired,
+    )
     with stage("alerts", timings, observe=_stage_observe):
         alerts = alerts_fire(
             minute_ms=minute_ms,
