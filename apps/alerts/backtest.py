@@ -4,8 +4,8 @@ Every minute t of a symbol becomes a row of a (fields, rows, LONGEST_WINDOW) blo
 tick's candles_matrix block (missing minutes NaN, minute t last), built from numpy sliding windows made
 C-contiguous, a chunk of rows at a time. The block goes through the same evaluation as the live tick
 (apps.alerts.evaluation.rows_evaluate), and fired rows through the same cooldown rule, so replaying a data set
-through the live pipeline yields the alert set this module computes for it. Indicators, daily changes and reference symbols'
-metrics are loaded on demand by the same rules_evaluate, for the rows that reach a condition reading them
+through the live pipeline yields the alert set this module computes for it. Indicators, daily changes and reference
+symbols' metrics are loaded on demand by the same rules_evaluate, for the rows that reach a condition reading them
 (apps.alerts.rule_inputs.BacktestValues): indicators from the K bar closes the live tick would read at each row's
 minute (apps.metrics.history_closes) through the same indicators_last, daily changes from the symbol's own daily
 bars, reference metrics from the reference symbol's own windows at the same minute.
