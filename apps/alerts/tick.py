@@ -5,6 +5,10 @@ has closed minute t, or by beat once the grace deadline passed. It fans out one 
 its minutes strictly in order under a per-shard lock, remembering the last minute it finished, so a duplicated or
 retried shard task does nothing and the cooldown sees the same history in every run (the backtest relies on this).
 
+Before the tick, the symbols that closed minute t are evaluated as they close, in small batches (shard_closed_run,
+sent by the collector every TICK_BATCH_MS): the tick then evaluates only the symbols the batches left (stragglers,
+silent symbols) and records the shard's progress, so no symbol's alerts wait for the slowest one.
+
 The shard lock is short and renewed while its holder works (shard_lock), so a worker killed mid-tick holds its
 shard for seconds, not minutes: the next shard task takes over and catches the minute up. A candle that lands after
 its shard evaluated its minute (a REST repair of a dropped frame, a straggler past the grace deadline) has that
@@ -25,15 +29,17 @@ from django.conf import settings
 from prometheus_client import Counter
 
 from apps.collector.candles import MINUTE_MS
-from apps.collector.store import active_symbols, minute_closed_symbols
+from apps.collector.store import active_symbols, candles_matrix, minute_closed_symbols
 from apps.metrics.shard_bars import ShardBars
 from apps.metrics.sharding import shard_of, shards_split
+from apps.metrics.windows import LONGEST_WINDOW, window_metrics
 from screener_project.kernel.clock import now_ms
 from screener_project.kernel.redis_keys import (
     active_symbols_key,
     collector_clock_key,
     collector_warming_up_key,
     minute_closed_key,
+    shard_evaluated_key,
     shard_last_minute_key,
     shard_lock_key,
     tick_claimed_key,
@@ -43,6 +49,7 @@ from screener_project.kernel.stages import stage
 from screener_project.locks import LockLost, RenewedLock
 from screener_project.observability import TICK_LAG_SECONDS, TICK_STAGE_SECONDS
 
+from .engine import CompiledRule, rules_load
 from .evaluation import minute_evaluate_live
 from .services import alerts_fire
 
@@ -177,10 +184,12 @@ def minute_evaluate(
     symbols: list[str],
     received_ms: int,
     timings: dict[str, float],
+    rules: list[CompiledRule] | None = None,
 ) -> tuple[list, np.ndarray, dict[str, np.ndarray], ShardBars | None]:
-    """Evaluate every rule for `symbols` at minute t and fire what passes; returns (alerts, block, metrics, bars)."""
+    """Evaluate every rule (or `rules`) for `symbols` at minute t and fire what passes; returns (alerts, block,
+    metrics, bars)."""
     evaluation, values = minute_evaluate_live(
-        client, minute_ms=minute_ms, symbols=symbols, timings=timings, observe=_stage_observe
+        client, minute_ms=minute_ms, symbols=symbols, rules=rules, timings=timings, observe=_stage_observe
     )
     block, metrics, context, rules, fired = (
         evaluation.block,
@@ -244,19 +253,29 @@ def shard_tick_run(
         for minute in pending:
             held.check()
             timings: dict[str, float] = {}
-            alerts, block, metrics, bars = minute_evaluate(
-                client, minute_ms=minute, symbols=symbols, received_ms=received_ms, timings=timings
-            )
+            # The symbols the shard's batches already evaluated with every rule (shard_closed_run) are done.
+            done = shard_evaluated(client, shard=shard, minute_ms=minute)["all"]
+            rest = [s for s in symbols if s not in done]
+            alerts: list = []
+            if rest:
+                alerts, block, metrics, bars = minute_evaluate(
+                    client, minute_ms=minute, symbols=rest, received_ms=received_ms, timings=timings
+                )
+            if len(rest) < len(symbols) and indicators is not None and minute == pending[-1]:
+                # The indicators stage wants the whole shard's block.
+                block = candles_matrix(client, symbols, end_minute_ms=minute, length=LONGEST_WINDOW)
+                metrics, bars = window_metrics(block), None
             held.check()  # a shard taken over meanwhile keeps the progress its new holder records
             client.set(shard_last_minute_key(shard), minute)
             finished = now_ms()
             client.set(tick_last_key(), json.dumps({"minute_ms": minute, "finished_ms": finished, "shard": shard}))
             TICK_LAG_SECONDS.observe(max(0.0, (finished - minute - MINUTE_MS) / 1000))
             logger.info(
-                "shard %d minute %d: %d symbols, %d alerts, %s",
+                "shard %d minute %d: %d symbols (%d evaluated earlier as they closed), %d alerts, %s",
                 shard,
                 minute,
                 len(symbols),
+                len(symbols) - len(rest),
                 len(alerts),
                 {k: round(v, 2) for k, v in timings.items()},
             )
@@ -273,6 +292,68 @@ def shard_tick_run(
             if enqueue_indicators is not None:
                 enqueue_indicators(minute, symbols)
     return pending
+
+
+EVALUATED_TTL_SECONDS = 2 * 3600
+
+
+def shard_evaluated(client: redis_lib.Redis, *, shard: int, minute_ms: int) -> dict[str, set[str]]:
+    """The shard's symbols its batches evaluated at minute t with every rule ("all") and with the rules reading no
+    other symbol only ("partial", a reference symbol had not closed t yet)."""
+    with client.pipeline(transaction=False) as pipe:
+        pipe.smembers(shard_evaluated_key(shard, minute_ms, "all"))
+        pipe.smembers(shard_evaluated_key(shard, minute_ms, "partial"))
+        every, partial = pipe.execute()
+    return {"all": {s.decode() for s in every}, "partial": {s.decode() for s in partial}}
+
+
+def shard_closed_run(client: redis_lib.Redis, *, minute_ms: int, shard: int, received_ms: int) -> list[str]:
+    """Evaluate minute t for the symbols of the shard that closed it since the last batch; returns them.
+
+    Symbols are evaluated as their minute completes, a batch at a time, instead of waiting for the slowest symbol:
+    a symbol whose candle of t is stored (its closed mark) is evaluated at once, the others wait for a later batch,
+    or for the shard's tick of t (started once every symbol closed t, or at the grace deadline), which evaluates
+    whatever the batches left and records t as the shard's progress. Only when the shard finished t - 1, so each
+    symbol's minutes (and its cooldown) stay in order; a shard behind catches up through its tick. Rules reading a
+    reference symbol (`BTCUSDT.change_1h`) apply only once the reference closed t: until then the batch evaluates
+    the other rules ("partial"), and the reference rules follow with a later batch or the tick. The alerts'
+    exactly-once key keeps a symbol evaluated twice (partial, then whole) single.
+    """
+    with shard_lock(client, shard) as held:
+        if shard_last_minute(client, shard) != minute_ms - MINUTE_MS:
+            return []  # t is done already, or the shard is behind: its tick evaluates in order
+        members = shards_split(active_symbols(client), shard_count=settings.SHARD_COUNT)[shard]
+        closed = minute_closed_symbols(client, minute_ms)
+        evaluated = shard_evaluated(client, shard=shard, minute_ms=minute_ms)
+        rules = rules_load()
+        references = {label.split(".", 1)[0] for rule in rules for label in rule.references}
+        whole = references <= closed
+        skip = evaluated["all"] if whole else evaluated["all"] | evaluated["partial"]
+        batch = [s for s in members if s in closed and s not in skip]
+        if not batch:
+            return []
+        if not whole:
+            rules = [rule for rule in rules if not rule.references]
+        timings: dict[str, float] = {}
+        alerts, *_ = minute_evaluate(
+            client, minute_ms=minute_ms, symbols=batch, received_ms=received_ms, timings=timings, rules=rules
+        )
+        held.check()
+        done_key = shard_evaluated_key(shard, minute_ms, "all" if whole else "partial")
+        with client.pipeline(transaction=False) as pipe:
+            pipe.sadd(done_key, *batch)
+            pipe.expire(done_key, EVALUATED_TTL_SECONDS)
+            pipe.execute()
+    logger.info(
+        "shard %d minute %d: %d symbols as they closed%s, %d alerts, %s",
+        shard,
+        minute_ms,
+        len(batch),
+        "" if whole else " (rules reading a reference symbol wait for it)",
+        len(alerts),
+        {k: round(v, 2) for k, v in timings.items()},
+    )
+    return batch
 
 
 def late_candles_evaluate(
@@ -305,6 +386,15 @@ def late_candles_evaluate(
                 timings: dict[str, float] = {}
                 alerts, *_ = minute_evaluate(
                     client, minute_ms=minute, symbols=mine, received_ms=received_ms, timings=timings
+                )
+                fired += len(alerts)
+            # The minute after, those of them its batches evaluated already (as they closed it) lacked it too.
+            following = int(last_raw) + MINUTE_MS
+            evaluated_there = shard_evaluated(client, shard=shard, minute_ms=following)
+            again = [s for s in mine if s in evaluated_there["all"] | evaluated_there["partial"]]
+            if again:
+                alerts, *_ = minute_evaluate(
+                    client, minute_ms=following, symbols=again, received_ms=received_ms, timings={}
                 )
                 fired += len(alerts)
         evaluated[shard] = mine
