@@ -311,7 +311,8 @@ def shard_closed_run(client: redis_lib.Redis, *, minute_ms: int, shard: int, rec
     """Evaluate minute t for the symbols of the shard that closed it since the last batch; returns them.
 
     Symbols are evaluated as their minute completes, a batch at a time, instead of waiting for the slowest symbol:
-    a symbol whose candle of t is stored (its closed mark) is evaluated at once, the others wait for a later batch,
+    a symbol whose candles of t and t - 1 are stored (their closed marks) is evaluated at once, the others wait for
+    a later batch,
     or for the shard's tick of t (started once every symbol closed t, or at the grace deadline), which evaluates
     whatever the batches left and records t as the shard's progress. Only when the shard finished t - 1, so each
     symbol's minutes (and its cooldown) stay in order; a shard behind catches up through its tick. Rules reading a
@@ -324,12 +325,15 @@ def shard_closed_run(client: redis_lib.Redis, *, minute_ms: int, shard: int, rec
             return []  # t is done already, or the shard is behind: its tick evaluates in order
         members = shards_split(active_symbols(client), shard_count=settings.SHARD_COUNT)[shard]
         closed = minute_closed_symbols(client, minute_ms)
+        # A symbol whose candle of t - 1 is not stored either has a hole its repair is filling (a dropped frame is
+        # noticed at the next one): it waits for the tick, as it did before batches, rather than be judged on it.
+        whole_window = minute_closed_symbols(client, minute_ms - MINUTE_MS)
         evaluated = shard_evaluated(client, shard=shard, minute_ms=minute_ms)
         rules = rules_load()
         references = {label.split(".", 1)[0] for rule in rules for label in rule.references}
         whole = references <= closed
         skip = evaluated["all"] if whole else evaluated["all"] | evaluated["partial"]
-        batch = [s for s in members if s in closed and s not in skip]
+        batch = [s for s in members if s in closed and s in whole_window and s not in skip]
         if not batch:
             return []
         if not whole:
