@@ -185,11 +185,18 @@ def minute_evaluate(
     received_ms: int,
     timings: dict[str, float],
     rules: list[CompiledRule] | None = None,
+    block: np.ndarray | None = None,
 ) -> tuple[list, np.ndarray, dict[str, np.ndarray], ShardBars | None]:
-    """Evaluate every rule (or `rules`) for `symbols` at minute t and fire what passes; returns (alerts, block,
-    metrics, bars)."""
+    """Evaluate every rule (or `rules`) for `symbols` at minute t (their `block`, when loaded already) and fire
+    what passes; returns (alerts, block, metrics, bars)."""
     evaluation, values = minute_evaluate_live(
-        client, minute_ms=minute_ms, symbols=symbols, rules=rules, timings=timings, observe=_stage_observe
+        client,
+        minute_ms=minute_ms,
+        symbols=symbols,
+        rules=rules,
+        block=block,
+        timings=timings,
+        observe=_stage_observe,
     )
     block, metrics, context, rules, fired = (
         evaluation.block,
@@ -307,12 +314,20 @@ def shard_evaluated(client: redis_lib.Redis, *, shard: int, minute_ms: int) -> d
     return {"all": {s.decode() for s in every}, "partial": {s.decode() for s in partial}}
 
 
+def recent_minutes_whole(block: np.ndarray, *, minutes: int = MAX_CATCH_UP_MINUTES) -> np.ndarray:
+    """Per row of a candles_matrix block: no minute missing among its last `minutes` after its first candle there
+    (a symbol listed since has none missing either)."""
+    present = ~np.isnan(block[0, :, -minutes:])
+    started = np.maximum.accumulate(present, axis=1)
+    return ~(started & ~present).any(axis=1)
+
+
 def shard_closed_run(client: redis_lib.Redis, *, minute_ms: int, shard: int, received_ms: int) -> list[str]:
     """Evaluate minute t for the symbols of the shard that closed it since the last batch; returns them.
 
     Symbols are evaluated as their minute completes, a batch at a time, instead of waiting for the slowest symbol:
-    a symbol whose candles of t and t - 1 are stored (their closed marks) is evaluated at once, the others wait for
-    a later batch,
+    a symbol whose candle of t is stored (its closed mark), with no hole among its recent minutes (a repair on the
+    way), is evaluated at once, the others wait for a later batch,
     or for the shard's tick of t (started once every symbol closed t, or at the grace deadline), which evaluates
     whatever the batches left and records t as the shard's progress. Only when the shard finished t - 1, so each
     symbol's minutes (and its cooldown) stay in order; a shard behind catches up through its tick. Rules reading a
@@ -325,22 +340,33 @@ def shard_closed_run(client: redis_lib.Redis, *, minute_ms: int, shard: int, rec
             return []  # t is done already, or the shard is behind: its tick evaluates in order
         members = shards_split(active_symbols(client), shard_count=settings.SHARD_COUNT)[shard]
         closed = minute_closed_symbols(client, minute_ms)
-        # A symbol whose candle of t - 1 is not stored either has a hole its repair is filling (a dropped frame is
-        # noticed at the next one): it waits for the tick, as it did before batches, rather than be judged on it.
-        whole_window = minute_closed_symbols(client, minute_ms - MINUTE_MS)
         evaluated = shard_evaluated(client, shard=shard, minute_ms=minute_ms)
         rules = rules_load()
         references = {label.split(".", 1)[0] for rule in rules for label in rule.references}
         whole = references <= closed
         skip = evaluated["all"] if whole else evaluated["all"] | evaluated["partial"]
-        batch = [s for s in members if s in closed and s in whole_window and s not in skip]
+        candidates = [s for s in members if s in closed and s not in skip]
+        if not candidates:
+            return []
+        timings: dict[str, float] = {}
+        with stage("load", timings, observe=_stage_observe):
+            block = candles_matrix(client, candidates, end_minute_ms=minute_ms, length=LONGEST_WINDOW)
+        # A symbol with a hole among its recent minutes has a repair on the way (a dropped frame is noticed at the
+        # next one): it waits for the tick, as it did before batches, rather than be judged on the hole.
+        whole_rows = recent_minutes_whole(block)
+        batch = [s for s, whole_row in zip(candidates, whole_rows, strict=True) if whole_row]
         if not batch:
             return []
         if not whole:
             rules = [rule for rule in rules if not rule.references]
-        timings: dict[str, float] = {}
         alerts, *_ = minute_evaluate(
-            client, minute_ms=minute_ms, symbols=batch, received_ms=received_ms, timings=timings, rules=rules
+            client,
+            minute_ms=minute_ms,
+            symbols=batch,
+            received_ms=received_ms,
+            timings=timings,
+            rules=rules,
+            block=block if len(batch) == len(candidates) else np.ascontiguousarray(block[:, whole_rows]),
         )
         held.check()
         done_key = shard_evaluated_key(shard, minute_ms, "all" if whole else "partial")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 
+import numpy as np
 import pytest
 
 from apps.alerts import tick
@@ -158,3 +159,10 @@ def test_the_collector_sends_the_shards_that_closed_a_minute_at_most_every_batch
 
     asyncio.run(scenario())
     assert [c["name"] for c in calls] == ["alerts.shard_closed", "alerts.shard_closed", "alerts.tick"]
+
+
+def test_recent_minutes_are_whole_unless_a_minute_is_missing_after_the_first_candle():
+    block = np.ones((10, 3, 100))
+    block[0, 1, :70] = np.nan  # listed 30 minutes ago: whole
+    block[0, 2, 95] = np.nan  # a hole 4 minutes back
+    assert tick.recent_minutes_whole(block).tolist() == [True, True, False]
