@@ -314,6 +314,19 @@ def shard_evaluated(client: redis_lib.Redis, *, shard: int, minute_ms: int) -> d
     return {"all": {s.decode() for s in every}, "partial": {s.decode() for s in partial}}
 
 
+_rules_of_minute: dict[int, list[CompiledRule]] = {}
+
+
+def _minute_rules(minute_ms: int) -> list[CompiledRule]:
+    """The enabled rules, read once per minute by this process's batches (an admin edit applies from the next)."""
+    rules = _rules_of_minute.get(minute_ms)
+    if rules is None:
+        rules = rules_load()
+        _rules_of_minute.clear()
+        _rules_of_minute[minute_ms] = rules
+    return rules
+
+
 def recent_minutes_whole(block: np.ndarray, *, minutes: int = MAX_CATCH_UP_MINUTES) -> np.ndarray:
     """Per row of a candles_matrix block: no minute missing among its last `minutes` after its first candle there
     (a symbol listed since has none missing either)."""
@@ -341,7 +354,7 @@ def shard_closed_run(client: redis_lib.Redis, *, minute_ms: int, shard: int, rec
         members = shards_split(active_symbols(client), shard_count=settings.SHARD_COUNT)[shard]
         closed = minute_closed_symbols(client, minute_ms)
         evaluated = shard_evaluated(client, shard=shard, minute_ms=minute_ms)
-        rules = rules_load()
+        rules = _minute_rules(minute_ms)
         references = {label.split(".", 1)[0] for rule in rules for label in rule.references}
         whole = references <= closed
         skip = evaluated["all"] if whole else evaluated["all"] | evaluated["partial"]

@@ -28,6 +28,12 @@ def candle(symbol: str, minute_ms: int) -> Candle:
     return Candle(symbol, minute_ms, 10.0, 11.0, 9.0, 10.5, 1.0, 10.0, 3)
 
 
+@pytest.fixture(autouse=True)
+def rules_read_afresh():
+    """Batches read the rules once per minute and process; each test's rules are its own."""
+    tick._rules_of_minute.clear()
+
+
 @pytest.fixture
 def history(redis_client, settings):
     """One shard, a rule firing on every candle present; five minutes of history, the shard done up to T - 1."""
