@@ -282,10 +282,15 @@ def malformed_frame(rng: random.Random, symbol: str, open_ms: int, v: np.ndarray
 
 
 class SimClock:
-    def __init__(self, start_ms: int, speed: float, end_ms: int, *, running: bool = True) -> None:
+    def __init__(
+        self, start_ms: int, speed: float, end_ms: int, *, running: bool = True, origin_ms: int | None = None
+    ) -> None:
         self.start_ms = start_ms
         self.speed = speed
         self.end_ms = end_ms
+        # Where the clock runs from (default the start): a replay shifted to now runs from now itself, so that its
+        # minute boundaries are the wall clock's, as on the exchange.
+        self.origin_ms = start_ms if origin_ms is None else origin_ms
         self._t0 = time.monotonic() if running else None
 
     @property
@@ -298,8 +303,8 @@ class SimClock:
 
     def raw_ms(self) -> int:
         if self._t0 is None:
-            return self.start_ms
-        return self.start_ms + int((time.monotonic() - self._t0) * 1000 * self.speed)
+            return self.origin_ms
+        return self.origin_ms + int((time.monotonic() - self._t0) * 1000 * self.speed)
 
     def now_ms(self) -> int:
         """The exchange's now: it keeps running after the replay's data ends."""
@@ -335,6 +340,7 @@ class ExchangeSimulator:
         hold_until_connect: int = 0,
         unlisted: tuple[str, ...] = (),
         close_profile: CloseProfile | None = None,
+        clock_origin_ms: int | None = None,
     ) -> None:
         self.market = market
         # Listed symbols are in exchangeInfo and stream; /sim/list and /sim/delist change that at runtime.
@@ -348,7 +354,9 @@ class ExchangeSimulator:
         # collectors miss nothing.
         self.hold_until_connect = hold_until_connect
         self._connected_total = 0
-        self.clock = SimClock(start, speed, end, running=not hold_until_connect)
+        if clock_origin_ms is not None and not start <= clock_origin_ms < start + MINUTE_MS:
+            raise ValueError("the clock's origin must lie in the replay's first minute")
+        self.clock = SimClock(start, speed, end, running=not hold_until_connect, origin_ms=clock_origin_ms)
         self.faults = faults or Faults()
         self.close_profile = close_profile or CloseProfile()
         # minute -> symbol -> wall time (epoch ms) its closing frame went out, the last CLOSE_SENT_MINUTES minutes,

@@ -184,3 +184,12 @@ async def test_a_close_profile_spreads_the_closing_frames_after_the_boundary_and
         assert set(r.json()[str(sim.clock.start_ms)]) == set(sim.symbols)
     finally:
         await sim.stop()
+
+
+def test_a_clock_origin_inside_the_first_minute_runs_the_replay_on_the_wall_clock(market):
+    start = max(int(s.open_times[0]) for s in market.values()) + 1440 * MINUTE_MS
+    sim = ExchangeSimulator(market, speed=1, start_ms=start, clock_origin_ms=start + 42_000)
+    assert abs(sim.clock.now_ms() - (start + 42_000)) < 1000 and sim.clock.start_ms == start
+    assert sim.last_closed_open_ms == start - MINUTE_MS
+    with pytest.raises(ValueError):
+        ExchangeSimulator(market, speed=1, start_ms=start, clock_origin_ms=start + MINUTE_MS)

@@ -71,7 +71,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--shift-to-now",
             action="store_true",
-            help="move the data in time so the replay starts at the current minute (prices and volumes unchanged)",
+            help="move the data in time so the replay starts at the current minute (prices and volumes unchanged), "
+            "its clock the wall clock (minute boundaries as live) unless --hold-until-connect",
         )
         parser.add_argument(
             "--synthesize",
@@ -159,8 +160,12 @@ class Command(BaseCommand):
             raise CommandError(f"--data {data} is not a directory")
         market = market_load(data, synthesize=options["synthesize"])
         start_ms = _iso_ms(options["start"]) if options["start"] else None
+        clock_origin_ms = None
         if options["shift_to_now"]:
-            market, start_ms, offset = shift_to_now(market, start_ms=start_ms, now_ms=int(time.time() * 1000))
+            now_ms = int(time.time() * 1000)
+            market, start_ms, offset = shift_to_now(market, start_ms=start_ms, now_ms=now_ms)
+            # Its clock is the wall clock (unless held): minute boundaries, closing frames and event times as live.
+            clock_origin_ms = None if options["hold_until_connect"] else now_ms
             logger.info("replay shifted by %+.2f days so that it starts now", offset / 86_400_000)
         faults = Faults(
             disconnect_per_minute=options["fault_disconnect"],
@@ -177,6 +182,7 @@ class Command(BaseCommand):
         simulator = ExchangeSimulator(
             market,
             close_profile=close_profile_from_options(options),
+            clock_origin_ms=clock_origin_ms,
             speed=options["speed"],
             start_ms=start_ms,
             minutes=options["minutes"],
