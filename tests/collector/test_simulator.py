@@ -179,7 +179,7 @@ async def test_a_close_profile_spreads_the_closing_frames_after_the_boundary_and
         # Event times are when each frame went out by the simulated clock: the profile's delay, in order.
         for symbol, event_ms in events.items():
             expected = profile.delay_ms(symbol, sim.clock.start_ms)
-            assert expected <= event_ms - boundary < expected + 60 * 50  # 50 wall ms of slack at speed 60
+            assert expected <= event_ms - boundary < expected + 60 * 500  # never early; late by a loaded machine
         r = await httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}").get("/sim/closes")
         assert set(r.json()[str(sim.clock.start_ms)]) == set(sim.symbols)
     finally:
