@@ -16,7 +16,8 @@ def iso(ms: int) -> str:
 
 def test_latencies_are_measured_from_the_close_frame_and_the_boundary_with_missing_and_silent_apart():
     boundary = T + MINUTE_MS
-    alerts = {("AUSDT", "r", T), ("XUSDT", "r", T)}
+    stamps = {"received_ms": boundary + 110, "evaluated_ms": boundary + 120, "pushed_ms": boundary + 130}
+    alerts = {("AUSDT", "r", T): stamps, ("XUSDT", "r", T): {}}
     closes = {T: {"AUSDT": boundary + 100}}  # XUSDT was silent: no closing frame
     receipts = [
         ("AUSDT", "r", iso(boundary), 0, (boundary + 150) * 1_000_000),
@@ -35,3 +36,5 @@ def test_latencies_are_measured_from_the_close_frame_and_the_boundary_with_missi
     assert figures["boundary_to_receipt_max_ms"] == 180.0
     assert figures["silent_symbol_receipts"] == 1 and figures["silent_symbol_boundary_to_receipt_p50_ms"] == 7000.0
     assert figures["close_arrival_p99_ms"] == 100.0
+    assert figures["close_to_sent_p50_ms"] == 10.0 and figures["sent_to_evaluated_p50_ms"] == 10.0
+    assert figures["evaluated_to_pushed_p99_ms"] == 10.0 and figures["pushed_to_receipt_p50_ms"] == 35.0

@@ -9,7 +9,9 @@ Per alert and client: from the moment the simulator sent the symbol's closing kl
 receipt ("close_to_receipt"), and from the minute boundary (the alert's triggered_at) to the receipt
 ("boundary_to_receipt"): p50, p99, max; the missing receipts (alert_history rows times clients, less what arrived)
 and duplicates. Alerts of a symbol whose closing kline never came (a silent symbol: its candle arrives by REST after
-the grace deadline) are counted apart, as are the profile's own p99 arrival and the close frames' observed one.
+the grace deadline) are counted apart, as are the profile's own p99 arrival and the close frames' observed one. The
+stages of the path, from the alerts' own timestamps: closing frame -> batch (or tick) sent by the collector ->
+evaluated -> pushed to the channel layer (per alert), and pushed -> receipt (per client).
 
 Everything lives under a Redis key prefix of its own (test settings: their Redis databases, prefixed keys and
 broker queues) and in its own PostgreSQL database (`--database`, created and migrated when missing, kept for the
@@ -342,15 +344,20 @@ class Command(BaseCommand):
         return value
 
     @staticmethod
-    def _alerts(database_url: str, first_minute: int, last_minute: int) -> set[tuple[str, str, int]]:
-        """(symbol, alert_type, open time of minute t) of the alerts of the measured minutes."""
+    def _alerts(database_url: str, first_minute: int, last_minute: int) -> dict[tuple[str, str, int], dict]:
+        """(symbol, alert_type, open time of minute t) -> the pipeline timestamps of the alerts of the measured
+        minutes (received_ms: the batch or tick sent, evaluated_ms, pushed_ms)."""
         with psycopg2.connect(database_url) as db, db.cursor() as cursor:
             cursor.execute(
-                "SELECT symbol, alert_type, (extract(epoch FROM triggered_at) * 1000)::bigint FROM alert_history "
+                "SELECT symbol, alert_type, (extract(epoch FROM triggered_at) * 1000)::bigint, "
+                "metadata->'timestamps' FROM alert_history "
                 "WHERE triggered_at >= to_timestamp(%s) AND triggered_at <= to_timestamp(%s)",
                 [(first_minute + MINUTE_MS) / 1000, (last_minute + MINUTE_MS) / 1000],
             )
-            return {(symbol, alert_type, close_ms - MINUTE_MS) for symbol, alert_type, close_ms in cursor.fetchall()}
+            return {
+                (symbol, alert_type, close_ms - MINUTE_MS): stamps or {}
+                for symbol, alert_type, close_ms, stamps in cursor.fetchall()
+            }
 
     @staticmethod
     def _figures(options, alerts, receipts, closes, connected: int, first_minute: int, last_minute: int) -> dict:
@@ -367,15 +374,27 @@ class Command(BaseCommand):
                 duplicates += 1
                 continue
             seen[key] = received_ns // 1_000_000
-        from_close, from_boundary, silent_from_boundary = [], [], []
-        for (symbol, _alert_type, minute, _index), received_ms in seen.items():
+        from_close, from_boundary, silent_from_boundary, from_push = [], [], [], []
+        for (symbol, alert_type, minute, _index), received_ms in seen.items():
             boundary = minute + MINUTE_MS
+            pushed = alerts[(symbol, alert_type, minute)].get("pushed_ms")
+            if pushed is not None:
+                from_push.append((received_ms - pushed) / 1000)
             sent = closes.get(minute, {}).get(symbol)
             if sent is None:  # a silent symbol: its candle came by REST
                 silent_from_boundary.append((received_ms - boundary) / 1000)
                 continue
             from_close.append((received_ms - sent) / 1000)
             from_boundary.append((received_ms - boundary) / 1000)
+        # Per alert (not per client): closing frame -> batch or tick sent -> evaluated -> pushed.
+        stages: dict[str, list[float]] = {"close_to_sent": [], "sent_to_evaluated": [], "evaluated_to_pushed": []}
+        for (symbol, _alert_type, minute), stamps in alerts.items():
+            sent = closes.get(minute, {}).get(symbol)
+            if sent is None or not {"received_ms", "evaluated_ms", "pushed_ms"} <= set(stamps):
+                continue
+            stages["close_to_sent"].append((stamps["received_ms"] - sent) / 1000)
+            stages["sent_to_evaluated"].append((stamps["evaluated_ms"] - stamps["received_ms"]) / 1000)
+            stages["evaluated_to_pushed"].append((stamps["pushed_ms"] - stamps["evaluated_ms"]) / 1000)
         arrivals = [
             (sent - (minute + MINUTE_MS)) / 1000
             for minute, sent_by_symbol in closes.items()
@@ -407,6 +426,14 @@ class Command(BaseCommand):
             "boundary_to_receipt_p50_ms": boundary["p50_ms"],
             "boundary_to_receipt_p99_ms": boundary["p99_ms"],
             "boundary_to_receipt_max_ms": boundary["max_ms"],
+            **{
+                f"{name}_{point}": figures[point]
+                for name, values in stages.items()
+                for figures in [percentiles_ms(values)]
+                for point in ("p50_ms", "p99_ms")
+            },
+            "pushed_to_receipt_p50_ms": percentiles_ms(from_push)["p50_ms"],
+            "pushed_to_receipt_p99_ms": percentiles_ms(from_push)["p99_ms"],
             "close_arrival_p99_ms": observed["p99_ms"],
             "profile_arrival_p99_ms": round(profile.quantile_ms(0.99), 2),
             "silent_symbol_receipts": len(silent_from_boundary),
