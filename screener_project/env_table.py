@@ -70,6 +70,8 @@ MEANINGS = {
     "STREAMS_PER_CONNECTION": "kline streams per exchange WebSocket connection (the exchange allows 200)",
     "INDICATOR_BARS": "clock-aligned bars per timeframe the indicators are computed over (K)",
     "SHARD_COUNT": "shards the symbols are hashed into; one task per shard each minute",
+    "TICK_BATCH_MS": "how often (ms) at most the collector sends a shard's symbols that closed the minute for "
+    "evaluation (the first at once), so no symbol waits for the slowest; 0: every minute waits for its tick",
     "RETENTION_HOURS": "hours of candles, metrics, alerts and delivery records kept",
     "ALERT_DEFAULT_COOLDOWN_MINUTES": "cooldown of a rule that sets none",
     "ALERTS_NEAR_REAL_TIME_SECONDS": "seconds between two evaluations of the forming candle",

@@ -23,10 +23,19 @@ class LockLost(RuntimeError):
 
 class RenewedLock:
     def __init__(
-        self, client: redis_lib.Redis, name: str, *, timeout: float, blocking_timeout: float | None = None
+        self,
+        client: redis_lib.Redis,
+        name: str,
+        *,
+        timeout: float,
+        blocking_timeout: float | None = None,
+        sleep: float = 0.1,
     ) -> None:
-        # thread_local=False: the renewing thread must see the token the holder's thread acquired.
-        self.lock = client.lock(name, timeout=timeout, blocking_timeout=blocking_timeout, thread_local=False)
+        # thread_local=False: the renewing thread must see the token the holder's thread acquired. `sleep`: seconds
+        # between attempts while it waits.
+        self.lock = client.lock(
+            name, timeout=timeout, blocking_timeout=blocking_timeout, sleep=sleep, thread_local=False
+        )
         self.name = name
         self.lost = False
         self._every = timeout / 3

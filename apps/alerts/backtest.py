@@ -2,10 +2,10 @@
 
 Every minute t of a symbol becomes a row of a (fields, rows, LONGEST_WINDOW) block shaped exactly like the live
 tick's candles_matrix block (missing minutes NaN, minute t last), built from numpy sliding windows made
-C-contiguous, a chunk of rows at a time. The block goes through the same window_metrics, rule_context and
-rules_evaluate as the live tick, and fired rows through the same cooldown rule, so replaying a data set through the
-live pipeline yields the alert set this module computes for it. Indicators, daily changes and reference symbols'
-metrics are loaded on demand by the same rules_evaluate, for the rows that reach a condition reading them
+C-contiguous, a chunk of rows at a time. The block goes through the same evaluation as the live tick
+(apps.alerts.evaluation.rows_evaluate), and fired rows through the same cooldown rule, so replaying a data set
+through the live pipeline yields the alert set this module computes for it. Indicators, daily changes and reference
+symbols' metrics are loaded on demand by the same rules_evaluate, for the rows that reach a condition reading them
 (apps.alerts.rule_inputs.BacktestValues): indicators from the K bar closes the live tick would read at each row's
 minute (apps.metrics.history_closes) through the same indicators_last, daily changes from the symbol's own daily
 bars, reference metrics from the reference symbol's own windows at the same minute.
@@ -26,9 +26,10 @@ from tqdm import tqdm
 from apps.collector.candles import FIELDS, MINUTE_MS, data_files, read_csv_candles, symbol_from_filename
 from apps.metrics.daily import DailyOpens
 from apps.metrics.history_closes import HistoryCloses
-from apps.metrics.windows import LONGEST_WINDOW, window_metrics
+from apps.metrics.windows import LONGEST_WINDOW
 
-from .engine import CompiledRule, cooldown_suppresses, rule_context, rules_evaluate, rules_indicator_timeframes
+from .engine import CompiledRule, cooldown_suppresses, rules_indicator_timeframes
+from .evaluation import rows_evaluate
 from .rule_inputs import BacktestValues, ReferenceSeries, references_by_symbol
 
 # Rows per block. Small blocks (128 windows x 1440 minutes x 10 fields = 15 MB) in one reused buffer measured
@@ -240,13 +241,10 @@ def backtest_run(
                 minutes_ms=first + rows.astype(np.int64) * MINUTE_MS,
                 close=block[FIELDS.index("close"), :, -1],
             )
-            context = rule_context(
-                candles=block,
-                metrics=window_metrics(block),
-                symbols=np.full(len(rows), symbol, dtype=object),
-                loader=loader,
+            evaluation = rows_evaluate(
+                rules, block=block, symbols=np.full(len(rows), symbol, dtype=object), loader=loader
             )
-            fired = rules_evaluate(rules, context)
+            context, fired = evaluation.context, evaluation.fired
             price = context.value("close")
             for rule in rules:
                 hit = np.flatnonzero(fired[rule.rule_type])

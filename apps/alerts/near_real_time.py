@@ -24,12 +24,11 @@ from redis.exceptions import LockError
 from apps.collector.candles import MINUTE_MS
 from apps.collector.store import active_symbols, candles_matrix, forming_rows
 from apps.metrics.sharding import shards_split
-from apps.metrics.windows import LONGEST_WINDOW, window_metrics
+from apps.metrics.windows import LONGEST_WINDOW
 from screener_project.kernel.redis_keys import shard_last_minute_key, shard_lock_key
 
-from .engine import rule_context, rules_evaluate, rules_load
+from .evaluation import minute_evaluate_live
 from .models import AlertHistory
-from .rule_inputs import LiveValues
 from .services import alerts_fire
 
 logger = logging.getLogger(__name__)
@@ -62,22 +61,19 @@ def near_real_time_shard(client: redis_lib.Redis, *, shard: int, symbols: list[s
         if not present.any():
             return []
         closed = candles_matrix(client, symbols, end_minute_ms=minute - MINUTE_MS, length=LONGEST_WINDOW)
-        block = forming_block(closed=closed, forming=forming)
-        rules = rules_load()
         # Indicators see the forming bars built from this block; reference symbols are read at the forming minute
         # as well (their closed candles and forming candle).
-        values = LiveValues(
+        evaluation, _ = minute_evaluate_live(
             client,
             minute_ms=minute,
             symbols=symbols,
-            block=block,
+            block=forming_block(closed=closed, forming=forming),
             block_load=lambda wanted: forming_block(
                 closed=candles_matrix(client, wanted, end_minute_ms=minute - MINUTE_MS, length=LONGEST_WINDOW),
                 forming=forming_rows(client, wanted, minute_ms=minute),
             ),
         )
-        context = rule_context(candles=block, metrics=window_metrics(block), symbols=symbols, loader=values)
-        fired = rules_evaluate(rules, context)
+        context, rules, fired = evaluation.context, evaluation.rules, evaluation.fired
         return alerts_fire(
             minute_ms=minute,
             symbols=symbols,

@@ -89,6 +89,14 @@ def shard_tick(minute_ms: int, shard: int, symbols: list[str], received_ms: int,
     return done
 
 
+@shared_task(name="alerts.shard_closed", ignore_result=True)
+def shard_closed(minute_ms: int, shard: int, received_ms: int) -> list[str]:
+    """The collector stored closed candles of minute t for symbols of this shard: evaluate those not evaluated yet.
+
+    Not retried: whatever a lost batch would have evaluated, the shard's tick of t evaluates."""
+    return tick.shard_closed_run(redis_client(), minute_ms=minute_ms, shard=shard, received_ms=received_ms)
+
+
 @shared_task(name="alerts.tick_late", ignore_result=True, acks_late=True, **_RETRY)
 def tick_late(minute_ms: int, symbols: list[str], received_ms: int) -> dict[int, list[str]]:
     """The collector stored candles of minute t after t was started: evaluate t again for those symbols."""

@@ -5,6 +5,10 @@ has closed minute t, or by beat once the grace deadline passed. It fans out one 
 its minutes strictly in order under a per-shard lock, remembering the last minute it finished, so a duplicated or
 retried shard task does nothing and the cooldown sees the same history in every run (the backtest relies on this).
 
+Before the tick, the symbols that closed minute t are evaluated as they close, in small batches (shard_closed_run,
+sent by the collector every TICK_BATCH_MS): the tick then evaluates only the symbols the batches left (stragglers,
+silent symbols) and records the shard's progress, so no symbol's alerts wait for the slowest one.
+
 The shard lock is short and renewed while its holder works (shard_lock), so a worker killed mid-tick holds its
 shard for seconds, not minutes: the next shard task takes over and catches the minute up. A candle that lands after
 its shard evaluated its minute (a REST repair of a dropped frame, a straggler past the grace deadline) has that
@@ -35,6 +39,7 @@ from screener_project.kernel.redis_keys import (
     collector_clock_key,
     collector_warming_up_key,
     minute_closed_key,
+    shard_evaluated_key,
     shard_last_minute_key,
     shard_lock_key,
     tick_claimed_key,
@@ -44,8 +49,8 @@ from screener_project.kernel.stages import stage
 from screener_project.locks import LockLost, RenewedLock
 from screener_project.observability import TICK_LAG_SECONDS, TICK_STAGE_SECONDS
 
-from .engine import rule_context, rules_evaluate, rules_load
-from .rule_inputs import LiveValues
+from .engine import CompiledRule, rules_load
+from .evaluation import minute_evaluate_live
 from .services import alerts_fire
 
 logger = logging.getLogger(__name__)
@@ -56,6 +61,9 @@ TICK_CLAIM_TTL_SECONDS = 6 * 3600
 MAX_CATCH_UP_MINUTES = 60
 # How long a shard task waits for another to finish the shard (a long catch-up) before giving up.
 SHARD_LOCK_WAIT_SECONDS = 120
+# How often a waiting shard task tries the lock: a batch waiting for the batch before it (a few milliseconds of work)
+# must not wait a tenth of a second more on top.
+SHARD_LOCK_POLL_SECONDS = 0.005
 
 INDICATORS_FAILED = Counter(
     "screener_tick_indicators_failed_total", "Shard ticks whose in-task indicators failed (handed to the queue)"
@@ -167,6 +175,7 @@ def shard_lock(client: redis_lib.Redis, shard: int) -> Iterator[RenewedLock]:
         shard_lock_key(shard),
         timeout=settings.SHARD_LOCK_SECONDS,
         blocking_timeout=SHARD_LOCK_WAIT_SECONDS,
+        sleep=SHARD_LOCK_POLL_SECONDS,
     )
     with lock:
         yield lock
@@ -179,18 +188,27 @@ def minute_evaluate(
     symbols: list[str],
     received_ms: int,
     timings: dict[str, float],
+    rules: list[CompiledRule] | None = None,
+    block: np.ndarray | None = None,
 ) -> tuple[list, np.ndarray, dict[str, np.ndarray], ShardBars | None]:
-    """Evaluate every rule for `symbols` at minute t and fire what passes; returns (alerts, block, metrics, bars)."""
-    with stage("load", timings, observe=_stage_observe):
-        block = candles_matrix(client, symbols, end_minute_ms=minute_ms, length=LONGEST_WINDOW)
-    with stage("window_metrics", timings, observe=_stage_observe):
-        metrics = window_metrics(block)
-    with stage("rules", timings, observe=_stage_observe):
-        rules = rules_load()
-        # Indicators, daily changes and reference symbols: loaded for the rows a rule reaches them with.
-        values = LiveValues(client, minute_ms=minute_ms, symbols=symbols, block=block)
-        context = rule_context(candles=block, metrics=metrics, symbols=symbols, loader=values)
-        fired = rules_evaluate(rules, context)
+    """Evaluate every rule (or `rules`) for `symbols` at minute t (their `block`, when loaded already) and fire
+    what passes; returns (alerts, block, metrics, bars)."""
+    evaluation, values = minute_evaluate_live(
+        client,
+        minute_ms=minute_ms,
+        symbols=symbols,
+        rules=rules,
+        block=block,
+        timings=timings,
+        observe=_stage_observe,
+    )
+    block, metrics, context, rules, fired = (
+        evaluation.block,
+        evaluation.metrics,
+        evaluation.context,
+        evaluation.rules,
+        evaluation.fired,
+    )
     with stage("alerts", timings, observe=_stage_observe):
         alerts = alerts_fire(
             minute_ms=minute_ms,
@@ -246,19 +264,29 @@ def shard_tick_run(
         for minute in pending:
             held.check()
             timings: dict[str, float] = {}
-            alerts, block, metrics, bars = minute_evaluate(
-                client, minute_ms=minute, symbols=symbols, received_ms=received_ms, timings=timings
-            )
+            # The symbols the shard's batches already evaluated with every rule (shard_closed_run) are done.
+            done = shard_evaluated(client, shard=shard, minute_ms=minute)["all"]
+            rest = [s for s in symbols if s not in done]
+            alerts: list = []
+            if rest:
+                alerts, block, metrics, bars = minute_evaluate(
+                    client, minute_ms=minute, symbols=rest, received_ms=received_ms, timings=timings
+                )
+            if len(rest) < len(symbols) and indicators is not None and minute == pending[-1]:
+                # The indicators stage wants the whole shard's block.
+                block = candles_matrix(client, symbols, end_minute_ms=minute, length=LONGEST_WINDOW)
+                metrics, bars = window_metrics(block), None
             held.check()  # a shard taken over meanwhile keeps the progress its new holder records
             client.set(shard_last_minute_key(shard), minute)
             finished = now_ms()
             client.set(tick_last_key(), json.dumps({"minute_ms": minute, "finished_ms": finished, "shard": shard}))
             TICK_LAG_SECONDS.observe(max(0.0, (finished - minute - MINUTE_MS) / 1000))
             logger.info(
-                "shard %d minute %d: %d symbols, %d alerts, %s",
+                "shard %d minute %d: %d symbols (%d evaluated earlier as they closed), %d alerts, %s",
                 shard,
                 minute,
                 len(symbols),
+                len(symbols) - len(rest),
                 len(alerts),
                 {k: round(v, 2) for k, v in timings.items()},
             )
@@ -275,6 +303,104 @@ def shard_tick_run(
             if enqueue_indicators is not None:
                 enqueue_indicators(minute, symbols)
     return pending
+
+
+EVALUATED_TTL_SECONDS = 2 * 3600
+
+
+def shard_evaluated(client: redis_lib.Redis, *, shard: int, minute_ms: int) -> dict[str, set[str]]:
+    """The shard's symbols its batches evaluated at minute t with every rule ("all") and with the rules reading no
+    other symbol only ("partial", a reference symbol had not closed t yet)."""
+    with client.pipeline(transaction=False) as pipe:
+        pipe.smembers(shard_evaluated_key(shard, minute_ms, "all"))
+        pipe.smembers(shard_evaluated_key(shard, minute_ms, "partial"))
+        every, partial = pipe.execute()
+    return {"all": {s.decode() for s in every}, "partial": {s.decode() for s in partial}}
+
+
+_rules_of_minute: dict[int, list[CompiledRule]] = {}
+
+
+def _minute_rules(minute_ms: int) -> list[CompiledRule]:
+    """The enabled rules, read once per minute by this process's batches (an admin edit applies from the next)."""
+    rules = _rules_of_minute.get(minute_ms)
+    if rules is None:
+        rules = rules_load()
+        _rules_of_minute.clear()
+        _rules_of_minute[minute_ms] = rules
+    return rules
+
+
+def recent_minutes_whole(block: np.ndarray, *, minutes: int = MAX_CATCH_UP_MINUTES) -> np.ndarray:
+    """Per row of a candles_matrix block: no minute missing among its last `minutes` after its first candle there
+    (a symbol listed since has none missing either)."""
+    present = ~np.isnan(block[0, :, -minutes:])
+    started = np.maximum.accumulate(present, axis=1)
+    return ~(started & ~present).any(axis=1)
+
+
+def shard_closed_run(client: redis_lib.Redis, *, minute_ms: int, shard: int, received_ms: int) -> list[str]:
+    """Evaluate minute t for the symbols of the shard that closed it since the last batch; returns them.
+
+    Symbols are evaluated as their minute completes, a batch at a time, instead of waiting for the slowest symbol:
+    a symbol whose candle of t is stored (its closed mark), with no hole among its recent minutes (a repair on the
+    way), is evaluated at once, the others wait for a later batch,
+    or for the shard's tick of t (started once every symbol closed t, or at the grace deadline), which evaluates
+    whatever the batches left and records t as the shard's progress. Only when the shard finished t - 1, so each
+    symbol's minutes (and its cooldown) stay in order; a shard behind catches up through its tick. Rules reading a
+    reference symbol (`BTCUSDT.change_1h`) apply only once the reference closed t: until then the batch evaluates
+    the other rules ("partial"), and the reference rules follow with a later batch or the tick. The alerts'
+    exactly-once key keeps a symbol evaluated twice (partial, then whole) single.
+    """
+    with shard_lock(client, shard) as held:
+        if shard_last_minute(client, shard) != minute_ms - MINUTE_MS:
+            return []  # t is done already, or the shard is behind: its tick evaluates in order
+        members = shards_split(active_symbols(client), shard_count=settings.SHARD_COUNT)[shard]
+        closed = minute_closed_symbols(client, minute_ms)
+        evaluated = shard_evaluated(client, shard=shard, minute_ms=minute_ms)
+        rules = _minute_rules(minute_ms)
+        references = {label.split(".", 1)[0] for rule in rules for label in rule.references}
+        whole = references <= closed
+        skip = evaluated["all"] if whole else evaluated["all"] | evaluated["partial"]
+        candidates = [s for s in members if s in closed and s not in skip]
+        if not candidates:
+            return []
+        timings: dict[str, float] = {}
+        with stage("load", timings, observe=_stage_observe):
+            block = candles_matrix(client, candidates, end_minute_ms=minute_ms, length=LONGEST_WINDOW)
+        # A symbol with a hole among its recent minutes has a repair on the way (a dropped frame is noticed at the
+        # next one): it waits for the tick, as it did before batches, rather than be judged on the hole.
+        whole_rows = recent_minutes_whole(block)
+        batch = [s for s, whole_row in zip(candidates, whole_rows, strict=True) if whole_row]
+        if not batch:
+            return []
+        if not whole:
+            rules = [rule for rule in rules if not rule.references]
+        alerts, *_ = minute_evaluate(
+            client,
+            minute_ms=minute_ms,
+            symbols=batch,
+            received_ms=received_ms,
+            timings=timings,
+            rules=rules,
+            block=block if len(batch) == len(candidates) else np.ascontiguousarray(block[:, whole_rows]),
+        )
+        held.check()
+        done_key = shard_evaluated_key(shard, minute_ms, "all" if whole else "partial")
+        with client.pipeline(transaction=False) as pipe:
+            pipe.sadd(done_key, *batch)
+            pipe.expire(done_key, EVALUATED_TTL_SECONDS)
+            pipe.execute()
+    logger.info(
+        "shard %d minute %d: %d symbols as they closed%s, %d alerts, %s",
+        shard,
+        minute_ms,
+        len(batch),
+        "" if whole else " (rules reading a reference symbol wait for it)",
+        len(alerts),
+        {k: round(v, 2) for k, v in timings.items()},
+    )
+    return batch
 
 
 def late_candles_evaluate(
@@ -313,6 +439,15 @@ def late_candles_evaluate(
                 timings: dict[str, float] = {}
                 alerts, *_ = minute_evaluate(
                     client, minute_ms=minute, symbols=mine, received_ms=received_ms, timings=timings
+                )
+                fired += len(alerts)
+            # The minute after, those of them its batches evaluated already (as they closed it) lacked it too.
+            following = int(last_raw) + MINUTE_MS
+            evaluated_there = shard_evaluated(client, shard=shard, minute_ms=following)
+            again = [s for s in mine if s in evaluated_there["all"] | evaluated_there["partial"]]
+            if again:
+                alerts, *_ = minute_evaluate(
+                    client, minute_ms=following, symbols=again, received_ms=received_ms, timings={}
                 )
                 fired += len(alerts)
         evaluated[shard] = mine

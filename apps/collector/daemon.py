@@ -26,6 +26,7 @@ from django.conf import settings
 from django.db import close_old_connections
 from tenacity import AsyncRetrying, RetryCallState, wait_exponential
 
+from apps.metrics.sharding import shard_of
 from screener_project.kernel.redis_keys import (
     active_symbols_key,
     candles_ring_key,
@@ -42,6 +43,7 @@ from screener_project.kernel.timeframes import BAR_INTERVALS
 from . import bars_store
 from .candles import MINUTE_MS, Candle, InvalidCandle, candle_from_kline
 from .instruments import (
+    BATCHES_SENT,
     CANDLES_STORED,
     CLOSE_LAG,
     CONNECTIONS,
@@ -161,6 +163,9 @@ class Collector:
         self._ticks_held: list[int] = []  # minutes completed during warm-up
         self._forming: dict[str, Candle] = {}  # newest forming candle per symbol, until the next flush
         self._rebuilding: asyncio.Task | None = None  # the rebuild of a hot state Redis lost, while it runs
+        # (minute, shard) with live candles stored since the last batch sent for evaluation, and its wake-up.
+        self._batches_pending: set[tuple[int, int]] = set()
+        self._batches_wakeup = asyncio.Event()
         self.stats = {"ticks_sent": 0, "repaired": 0, "stored_live": 0, "warmup_candles": 0, "warmup_seconds": None}
 
     # ------------------------------------------------------------------------------------------- lifecycle
@@ -195,6 +200,7 @@ class Collector:
                 self._heartbeat_loop,
                 self._forming_loop,
                 self._universe_loop,
+                self._batch_loop,
             ):
                 self._tasks.append(asyncio.create_task(loop(stop), name=loop.__name__))
             started = time.monotonic()
@@ -410,11 +416,18 @@ class Collector:
             candles_enqueue(self.redis, [c for c in candles if c not in stored])
         CANDLES_STORED.labels(source).inc(len(result.stored))
         DUPLICATES.inc(result.duplicates)
+        if source == "live" and mark_closed and self.ready and settings.TICK_BATCH_MS > 0:
+            for candle in result.stored:
+                self._batches_pending.add((candle.open_time, shard_of(candle.symbol, shard_count=settings.SHARD_COUNT)))
         for minute in result.completed_minutes:
             if self.ready:
+                # The tick evaluates what the batches have not: a batch of this minute still waiting is not needed.
+                self._batches_pending = {p for p in self._batches_pending if p[0] != minute}
                 await self._send_tick(minute)
             else:
                 self._ticks_held.append(minute)
+        if self._batches_pending:
+            self._batches_wakeup.set()
         if result.stored:
             # Warm-up fills too: after a restart it can fill a hole in a minute the shards already evaluated.
             await self._send_late(result.stored)
@@ -455,6 +468,34 @@ class Collector:
                 LATE_CANDLES.inc(len(by_minute[minute]))
             except Exception as error:
                 logger.error("could not send alerts.tick_late for %s %s: %r", minute, by_minute[minute], error)
+
+    async def _batch_loop(self, stop: asyncio.Event) -> None:
+        """Send the shards whose symbols closed a minute since the last batch to `alerts.shard_closed`, at most every
+        TICK_BATCH_MS: the first closes of a minute go at once, those arriving meanwhile together right after."""
+        interval = settings.TICK_BATCH_MS / 1000
+        while not stop.is_set():
+            await self._batches_wakeup.wait()
+            self._batches_wakeup.clear()
+            pending, self._batches_pending = sorted(self._batches_pending), set()
+            if pending:
+                await self._send_batches(pending)
+                await sleep_or_stop(stop, interval)
+
+    async def _send_batches(self, pending: list[tuple[int, int]]) -> None:
+        from screener_project.celery import app
+
+        received_ms = int(time.time() * 1000)
+
+        def send() -> None:
+            for minute, shard in pending:
+                kwargs = {"minute_ms": minute, "shard": shard, "received_ms": received_ms}
+                app.send_task("alerts.shard_closed", kwargs=kwargs)
+
+        try:
+            await asyncio.to_thread(send)
+            BATCHES_SENT.inc(len(pending))
+        except Exception as error:  # the minute's tick evaluates what these batches would have
+            logger.error("could not send alerts.shard_closed for %s: %r", pending, error)
 
     async def _send_tick(self, minute_ms: int) -> None:
         from screener_project.celery import app  # the collector knows only the task's name, not its code

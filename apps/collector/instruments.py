@@ -31,6 +31,9 @@ LATE_CANDLES = Counter(
     "collector_late_candles_total", "Candles stored after their minute was started, sent to be evaluated again"
 )
 TICKS_SENT = Counter("collector_ticks_sent_total", "alerts.tick tasks sent for completed minutes")
+BATCHES_SENT = Counter(
+    "collector_batches_sent_total", "alerts.shard_closed tasks sent for the symbols of a shard that closed a minute"
+)
 RECEIPT_LAG = Histogram(
     "collector_close_to_receipt_seconds",
     "From a candle's close (exchange time) to its closed kline reaching the collector (wall time); recorded only "

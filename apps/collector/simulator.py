@@ -5,9 +5,12 @@ One asyncio server on one port answers both:
   UNSUBSCRIBE / LIST_SUBSCRIPTIONS, forming updates (x false) and the closed kline (x true) once the simulated
   clock passes a minute's close, protocol ping frames;
 - REST `/fapi/v1/exchangeInfo`, `/fapi/v1/klines`, `/fapi/v1/ticker/24hr`, `/fapi/v1/time` with request weights,
-  the `X-MBX-USED-WEIGHT-1M` header and 429 past the per-minute budget, plus `/sim/status` for operators.
+  the `X-MBX-USED-WEIGHT-1M` header and 429 past the per-minute budget, plus `/sim/status` for operators and
+  `/sim/closes` (when each closing frame went out, the last 30 minutes) for measurements.
 
-The simulated clock runs at `speed` times wall time from `start_ms`. Faults (disconnects, silence, dropped,
+The simulated clock runs at `speed` times wall time from `start_ms`. A close-time profile (CloseProfile, off by
+default) sends each symbol's closing kline after the minute boundary with a seeded per-(symbol, minute) delay, as
+the exchange spreads them, some symbols' never. Faults (disconnects, silence, dropped,
 duplicated, reordered and malformed frames, forced rotation, REST 429s) are injected at configurable rates so the
 collector's recovery paths can be exercised deterministically (seeded).
 """
@@ -17,8 +20,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import random
 import time
+import zlib
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
@@ -37,6 +42,7 @@ from .candles import MINUTE_MS, data_files, read_csv_candles
 logger = logging.getLogger(__name__)
 
 WEIGHT_LIMIT_1M = 2400
+CLOSE_SENT_MINUTES = 30
 _ABORT = "\0abort"
 # Columns of the per-symbol value matrix.
 _O, _H, _L, _C, _V, _Q, _N, _TV, _TQ = range(9)
@@ -142,6 +148,61 @@ class Faults:
     seed: int = 1
 
 
+@dataclass(frozen=True)
+class CloseProfile:
+    """When each symbol's closing kline of a minute goes out, after the minute boundary (exchange milliseconds).
+
+    Off (`median_ms` 0): every closing frame at the boundary, event time 100 ms after it. On: a share `1 - tail -
+    silent` of the (symbol, minute) pairs come within `body_max_ms`, log-normally around `median_ms`; a share `tail`
+    uniformly between `body_max_ms` and `tail_max_ms`; a share `silent` never (the symbol stays silent for that
+    minute: its candle reaches a client only through REST). Each pair's draw depends on (seed, symbol, minute)
+    alone, so a run is reproducible whatever the symbols, clients and timing. The frame's event time is the moment
+    it goes out.
+    """
+
+    median_ms: float = 0.0
+    body_max_ms: float = 300.0
+    sigma: float = 0.6  # of the body's log-normal
+    tail: float = 0.0
+    tail_max_ms: float = 3000.0
+    silent: float = 0.0
+    seed: int = 1
+
+    @property
+    def enabled(self) -> bool:
+        return self.median_ms > 0 or self.tail > 0 or self.silent > 0
+
+    def delay_ms(self, symbol: str, minute_ms: int) -> float | None:
+        """The closing frame's delay after the boundary, None for a silent pair."""
+        rng = random.Random(zlib.crc32(f"{self.seed}:{symbol}:{minute_ms}".encode()))
+        draw = rng.random()
+        if draw < self.silent:
+            return None
+        if draw < self.silent + self.tail:
+            return rng.uniform(self.body_max_ms, self.tail_max_ms)
+        if self.median_ms <= 0:
+            return 0.0
+        return min(self.body_max_ms, math.exp(rng.gauss(math.log(self.median_ms), self.sigma)))
+
+    def quantile_ms(self, q: float, *, symbols: int = 500, minutes: int = 60) -> float:
+        """The profile's own q-quantile of the delays (silent pairs left out), sampled as a run would draw them."""
+        delays = [
+            d
+            for m in range(minutes)
+            for i in range(symbols)
+            if (d := self.delay_ms(f"S{i}", m * MINUTE_MS)) is not None
+        ]
+        return float(np.quantile(delays, q)) if delays else 0.0
+
+
+# `--close-profile binance`: most closing frames within 300 ms of the boundary (median 120 ms), 2 % up to 2.5 s,
+# one symbol in 500 silent for the minute.
+CLOSE_PROFILES = {
+    "off": CloseProfile(),
+    "binance": CloseProfile(median_ms=120.0, body_max_ms=300.0, tail=0.02, tail_max_ms=2500.0, silent=0.002),
+}
+
+
 def _fmt(value: float) -> str:
     # repr round-trips a float64 exactly, so the collector stores the very numbers of the data file.
     return repr(float(value))
@@ -221,10 +282,15 @@ def malformed_frame(rng: random.Random, symbol: str, open_ms: int, v: np.ndarray
 
 
 class SimClock:
-    def __init__(self, start_ms: int, speed: float, end_ms: int, *, running: bool = True) -> None:
+    def __init__(
+        self, start_ms: int, speed: float, end_ms: int, *, running: bool = True, origin_ms: int | None = None
+    ) -> None:
         self.start_ms = start_ms
         self.speed = speed
         self.end_ms = end_ms
+        # Where the clock runs from (default the start): a replay shifted to now runs from now itself, so that its
+        # minute boundaries are the wall clock's, as on the exchange.
+        self.origin_ms = start_ms if origin_ms is None else origin_ms
         self._t0 = time.monotonic() if running else None
 
     @property
@@ -237,8 +303,8 @@ class SimClock:
 
     def raw_ms(self) -> int:
         if self._t0 is None:
-            return self.start_ms
-        return self.start_ms + int((time.monotonic() - self._t0) * 1000 * self.speed)
+            return self.origin_ms
+        return self.origin_ms + int((time.monotonic() - self._t0) * 1000 * self.speed)
 
     def now_ms(self) -> int:
         """The exchange's now: it keeps running after the replay's data ends."""
@@ -273,6 +339,8 @@ class ExchangeSimulator:
         ping_interval: float = 180.0,
         hold_until_connect: int = 0,
         unlisted: tuple[str, ...] = (),
+        close_profile: CloseProfile | None = None,
+        clock_origin_ms: int | None = None,
     ) -> None:
         self.market = market
         # Listed symbols are in exchangeInfo and stream; /sim/list and /sim/delist change that at runtime.
@@ -286,8 +354,14 @@ class ExchangeSimulator:
         # collectors miss nothing.
         self.hold_until_connect = hold_until_connect
         self._connected_total = 0
-        self.clock = SimClock(start, speed, end, running=not hold_until_connect)
+        if clock_origin_ms is not None and not start <= clock_origin_ms < start + MINUTE_MS:
+            raise ValueError("the clock's origin must lie in the replay's first minute")
+        self.clock = SimClock(start, speed, end, running=not hold_until_connect, origin_ms=clock_origin_ms)
         self.faults = faults or Faults()
+        self.close_profile = close_profile or CloseProfile()
+        # minute -> symbol -> wall time (epoch ms) its closing frame went out, the last CLOSE_SENT_MINUTES minutes,
+        # for measurements (/sim/closes).
+        self.close_sent: dict[int, dict[str, int]] = {}
         self.rng = random.Random(self.faults.seed)
         # Connection faults draw from their own generator, once per simulated minute, so a seed fixes the minutes
         # they strike at whatever the number of connections and frames.
@@ -312,6 +386,7 @@ class ExchangeSimulator:
             "silences": 0,
             "rotations": 0,
             "rest_429": 0,
+            "silent_closes": 0,
         }
         self._server = None
         self._tasks: list[asyncio.Task] = []
@@ -363,7 +438,10 @@ class ExchangeSimulator:
                 self._replay_step()
             except Exception:  # the replay must go on whatever one step did
                 logger.exception("simulator replay step failed")
-            await asyncio.sleep(tick)
+            # Wake at the next minute boundary rather than up to a step after it.
+            now = self.clock.raw_ms()
+            to_boundary = ((now // MINUTE_MS + 1) * MINUTE_MS - now) / 1000 / self.clock.speed
+            await asyncio.sleep(max(0.001, min(tick, to_boundary + 0.001)))
 
     def _replay_step(self) -> None:
         now = self.clock.data_now_ms()
@@ -380,11 +458,58 @@ class ExchangeSimulator:
 
     def _emit_closed_minute(self, minute: int) -> None:
         f = self.faults
-        event_ms = minute + MINUTE_MS + 100
+        profile = self.close_profile
+        if not profile.enabled:
+            self._emit_closed_frames(minute, self.symbols, event_ms=minute + MINUTE_MS + 100, last=True)
+        else:
+            # Each symbol's frame at its own delay after the boundary, the stragglers last; held frames of the
+            # previous minute follow the last of them.
+            close = minute + MINUTE_MS
+            by_delay: dict[float, list[str]] = {}
+            for symbol in self.symbols:
+                delay = profile.delay_ms(symbol, minute)
+                if delay is None:
+                    self.stats["silent_closes"] += 1
+                    continue
+                by_delay.setdefault(delay, []).append(symbol)
+            loop = asyncio.get_running_loop()
+            delays = sorted(by_delay)
+            for i, delay in enumerate(delays):
+                wait = (close + delay - self.clock.raw_ms()) / 1000 / self.clock.speed
+                args = (minute, by_delay[delay])
+                kwargs = {"event_ms": None, "last": i == len(delays) - 1}
+                if wait <= 0:
+                    self._emit_closed_frames(*args, **kwargs)
+                else:
+                    loop.call_later(wait, lambda a=args, k=kwargs: self._emit_closed_frames(*a, **k))
+        disconnect = self.connection_rng.random() < f.disconnect_per_minute
+        silence = self.connection_rng.random() < f.silence_per_minute
+        victims = list(self.clients.values())
+        if victims and disconnect:
+            self._close_client(self.rng.choice(victims), "random disconnect", abrupt=True)
+            self.stats["disconnects"] += 1
+        elif victims and silence:
+            self.rng.choice(victims).silent_until = time.monotonic() + f.silence_seconds
+            self.stats["silences"] += 1
+
+    def _emit_closed_frames(self, minute: int, symbols: list[str], *, event_ms: int | None, last: bool) -> None:
+        """Send the closing frames of `symbols` for `minute` to every subscribed client (faults applied); event
+        time `event_ms`, or now by the simulated clock. `last`: the minute's last ones, held frames follow them."""
+        f = self.faults
+        sent_ms = int(time.time() * 1000)
+        if event_ms is None:
+            event_ms = self.clock.raw_ms()
+        sent = self.close_sent.setdefault(minute, {})
+        for symbol in symbols:
+            sent[symbol] = sent_ms
+        for old in [m for m in self.close_sent if m <= minute - CLOSE_SENT_MINUTES * MINUTE_MS]:
+            del self.close_sent[old]
         for client in list(self.clients.values()):
             # Frames held back last minute now follow this minute's frames: out of order by one minute.
-            held, client.held = client.held, []
-            for symbol in self.symbols:
+            held: list[str] = []
+            if last:
+                held, client.held = client.held, []
+            for symbol in symbols:
                 stream = f"{symbol.lower()}@kline_1m"
                 if stream not in client.streams:
                     continue
@@ -411,15 +536,6 @@ class ExchangeSimulator:
                     self.stats["duplicated"] += 1
             for frame in held:
                 self._send(client, frame)
-        disconnect = self.connection_rng.random() < f.disconnect_per_minute
-        silence = self.connection_rng.random() < f.silence_per_minute
-        victims = list(self.clients.values())
-        if victims and disconnect:
-            self._close_client(self.rng.choice(victims), "random disconnect", abrupt=True)
-            self.stats["disconnects"] += 1
-        elif victims and silence:
-            self.rng.choice(victims).silent_until = time.monotonic() + f.silence_seconds
-            self.stats["silences"] += 1
 
     def _maybe_emit_forming(self, now: int) -> None:
         wall = time.monotonic()
@@ -553,6 +669,9 @@ class ExchangeSimulator:
     def _rest(self, path: str, params: dict[str, str]) -> Response:
         if path == "/sim/status":
             return _json_response(200, self.status())
+        if path == "/sim/closes":
+            # When each closing frame went out (wall epoch ms), per minute (open time) and symbol.
+            return _json_response(200, {str(m): sent for m, sent in self.close_sent.items()})
         if path in ("/sim/list", "/sim/delist"):
             symbol = params.get("symbol", "")
             if symbol not in self.market:

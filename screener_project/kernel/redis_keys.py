@@ -105,6 +105,12 @@ def shard_last_minute_key(shard: int) -> str:
     return key("shard", shard, "last_minute")
 
 
+def shard_evaluated_key(shard: int, minute_ms: int, kind: str) -> str:
+    """Set: the shard's symbols evaluated at the minute as they closed it, with every rule (`kind` "all") or with
+    the rules reading no reference symbol ("partial"); expires after 2 hours."""
+    return key("shard", shard, "evaluated", minute_ms, kind)
+
+
 # --- published state ------------------------------------------------------------------------------------------------
 
 

@@ -179,6 +179,7 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "alerts.tick": {"queue": "ticks"},
     "alerts.shard_tick": {"queue": "shards"},
+    "alerts.shard_closed": {"queue": "shards"},
     "alerts.tick_late": {"queue": "shards"},
     "metrics.shard_indicators": {"queue": "indicators"},
     "notifications.deliver": {"queue": "notifications"},
@@ -214,6 +215,9 @@ SHARD_COUNT = env.int("SHARD_COUNT", default=4)
 SHARD_LOCK_SECONDS = env.int("SHARD_LOCK_SECONDS", default=10)
 # Seconds after a minute closes (by the exchange's clock) before the tick runs without stragglers.
 TICK_GRACE_SECONDS = env.float("TICK_GRACE_SECONDS", default=5.0)
+# The collector sends the symbols of a shard that closed the minute for evaluation at most this often (the first at
+# once); 0 turns that off, and every minute then waits for its tick (every symbol closed, or the grace deadline).
+TICK_BATCH_MS = env.int("TICK_BATCH_MS", default=100)
 RETENTION_HOURS = env.int("RETENTION_HOURS", default=48)
 ALERT_DEFAULT_COOLDOWN_MINUTES = env.int("ALERT_DEFAULT_COOLDOWN_MINUTES", default=5)
 # Near-real-time alerts: also evaluate the forming candle every few seconds (at most one alert per symbol, rule and

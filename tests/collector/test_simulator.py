@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 
 import httpx
@@ -9,7 +10,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from apps.collector.candles import MINUTE_MS, candle_from_kline, candle_from_rest_row, read_csv_candles
-from apps.collector.simulator import ExchangeSimulator, klines_weight, market_load
+from apps.collector.simulator import CLOSE_PROFILES, CloseProfile, ExchangeSimulator, klines_weight, market_load
 from tests.e2e.processes import free_port
 
 
@@ -142,3 +143,53 @@ async def test_a_replay_shifted_to_now_starts_at_the_current_minute_with_the_sam
     finally:
         await client.aclose()
         await sim.stop()
+
+
+def test_close_profile_is_seeded_per_symbol_and_minute_with_a_body_a_tail_and_silent_pairs():
+    profile = CLOSE_PROFILES["binance"]
+    draws = [profile.delay_ms(f"S{i}USDT", m * MINUTE_MS) for m in range(40) for i in range(500)]
+    assert draws == [profile.delay_ms(f"S{i}USDT", m * MINUTE_MS) for m in range(40) for i in range(500)]
+    delays = np.array([d for d in draws if d is not None])
+    silent = draws.count(None) / len(draws)
+    assert 0.0005 < silent < 0.005
+    assert (delays <= 300).mean() > 0.95 and 80 < np.median(delays) < 160
+    assert delays.max() > 1500 and delays.max() <= 2500
+    assert 250 < profile.quantile_ms(0.99) <= 2500
+    other_seed = dataclasses.replace(profile, seed=2)
+    same_pairs = [profile.delay_ms("S1USDT", m * MINUTE_MS) for m in range(20)]
+    assert [other_seed.delay_ms("S1USDT", m * MINUTE_MS) for m in range(20)] != same_pairs
+    assert CLOSE_PROFILES["off"].enabled is False
+
+
+async def test_a_close_profile_spreads_the_closing_frames_after_the_boundary_and_records_them(market):
+    profile = CloseProfile(median_ms=150.0, body_max_ms=300.0, tail=0.0, silent=0.0)
+    sim = ExchangeSimulator(market, speed=60, minutes=2, hold_until_connect=1, close_profile=profile)
+    port = free_port()
+    await sim.start("127.0.0.1", port)
+    streams = "/".join(f"{s.lower()}@kline_1m" for s in sim.symbols)
+    try:
+        async with connect(f"ws://127.0.0.1:{port}/market/stream?streams={streams}") as ws:
+            events: dict[str, int] = {}
+            while len(events) < len(sim.symbols):
+                frame = json.loads(await asyncio.wait_for(ws.recv(), 5))
+                candle, is_closed = candle_from_kline(frame["data"]["k"])
+                if is_closed and candle.open_time == sim.clock.start_ms:
+                    events[candle.symbol] = frame["data"]["E"]
+        boundary = sim.clock.start_ms + MINUTE_MS
+        # Event times are when each frame went out by the simulated clock: the profile's delay, in order.
+        for symbol, event_ms in events.items():
+            expected = profile.delay_ms(symbol, sim.clock.start_ms)
+            assert expected <= event_ms - boundary < expected + 60 * 500  # never early; late by a loaded machine
+        r = await httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}").get("/sim/closes")
+        assert set(r.json()[str(sim.clock.start_ms)]) == set(sim.symbols)
+    finally:
+        await sim.stop()
+
+
+def test_a_clock_origin_inside_the_first_minute_runs_the_replay_on_the_wall_clock(market):
+    start = max(int(s.open_times[0]) for s in market.values()) + 1440 * MINUTE_MS
+    sim = ExchangeSimulator(market, speed=1, start_ms=start, clock_origin_ms=start + 42_000)
+    assert abs(sim.clock.now_ms() - (start + 42_000)) < 1000 and sim.clock.start_ms == start
+    assert sim.last_closed_open_ms == start - MINUTE_MS
+    with pytest.raises(ValueError):
+        ExchangeSimulator(market, speed=1, start_ms=start, clock_origin_ms=start + MINUTE_MS)

@@ -26,16 +26,16 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
-from apps.alerts.engine import CompiledRule, RuleError, rule_compile, rule_context, rules_evaluate, rules_load
-from apps.alerts.rule_inputs import LiveValues
+from apps.alerts.engine import CompiledRule, RuleError, rule_compile, rules_load
+from apps.alerts.evaluation import minute_evaluate_live
 from apps.collector.bars_store import bars_matrices, bars_roll
 from apps.collector.candles import FIELD_INDEX, FIELDS, MINUTE_MS, data_files, read_csv_candles
-from apps.collector.store import ROW_DTYPE, candles_matrix, ring_minutes, rows_decode, rows_encode
+from apps.collector.store import ROW_DTYPE, ring_minutes, rows_decode, rows_encode
 from apps.metrics.bars import bars_from_block
 from apps.metrics.bars_repair import bars_missed_roll
 from apps.metrics.services import metrics_calculated_upsert, minute_time, shard_indicators_compute, snapshot_write
 from apps.metrics.sharding import shards_split
-from apps.metrics.windows import LONGEST_WINDOW, window_metrics
+from apps.metrics.windows import LONGEST_WINDOW
 from screener_project.kernel.redis_keys import bars_key, candles_ring_key, redis_client
 from screener_project.kernel.timeframes import BAR_INTERVALS, SCREENER_TIMEFRAMES
 
@@ -242,16 +242,11 @@ def _tick_shards(
     for shard in shards:
         if not shard:
             continue
+        evaluation, values = minute_evaluate_live(
+            client, minute_ms=minute_ms, symbols=shard, rules=[*rules_load(), *extra_rules], timings=timings
+        )
+        block, metrics, bars = evaluation.block, evaluation.metrics, values.bars
         t = time.perf_counter()
-        block = candles_matrix(client, shard, end_minute_ms=minute_ms, length=LONGEST_WINDOW)
-        t = timed("load", t)
-        metrics = window_metrics(block)
-        t = timed("window_metrics", t)
-        rules = [*rules_load(), *extra_rules]
-        values = LiveValues(client, minute_ms=minute_ms, symbols=shard, block=block)
-        rules_evaluate(rules, rule_context(candles=block, metrics=metrics, symbols=shard, loader=values))
-        bars = values.bars
-        t = timed("rules", t)
         result = shard_indicators_compute(
             client, minute_ms=minute_ms, symbols=shard, block=block, metrics=metrics, bars=bars
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import signal
@@ -13,7 +14,15 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from apps.collector.simulator import WEIGHT_LIMIT_1M, ExchangeSimulator, Faults, market_load, shift_to_now
+from apps.collector.simulator import (
+    CLOSE_PROFILES,
+    WEIGHT_LIMIT_1M,
+    CloseProfile,
+    ExchangeSimulator,
+    Faults,
+    market_load,
+    shift_to_now,
+)
 
 logger = logging.getLogger("apps.collector.simulator")
 
@@ -23,6 +32,22 @@ def _iso_ms(value: str) -> int:
     if moment.tzinfo is None:
         raise CommandError("--start needs a time zone, e.g. 2025-05-10T18:18:00Z")
     return int(moment.timestamp() * 1000)
+
+
+def close_profile_from_options(options: dict) -> CloseProfile:
+    """The --close-profile preset with the --close-* options given over it, seeded by --seed."""
+    overrides = {
+        name: options[f"close_{option}"]
+        for name, option in (
+            ("median_ms", "median_ms"),
+            ("body_max_ms", "body_max_ms"),
+            ("tail", "tail"),
+            ("tail_max_ms", "tail_max_ms"),
+            ("silent", "silent"),
+        )
+        if options.get(f"close_{option}") is not None
+    }
+    return dataclasses.replace(CLOSE_PROFILES[options["close_profile"]], seed=options["seed"], **overrides)
 
 
 class Command(BaseCommand):
@@ -46,7 +71,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--shift-to-now",
             action="store_true",
-            help="move the data in time so the replay starts at the current minute (prices and volumes unchanged)",
+            help="move the data in time so the replay starts at the current minute (prices and volumes unchanged), "
+            "its clock the wall clock (minute boundaries as live) unless --hold-until-connect",
         )
         parser.add_argument(
             "--synthesize",
@@ -70,6 +96,28 @@ class Command(BaseCommand):
             help="comma-separated symbols of the data not listed at start (GET /sim/list?symbol= lists one)",
         )
         parser.add_argument("--ping-interval", type=float, default=180.0, help="wall seconds between ping frames")
+        closes = parser.add_argument_group(
+            "close-time profile: when each symbol's closing kline goes out after the minute boundary (seeded by --seed)"
+        )
+        closes.add_argument(
+            "--close-profile",
+            choices=sorted(CLOSE_PROFILES),
+            default="off",
+            help="off: every closing frame at the boundary; binance: median 120 ms, all but a tail within 300 ms, "
+            "2%% of them 0.3-2.5 s late, 0.2%% of (symbol, minute) silent (the options below override its parts)",
+        )
+        closes.add_argument("--close-median-ms", type=float, default=None, help="median delay of the body (ms)")
+        closes.add_argument("--close-body-max-ms", type=float, default=None, help="the body's longest delay (ms)")
+        closes.add_argument(
+            "--close-tail", type=float, default=None, help="share of closing frames late, up to --close-tail-max-ms"
+        )
+        closes.add_argument("--close-tail-max-ms", type=float, default=None, help="the tail's longest delay (ms)")
+        closes.add_argument(
+            "--close-silent",
+            type=float,
+            default=None,
+            help="share of (symbol, minute) whose closing frame never comes (REST still has the candle)",
+        )
         faults = parser.add_argument_group("fault injection (rates are probabilities)")
         faults.add_argument(
             "--fault-disconnect",
@@ -112,8 +160,12 @@ class Command(BaseCommand):
             raise CommandError(f"--data {data} is not a directory")
         market = market_load(data, synthesize=options["synthesize"])
         start_ms = _iso_ms(options["start"]) if options["start"] else None
+        clock_origin_ms = None
         if options["shift_to_now"]:
-            market, start_ms, offset = shift_to_now(market, start_ms=start_ms, now_ms=int(time.time() * 1000))
+            now_ms = int(time.time() * 1000)
+            market, start_ms, offset = shift_to_now(market, start_ms=start_ms, now_ms=now_ms)
+            # Its clock is the wall clock (unless held): minute boundaries, closing frames and event times as live.
+            clock_origin_ms = None if options["hold_until_connect"] else now_ms
             logger.info("replay shifted by %+.2f days so that it starts now", offset / 86_400_000)
         faults = Faults(
             disconnect_per_minute=options["fault_disconnect"],
@@ -129,6 +181,8 @@ class Command(BaseCommand):
         )
         simulator = ExchangeSimulator(
             market,
+            close_profile=close_profile_from_options(options),
+            clock_origin_ms=clock_origin_ms,
             speed=options["speed"],
             start_ms=start_ms,
             minutes=options["minutes"],

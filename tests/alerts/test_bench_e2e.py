@@ -1,0 +1,40 @@
+"""bench_e2e's figures from receipts, close-frame times and the alert rows (the run itself is a heavy benchmark)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from apps.alerts.management.commands.bench_e2e import Command
+from apps.collector.candles import MINUTE_MS
+
+T = 1_800_000_000_000 // MINUTE_MS * MINUTE_MS
+
+
+def iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat().replace("+00:00", "Z")
+
+
+def test_latencies_are_measured_from_the_close_frame_and_the_boundary_with_missing_and_silent_apart():
+    boundary = T + MINUTE_MS
+    stamps = {"received_ms": boundary + 110, "evaluated_ms": boundary + 120, "pushed_ms": boundary + 130}
+    alerts = {("AUSDT", "r", T): stamps, ("XUSDT", "r", T): {}}
+    closes = {T: {"AUSDT": boundary + 100}}  # XUSDT was silent: no closing frame
+    receipts = [
+        ("AUSDT", "r", iso(boundary), 0, (boundary + 150) * 1_000_000),
+        ("AUSDT", "r", iso(boundary), 0, (boundary + 151) * 1_000_000),  # a duplicate
+        ("AUSDT", "r", iso(boundary), 1, (boundary + 180) * 1_000_000),
+        ("XUSDT", "r", iso(boundary), 0, (boundary + 7000) * 1_000_000),
+        ("BUSDT", "r", iso(boundary - MINUTE_MS), 0, boundary * 1_000_000),  # outside the measured minutes
+    ]
+    options = {"symbols": 3, "clients": 2, "minutes": 1, "shards": 1, "concurrency": 1, "batch_ms": 100}
+    figures = Command._figures(
+        {**options, "close_profile": "binance"}, alerts, receipts, closes, 2, first_minute=T, last_minute=T
+    )
+    assert figures["alerts"] == 2 and figures["receipts"] == 3
+    assert figures["missing_receipts"] == 1 and figures["duplicate_receipts"] == 1
+    assert figures["close_to_receipt_max_ms"] == 80.0 and figures["close_to_receipt_p50_ms"] == 65.0
+    assert figures["boundary_to_receipt_max_ms"] == 180.0
+    assert figures["silent_symbol_receipts"] == 1 and figures["silent_symbol_boundary_to_receipt_p50_ms"] == 7000.0
+    assert figures["close_arrival_p99_ms"] == 100.0
+    assert figures["close_to_sent_p50_ms"] == 10.0 and figures["sent_to_evaluated_p50_ms"] == 10.0
+    assert figures["evaluated_to_pushed_p99_ms"] == 10.0 and figures["pushed_to_receipt_p50_ms"] == 35.0
