@@ -39,7 +39,7 @@ class Evaluation:
 
 
 def rows_evaluate(
-    rules: Sequence[CompiledRule],
+    rules: Sequence[CompiledRule] | None,
     *,
     block: np.ndarray,
     symbols: Sequence[str] | np.ndarray,
@@ -47,12 +47,13 @@ def rows_evaluate(
     timings: dict[str, float] | None = None,
     observe: Observe | None = None,
 ) -> Evaluation:
-    """Evaluate `rules` on every row of `block` (row i is symbols[i] at its minute t); timed as "window_metrics"
-    and "rules" in `timings` when given."""
+    """Evaluate `rules` (None: the enabled rules, loaded here) on every row of `block` (row i is symbols[i] at its
+    minute t); timed as "window_metrics" and "rules" in `timings` when given, each observed once."""
     timings = {} if timings is None else timings
     with stage("window_metrics", timings, observe=observe):
         metrics = window_metrics(block)
     with stage("rules", timings, observe=observe):
+        rules = rules_load() if rules is None else list(rules)
         context = rule_context(candles=block, metrics=metrics, symbols=symbols, loader=loader)
         fired = rules_evaluate(rules, context)
     return Evaluation(rules=list(rules), block=block, metrics=metrics, context=context, fired=fired)
@@ -78,8 +79,6 @@ def minute_evaluate_live(
     if block is None:
         with stage("load", timings, observe=observe):
             block = candles_matrix(client, symbols, end_minute_ms=minute_ms, length=LONGEST_WINDOW)
-    with stage("rules", timings, observe=observe):
-        rules = rules_load() if rules is None else list(rules)
     # Indicators, daily changes and reference symbols: loaded for the rows a rule reaches them with.
     values = LiveValues(client, minute_ms=minute_ms, symbols=symbols, block=block, block_load=block_load)
     evaluation = rows_evaluate(rules, block=block, symbols=symbols, loader=values, timings=timings, observe=observe)
