@@ -15,6 +15,7 @@ import functools
 import json
 import logging
 import time
+from collections import Counter
 
 import redis as redis_lib
 from django.conf import settings
@@ -90,6 +91,16 @@ def _collector_state(heartbeats: dict[bytes, bytes], *, now_ms: float) -> tuple[
         "states": {name: beat.get("state") for name, beat in slices.items()},
         "symbols": sum(int(beat.get("symbols") or 0) for beat in running.values()),
         "last_event_ms": max((beat.get("last_event_ms") or 0 for beat in running.values()), default=None) or None,
+        # The exchange connections by state: any not "open" is reconnecting (with backoff, or its circuit open after
+        # repeated failures), and says so here while the slice keeps serving its other connections.
+        "connections": dict(
+            Counter(
+                connection.get("state", "open")
+                for beat in running.values()
+                for connection in beat.get("connections") or []
+                if isinstance(connection, dict)
+            )
+        ),
     }
     return (STALE if stale else UP), detail
 

@@ -205,3 +205,21 @@ def test_no_beat_heartbeat_degrades(redis_client):
     code, body = get_health()
     assert code == 200 and body["status"] == "degraded"
     assert body["details"]["beat"] == {"state": "down", "age_seconds": None, "sent_age_seconds": None}
+
+
+def test_collector_connections_reconnecting_are_shown_by_state(redis_client):
+    beat(redis_client, "0")
+    redis_client.hset(
+        collector_heartbeat_key(),
+        "1",
+        json.dumps(
+            {
+                "ts_ms": now_ms(),
+                "state": "live",
+                "symbols": 8,
+                "connections": [{"state": "open"}, {"state": "backoff"}, {"state": "circuit_open"}],
+            }
+        ),
+    )
+    _, body = get_health()
+    assert body["details"]["data_collector"]["connections"] == {"open": 2, "backoff": 1, "circuit_open": 1}
