@@ -34,10 +34,10 @@ from apps.alerts.models import AlertHistory, AlertRule
 from apps.alerts.notifications.models import Delivery, Destination
 from apps.collector.candles import MINUTE_MS
 from screener_project.kernel.redis_keys import key
+from tests.alerts.notifications.receiver import Receiver
 from tests.collector.processes import TcpProxy
 from tests.e2e.processes import BIN, ProcessGroup, free_port, http_ok, wait_for
 from tests.e2e.test_pipeline import AlertListener
-from tests.notifications.receiver import Receiver
 
 from .conftest import OwnRedis, beat_start, process_env, worker_start
 

@@ -42,8 +42,8 @@ from django.utils import timezone
 from apps.alerts.notifications.models import Delivery
 from apps.collector.candles import data_files, read_csv_candles
 from screener_project.kernel.redis_keys import key
+from tests.alerts.notifications.receiver import Reply
 from tests.e2e.processes import wait_for
-from tests.notifications.receiver import Reply
 
 from .harness import FaultRun, wait_seconds
 

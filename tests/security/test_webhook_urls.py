@@ -20,8 +20,8 @@ from apps.alerts.notifications.safety import UnsafeDestination, url_check, url_r
 from apps.alerts.notifications.services import notifications_enqueue
 from apps.alerts.services import rules_builtin_seed
 from apps.api.compat.tokens import compat_token_issue
+from tests.alerts.notifications.conftest import make_alert  # noqa: F401 (fixture)
 from tests.api.conftest import make_token
-from tests.notifications.conftest import make_alert  # noqa: F401 (fixture)
 
 # Names these tests resolve (anything else "does not resolve").
 FAKE_DNS = {

@@ -11,8 +11,8 @@ from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 
 from apps.api.compat.tokens import compat_token_issue
-from tests.notifications import receiver as receiver_module
-from tests.notifications.conftest import drain, make_alert  # noqa: F401 (fixtures re-exported)
+from tests.alerts.notifications import receiver as receiver_module
+from tests.alerts.notifications.conftest import drain, make_alert  # noqa: F401 (fixtures re-exported)
 
 # Webhook receivers of these tests listen here, apart from the notifications suite's 18500-18599.
 RECEIVER_PORTS = range(18750, 18800)

@@ -14,7 +14,7 @@ from apps.alerts.notifications.models import Delivery, Destination
 from apps.alerts.notifications.services import notifications_enqueue
 from apps.alerts.notifications.transports import transport_for
 from apps.api.compat.models import UserWebhook
-from tests.notifications.receiver import Reply
+from tests.alerts.notifications.receiver import Reply
 
 from .account_fixtures import (
     anon,

@@ -1,4 +1,4 @@
-"""Delivery against a real HTTP server on 127.0.0.1 (tests/notifications/receiver.py), services called directly."""
+"""Delivery against a real HTTP server on 127.0.0.1 (receiver.py beside this file), services called directly."""
 
 from __future__ import annotations
 

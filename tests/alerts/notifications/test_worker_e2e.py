@@ -13,8 +13,8 @@ from django.db import connection
 from apps.alerts.models import AlertHistory
 from apps.alerts.notifications.models import Delivery
 from apps.alerts.notifications.services import notifications_enqueue
+from tests.e2e.processes import BIN, ProcessGroup, wait_for
 
-from ..e2e.processes import BIN, ProcessGroup, wait_for
 from .receiver import Receiver, Reply
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
