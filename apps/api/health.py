@@ -95,9 +95,10 @@ def _collector_state(heartbeats: dict[bytes, bytes], *, now_ms: float) -> tuple[
         # repeated failures), and says so here while the slice keeps serving its other connections.
         "connections": dict(
             Counter(
-                connection.get("state", "open")
+                str(connection.get("state", "open"))
                 for beat in running.values()
-                for connection in beat.get("connections") or []
+                if isinstance(beat.get("connections"), list)
+                for connection in beat["connections"]
                 if isinstance(connection, dict)
             )
         ),

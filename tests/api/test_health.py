@@ -223,3 +223,14 @@ def test_collector_connections_reconnecting_are_shown_by_state(redis_client):
     )
     _, body = get_health()
     assert body["details"]["data_collector"]["connections"] == {"open": 2, "backoff": 1, "circuit_open": 1}
+
+
+@pytest.mark.parametrize("connections", [1, "open", {"state": "open"}, [1, None, "x"]])
+def test_a_heartbeat_with_connections_of_another_shape_is_still_answered(redis_client, connections):
+    redis_client.hset(
+        collector_heartbeat_key(),
+        "0",
+        json.dumps({"ts_ms": now_ms(), "state": "live", "symbols": 8, "connections": connections}),
+    )
+    code, body = get_health()
+    assert code == 200 and body["details"]["data_collector"]["connections"] == {}
