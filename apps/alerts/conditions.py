@@ -26,6 +26,7 @@ import ast
 import math
 import operator
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -126,9 +127,11 @@ def _unknown_name_hint(name: str) -> str:
 # --- compiled form ------------------------------------------------------------------------------------------------
 
 
-class Node:
-    def evaluate(self, context: Context) -> np.ndarray | float:
-        raise NotImplementedError
+class Node(ABC):
+    """A numeric expression: a value per row (or one for all rows)."""
+
+    @abstractmethod
+    def evaluate(self, context: Context) -> np.ndarray | float: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,9 +193,11 @@ class Arithmetic(Node):
 Truth = tuple[np.ndarray, np.ndarray]
 
 
-class Logic:
-    def truth(self, context: Context) -> Truth:
-        raise NotImplementedError
+class Logic(ABC):
+    """A condition: which rows are true and which false (the rest unknown)."""
+
+    @abstractmethod
+    def truth(self, context: Context) -> Truth: ...
 
     def holds(self, context: Context) -> np.ndarray:
         """The true mask alone: what a condition needs unless a `not` asks for the false one too."""

@@ -72,7 +72,7 @@ class _Receiver(BaseHTTPRequestHandler):
         self.end_headers()
 
     def log_message(self, *args) -> None:
-        pass
+        """Quiet: the walk prints its own lines."""
 
 
 def receiver_start(port: int) -> ThreadingHTTPServer:

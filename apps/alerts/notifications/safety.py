@@ -14,6 +14,7 @@ check and the connection cannot redirect it.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import socket
 from dataclasses import dataclass
@@ -86,10 +87,8 @@ def _check_name(host: str) -> None:
 def literal_address(host: str) -> Address | None:
     """The address a host written as an IP literal stands for, including the numeric and short IPv4 forms that
     resolvers accept (`2130706433`, `0x7f000001`, `0177.0.0.1`, `127.1`); None for a host name."""
-    try:
+    with contextlib.suppress(ValueError):  # not a canonical literal: perhaps a short or numeric IPv4 form
         return ipaddress.ip_address(host.split("%")[0])
-    except ValueError:
-        pass
     if host and all(c in "0123456789abcdefxABCDEFX." for c in host) and host[0].isdigit():
         try:
             return ipaddress.IPv4Address(socket.inet_aton(host))
