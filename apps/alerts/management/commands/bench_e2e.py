@@ -26,12 +26,12 @@ import json
 import multiprocessing
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import httpx
 import orjson
@@ -43,7 +43,7 @@ from django.db import connection
 from django.test.utils import override_settings
 
 from apps.api.bench import percentiles_ms
-from apps.api.management.commands.bench_ws import _Receiver
+from apps.api.management.commands.bench_ws import clients_open
 from apps.collector.candles import MINUTE_MS, data_files
 from apps.collector.simulator import CLOSE_PROFILES
 from screener_project.kernel.redis_keys import tick_last_key
@@ -54,8 +54,6 @@ TEST_BROKER_URL = "redis://127.0.0.1:6379/15"
 
 
 def _free_port() -> int:
-    import socket
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -69,31 +67,9 @@ def _client_process(url: str, count: int, first_index: int, conn) -> None:
 async def _clients(url: str, count: int, first_index: int, conn) -> None:
     loop = asyncio.get_running_loop()
     receipts: list[tuple[int, int, bytes]] = []
-    warm: set[int] = set()
-    gate = asyncio.Semaphore(50)
-    transports = []
-    parts = urlsplit(url)
-
-    async def open_one(index: int) -> bool:
-        async with gate:
-            for attempt in range(5):
-                opened = loop.create_future()
-                try:
-                    transport, _ = await loop.create_connection(
-                        lambda opened=opened: _Receiver(index, parts.path, parts.netloc, receipts, warm, opened),
-                        parts.hostname,
-                        parts.port,
-                    )
-                except OSError:
-                    await asyncio.sleep(0.2 * (attempt + 1))
-                    continue
-                if await asyncio.wait_for(opened, 20):
-                    transports.append(transport)
-                    return True
-                transport.close()
-            return False
-
-    connected = sum(await asyncio.gather(*(open_one(first_index + i) for i in range(count))))
+    connected, transports = await clients_open(
+        [url], count=count, first_index=first_index, receipts=receipts, warm=set()
+    )
     conn.send(("ready", connected))
     while True:
         if await loop.run_in_executor(None, conn.poll, 0.2) and conn.recv() == "stop":

@@ -110,12 +110,15 @@ def _client_process(urls: list[str], count: int, first_index: int, conn) -> None
     asyncio.run(_clients(urls, count, first_index, conn))
 
 
-async def _clients(urls: list[str], count: int, first_index: int, conn) -> None:
+async def clients_open(
+    urls: list[str], *, count: int, first_index: int, receipts: list, warm: set[int]
+) -> tuple[int, list[asyncio.Transport]]:
+    """Open `count` raw WebSocket clients numbered from `first_index`, round robin over `urls`, at most 50 handshakes
+    at a time, each retried 5 times; their frames go to `receipts` (index, receipt ns, frame). Returns how many
+    opened, and their transports."""
     loop = asyncio.get_running_loop()
-    receipts: list[tuple[int, int, bytes]] = []
-    warm: set[int] = set()
     gate = asyncio.Semaphore(50)
-    transports = []
+    transports: list[asyncio.Transport] = []
 
     async def open_one(index: int) -> bool:
         url = urlsplit(urls[index % len(urls)])
@@ -138,6 +141,14 @@ async def _clients(urls: list[str], count: int, first_index: int, conn) -> None:
             return False
 
     connected = sum(await asyncio.gather(*(open_one(first_index + i) for i in range(count))))
+    return connected, transports
+
+
+async def _clients(urls: list[str], count: int, first_index: int, conn) -> None:
+    loop = asyncio.get_running_loop()
+    receipts: list[tuple[int, int, bytes]] = []
+    warm: set[int] = set()
+    connected, transports = await clients_open(urls, count=count, first_index=first_index, receipts=receipts, warm=warm)
     conn.send(("ready", connected))
     reported_warm = False
     while True:
