@@ -24,7 +24,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from apps.collector.candles import MINUTE_MS
-from screener_project.kernel.channels import ALERTS_GROUP, alert_message
+from screener_project.kernel.channels import ALERTS_GROUP, alert_batch_message
 from screener_project.kernel.clock import now_ms
 from screener_project.kernel.redis_keys import alert_pushed_key, redis_client
 from screener_project.observability import ALERTS_FIRED
@@ -316,8 +316,14 @@ def rules_builtin_seed(*, model: type[AlertRule] = AlertRule) -> int:
     return created
 
 
+# Alerts per channel-layer message: a whole evaluation's alerts usually fit in one; a market-wide move (every symbol
+# firing) is split so that no single message grows without bound.
+BROADCAST_BATCH_SIZE = 200
+
+
 def alerts_broadcast(payloads: Sequence[dict]) -> None:
-    """Send alert payloads to every WebSocket consumer of the "alerts" group, in one event-loop hop."""
+    """Send alert payloads, in order, to the WebSocket fan-out of every web process ("alerts" group), as few
+    channel-layer messages as possible, in one event-loop hop."""
     if not payloads:
         return
     layer = get_channel_layer()
@@ -325,7 +331,7 @@ def alerts_broadcast(payloads: Sequence[dict]) -> None:
         return
 
     async def send() -> None:
-        for payload in payloads:
-            await layer.group_send(ALERTS_GROUP, alert_message(payload))
+        for first in range(0, len(payloads), BROADCAST_BATCH_SIZE):
+            await layer.group_send(ALERTS_GROUP, alert_batch_message(payloads[first : first + BROADCAST_BATCH_SIZE]))
 
     async_to_sync(send)()

@@ -1,7 +1,7 @@
 """One channel-layer subscription per process, fanned out locally to that process's WebSocket clients.
 
-The alert engine publishes each alert once to the channel-layer group ALERTS_GROUP as
-`{"type": "alert.message", "data": <alert>}`. Stock Channels would have every consumer join the group, so each
+The alert engine publishes the alerts of each committed batch once to the channel-layer group ALERTS_GROUP
+(screener_project.kernel.channels). Stock Channels would have every consumer join the group, so each
 alert costs, per client, a queue hand-off, a msgpack decode, a dispatch task and a JSON encode. Here one AlertHub per
 event loop joins the group, decodes and encodes the frame once, and drops the same text into each matching
 client's bounded outbox; every client drains its own outbox, so a slow client never holds up the others. The hub
@@ -19,7 +19,7 @@ import orjson
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from screener_project.kernel.channels import ALERT_MESSAGE_TYPE, ALERTS_GROUP
+from screener_project.kernel.channels import ALERT_BATCH_MESSAGE_TYPE, ALERT_MESSAGE_TYPE, ALERTS_GROUP
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +48,20 @@ class AlertClient(Protocol):
 def alert_frame(data: dict) -> str:
     """The text frame a client receives for one alert."""
     return orjson.dumps({"type": "alert", "data": data}).decode()
+
+
+def _prepared(data: object) -> tuple[str, str, str, str | None] | None:
+    """(frame, symbol, alert_type, id) of one alert of a group message, encoded once for every client; None for an
+    item that is not an alert."""
+    if not isinstance(data, dict):
+        logger.warning("Ignored an alert that is not an object: %.200r", data)
+        return None
+    try:
+        frame = alert_frame(data)
+    except TypeError:
+        logger.warning("Ignored an alert that is not JSON: %.200r", data)
+        return None
+    return frame, str(data.get("symbol", "")), str(data.get("alert_type", "")), str(data.get("id", "")) or None
 
 
 class AlertHub:
@@ -132,23 +146,25 @@ class AlertHub:
         return len(self.clients)
 
     def publish(self, message: dict) -> int:
-        """Hands one group message to every interested client; returns how many got it."""
+        """Hands one group message (one alert, or a batch of them) to every interested client; returns how many
+        frames went out. A batch reaches each client as consecutive frames queued at once, so the client's socket
+        takes them in one write."""
+        kind = message.get("type") if isinstance(message, dict) else None
         data = message.get("data") if isinstance(message, dict) else None
-        if not isinstance(message, dict) or message.get("type") != ALERT_MESSAGE_TYPE or not isinstance(data, dict):
+        if kind == ALERT_MESSAGE_TYPE and isinstance(data, dict):
+            alerts = [data]
+        elif kind == ALERT_BATCH_MESSAGE_TYPE and isinstance(data, list):
+            alerts = data
+        else:
             logger.warning("Ignored a malformed message on the alerts group: %.200r", message)
             return 0
-        try:
-            frame = alert_frame(data)
-        except TypeError:
-            logger.warning("Ignored an alert that is not JSON: %.200r", data)
-            return 0
-        symbol, alert_type = str(data.get("symbol", "")), str(data.get("alert_type", ""))
-        alert_id = str(data.get("id", "")) or None
+        outgoing = [prepared for alert in alerts if (prepared := _prepared(alert)) is not None]
         delivered = 0
         for client in tuple(self.clients):
-            if client.wants(symbol, alert_type):
-                client.deliver(frame, alert_id)
-                delivered += 1
+            for frame, symbol, alert_type, alert_id in outgoing:
+                if client.wants(symbol, alert_type):
+                    client.deliver(frame, alert_id)
+                    delivered += 1
         return delivered
 
     async def _ping_loop(self) -> None:

@@ -18,7 +18,7 @@ from apps.alerts.services import rules_builtin_seed
 from apps.api.consumers import CLOSE_AUTH_FAILED, CLOSE_PING_TIMEOUT, CLOSE_TOO_SLOW, WS_EVENTS
 from apps.api.fanout import alert_hub
 from apps.api.routing import websocket_urlpatterns
-from screener_project.kernel.channels import ALERTS_GROUP
+from screener_project.kernel.channels import ALERTS_GROUP, alert_batch_message
 
 from .conftest import make_token
 
@@ -345,4 +345,50 @@ async def test_alert_message_sent_to_a_consumer_directly_is_delivered():
     (consumer,) = alert_hub().clients
     await consumer.alert_message({"type": "alert.message", "data": alert(symbol="ADAUSDT")})
     await expect_alert(client, "ADAUSDT", "pioneer_bull")
+    await client.disconnect()
+
+
+async def test_a_batch_reaches_each_client_in_order_filtered_by_its_subscription():
+    everything, btc_only = await connect(), await connect()
+    await btc_only.send_json_to({"type": "subscribe", "channels": ["alerts"], "symbols": ["BTCUSDT"]})
+    assert (await btc_only.receive_json_from(timeout=3))["type"] == "subscribed"
+    batch = [alert(symbol="ETHUSDT"), alert(symbol="BTCUSDT", alert_type="top_hunter"), alert(symbol="SOLUSDT")]
+    await get_channel_layer().group_send(ALERTS_GROUP, alert_batch_message(batch))
+    for sent in batch:
+        assert await expect_alert(everything, sent["symbol"], sent["alert_type"]) == sent
+    await expect_alert(btc_only, "BTCUSDT", "top_hunter")
+    assert await btc_only.receive_nothing(timeout=0.2)
+    await everything.disconnect()
+    await btc_only.disconnect()
+
+
+async def test_a_bad_item_in_a_batch_is_skipped_and_the_rest_delivered():
+    client = await connect()
+    batch = ["not an alert", alert(symbol="ADAUSDT"), 17, alert(symbol="XRPUSDT")]
+    await get_channel_layer().group_send(ALERTS_GROUP, alert_batch_message(batch))
+    await expect_alert(client, "ADAUSDT", "pioneer_bull")
+    await expect_alert(client, "XRPUSDT", "pioneer_bull")
+    assert await client.receive_nothing(timeout=0.2)
+    await client.disconnect()
+
+
+async def test_the_engine_broadcast_splits_a_market_wide_move_and_keeps_its_order(monkeypatch):
+    from apps.alerts import services
+
+    monkeypatch.setattr(services, "BROADCAST_BATCH_SIZE", 2)
+    layer, messages = get_channel_layer(), []
+    group_send = layer.group_send
+
+    async def recorded(group, message):
+        messages.append(message)
+        await group_send(group, message)
+
+    monkeypatch.setattr(layer, "group_send", recorded)
+    client = await connect()
+    sent = [alert(symbol=f"SYM{n}USDT") for n in range(5)]
+    await sync_to_async(services.alerts_broadcast)(sent)
+    assert [len(message["data"]) for message in messages] == [2, 2, 1]
+    for item in sent:
+        await expect_alert(client, item["symbol"], "pioneer_bull")
+    assert await client.receive_nothing(timeout=0.2)
     await client.disconnect()

@@ -22,7 +22,7 @@ from channels.layers import get_channel_layer
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.api.bench import daphne_running, percentiles_ms
-from screener_project.kernel.channels import ALERTS_GROUP, alert_message
+from screener_project.kernel.channels import ALERTS_GROUP, alert_batch_message, alert_message
 
 PONG_FRAME_PAYLOAD = b'{"type":"pong"}'
 
@@ -175,7 +175,10 @@ class Command(BaseCommand):
     def add_arguments(self, parser) -> None:
         parser.add_argument("--clients", type=int, default=500)
         parser.add_argument("--alerts", type=int, default=50, help="alerts published and timed")
-        parser.add_argument("--interval", type=float, default=0.25, help="seconds between alerts")
+        parser.add_argument("--interval", type=float, default=0.25, help="seconds between publishes")
+        parser.add_argument(
+            "--burst", type=int, default=1, help="alerts per publish, as the engine sends a batch's alerts in one"
+        )
         parser.add_argument("--client-procs", type=int, default=1, help="processes the clients are spread over")
         parser.add_argument("--servers", type=int, default=1, help="daphne processes to start (clients spread)")
         parser.add_argument(
@@ -187,8 +190,8 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options) -> None:
-        if options["clients"] < 1 or options["alerts"] < 1 or options["client_procs"] < 1:
-            raise CommandError("--clients, --alerts and --client-procs must be positive")
+        if min(options["clients"], options["alerts"], options["client_procs"], options["burst"]) < 1:
+            raise CommandError("--clients, --alerts, --client-procs and --burst must be positive")
         if options["url"]:
             figures = self._run(options["url"], options)
         else:
@@ -227,7 +230,9 @@ class Command(BaseCommand):
                 worker.join(timeout=10)
                 if worker.is_alive():
                     worker.terminate()
-        return self._figures(sent, receipts, clients=clients, connected=connected, procs=procs, warmup_s=warmup_s)
+        return self._figures(
+            sent, receipts, clients=clients, connected=connected, procs=procs, warmup_s=warmup_s, burst=options["burst"]
+        )
 
     @staticmethod
     def _expect(pipe, kind: str, timeout: float):
@@ -255,17 +260,24 @@ class Command(BaseCommand):
         warmup_s = time.monotonic() - started
         await asyncio.sleep(1.0)
         sent: dict[int, int] = {}
-        for seq in range(options["alerts"]):
-            message = self._message(seq)
-            sent[seq] = message["data"]["metadata"]["sent_ns"]
-            await layer.group_send(ALERTS_GROUP, message)
+        for first in range(0, options["alerts"], options["burst"]):
+            batch = [self._alert(seq) for seq in range(first, min(first + options["burst"], options["alerts"]))]
+            for alert in batch:
+                sent[alert["metadata"]["bench_seq"]] = alert["metadata"]["sent_ns"]
+            await layer.group_send(
+                ALERTS_GROUP, alert_batch_message(batch) if len(batch) > 1 else alert_message(batch[0])
+            )
             await asyncio.sleep(options["interval"])
         await asyncio.sleep(2.0)
         return sent, warmup_s
 
+    @classmethod
+    def _message(cls, seq: int) -> dict:
+        return alert_message(cls._alert(seq))
+
     @staticmethod
-    def _message(seq: int) -> dict:
-        data = {
+    def _alert(seq: int) -> dict:
+        return {
             "id": str(uuid.uuid4()),
             "triggered_at": "2026-01-01T00:01:00Z",
             "symbol": "BTCUSDT",
@@ -276,10 +288,9 @@ class Command(BaseCommand):
             "change_pct": 1.93,
             "metadata": {"bench_seq": seq, "sent_ns": time.time_ns(), "rule_name": "Big Bull 60m"},
         }
-        return alert_message(data)
 
     @staticmethod
-    def _figures(sent, receipts, *, clients: int, connected: int, procs: int, warmup_s: float) -> dict:
+    def _figures(sent, receipts, *, clients: int, connected: int, procs: int, warmup_s: float, burst: int) -> dict:
         per_alert: dict[int, list[int]] = {seq: [] for seq in sent}
         for seq, _index, received in receipts:
             if seq in per_alert:
@@ -293,6 +304,7 @@ class Command(BaseCommand):
             "connected": connected,
             "client_processes": procs,
             "alerts": len(sent),
+            "burst": burst,
             "alerts_reaching_every_client": len(complete),
             "missing_receipts": len(sent) * connected - sum(len(lat) for lat in per_alert.values()),
             "every_client_p50_ms": every["p50_ms"],
