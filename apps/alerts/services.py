@@ -17,14 +17,12 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
 from apps.collector.candles import MINUTE_MS
-from screener_project.kernel.channels import ALERTS_GROUP, alert_batch_message
+from screener_project.kernel.channels import ALERTS_GROUP, alert_batch_message, group_send_blocking
 from screener_project.kernel.clock import now_ms
 from screener_project.kernel.redis_keys import alert_pushed_key, redis_client
 from screener_project.observability import ALERTS_FIRED
@@ -322,16 +320,10 @@ BROADCAST_BATCH_SIZE = 200
 
 
 def alerts_broadcast(payloads: Sequence[dict]) -> None:
-    """Send alert payloads, in order, to the WebSocket fan-out of every web process ("alerts" group), as few
-    channel-layer messages as possible, in one event-loop hop."""
-    if not payloads:
-        return
-    layer = get_channel_layer()
-    if layer is None:
-        return
-
-    async def send() -> None:
-        for first in range(0, len(payloads), BROADCAST_BATCH_SIZE):
-            await layer.group_send(ALERTS_GROUP, alert_batch_message(payloads[first : first + BROADCAST_BATCH_SIZE]))
-
-    async_to_sync(send)()
+    """Send alert payloads, in order, to the WebSocket fan-out of every web process ("alerts" group), in as few
+    channel-layer messages as possible."""
+    messages = [
+        alert_batch_message(payloads[first : first + BROADCAST_BATCH_SIZE])
+        for first in range(0, len(payloads), BROADCAST_BATCH_SIZE)
+    ]
+    group_send_blocking(ALERTS_GROUP, messages)

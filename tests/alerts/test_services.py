@@ -170,11 +170,14 @@ def test_new_alerts_go_to_the_channel_group_once(redis_client):
             await layer.flush()
 
     received = asyncio.run(scenario())
-    assert [m["type"] for m in received] == ["alert.message"] * 3
+    # The minute's alerts travel as one batch message; the repeated evaluation sends none.
+    assert [m["type"] for m in received] == ["alert.batch"]
+    (batch,) = [m["data"] for m in received]
     stored = {alert_payload(a)["id"]: alert_payload(a) for a in AlertHistory.objects.all()}
-    assert {m["data"]["id"] for m in received} == set(stored)
-    for message in received:
-        assert message["data"] == stored[message["data"]["id"]]
+    assert len(batch) == 3
+    assert {payload["id"] for payload in batch} == set(stored)
+    for payload in batch:
+        assert payload == stored[payload["id"]]
 
 
 @pytest.mark.django_db(transaction=True)
