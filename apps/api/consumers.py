@@ -35,6 +35,7 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Sequence
 from datetime import timedelta
 from urllib.parse import parse_qs
 
@@ -54,7 +55,7 @@ from screener_project.observability import WS_CONNECTIONS
 from screener_project.strict_json import JsonRefused, json_loads_strict
 
 from .auth import TokenError, token_verify
-from .fanout import PING_FRAME, alert_frame, alert_hub
+from .fanout import PING_FRAME, OutgoingAlert, alert_frame, alert_hub, daphne_websocket, outgoing_alert
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +77,13 @@ WS_EVENTS = Counter(
     "screener_websocket_events_total",
     "Alert WebSocket protocol events: bad frames, auth outcomes, clients closed for slowness or silence",
     ["event"],
+)
+
+
+# How alert frames left: "direct" (framed once by the fan-out, written straight to daphne's protocol, a batch in one
+# write) or "queued" (through the client's outbox and ASGI: frames queued behind others, or another server).
+WS_ALERT_FRAMES = Counter(
+    "screener_websocket_alert_frames_total", "Alert frames sent to /ws/alerts clients, by how they left", ["path"]
 )
 
 
@@ -157,6 +165,7 @@ class AlertConsumer(HubConsumer):
         self.replayed_ids: set[str] = set()
         self.outbox: asyncio.Queue[str | int] = asyncio.Queue(maxsize=settings.WS_SEND_QUEUE_SIZE)
         self.hub = alert_hub()
+        self.wire = daphne_websocket(self.base_send)
         await self.accept()
         WS_CONNECTIONS.inc()
         self.sender = asyncio.create_task(self._drain_outbox())
@@ -189,25 +198,40 @@ class AlertConsumer(HubConsumer):
         types = self.alert_types if self.explicit_types else self.selected_alerts
         return types is None or alert_type in types
 
-    def deliver(self, frame: str, alert_id: str | None = None) -> None:
+    def deliver(self, alerts: Sequence[OutgoingAlert]) -> None:
         if self.closing:
             return
-        if alert_id is not None:
-            if self.replayed_ids and alert_id in self.replayed_ids:
-                self.replayed_ids.discard(alert_id)  # the replay sent it already
-                return
-            if self.held is not None:
-                self.held.append((frame, alert_id))
-                return
-            if self.live_ids is not None:
-                if (
-                    len(self.live_ids) < settings.WS_RESUME_MAX_ALERTS
-                    and time.monotonic() - self.connected_at < RESUME_AFTER_CONNECT_SECONDS
-                ):
-                    self.live_ids.add(alert_id)
-                else:  # a client this far into its connection has nothing left to resume
-                    self.live_ids, self.resumed = None, True
-        self._enqueue(frame)
+        sendable = [alert for alert in alerts if self._sendable(alert.frame, alert.alert_id)]
+        if not sendable:
+            return
+        if self.outbox.empty() and self.wire is not None and self.wire.state == self.wire.STATE_OPEN:
+            # Nothing queued ahead of them: the batch's frames, framed once for every client, go out in one write.
+            self.wire.sendData(b"".join(alert.wire for alert in sendable))
+            WS_ALERT_FRAMES.labels("direct").inc(len(sendable))
+            return
+        for alert in sendable:
+            self._enqueue(alert.frame)
+        WS_ALERT_FRAMES.labels("queued").inc(len(sendable))
+
+    def _sendable(self, frame: str, alert_id: str | None) -> bool:
+        """Whether an alert frame goes out now; False when the replay sent it already or a resume is holding it."""
+        if alert_id is None:
+            return True
+        if self.replayed_ids and alert_id in self.replayed_ids:
+            self.replayed_ids.discard(alert_id)  # the replay sent it already
+            return False
+        if self.held is not None:
+            self.held.append((frame, alert_id))
+            return False
+        if self.live_ids is not None:
+            if (
+                len(self.live_ids) < settings.WS_RESUME_MAX_ALERTS
+                and time.monotonic() - self.connected_at < RESUME_AFTER_CONNECT_SECONDS
+            ):
+                self.live_ids.add(alert_id)
+            else:  # a client this far into its connection has nothing left to resume
+                self.live_ids, self.resumed = None, True
+        return True
 
     def _enqueue(self, frame: str | int) -> None:
         if self.closing:
@@ -227,7 +251,7 @@ class AlertConsumer(HubConsumer):
             self._close_soon(CLOSE_PING_TIMEOUT)
             return
         self.unanswered_pings += 1
-        self.deliver(PING_FRAME)
+        self._enqueue(PING_FRAME)
 
     def on_user_settings(self, user_id: str, selected_alerts: frozenset[str] | None) -> None:
         # The user saved a new selection (POST /api/settings): it applies from the next alert, unless the client
@@ -240,9 +264,9 @@ class AlertConsumer(HubConsumer):
 
     async def alert_message(self, event: dict) -> None:
         """Handler of a group message sent to this consumer directly (the hub normally delivers)."""
-        data = event.get("data")
-        if isinstance(data, dict) and self.wants(str(data.get("symbol", "")), str(data.get("alert_type", ""))):
-            self.deliver(alert_frame(data), str(data.get("id", "")) or None)
+        alert = outgoing_alert(event.get("data"))
+        if alert is not None and self.wants(alert.symbol, alert.alert_type):
+            self.deliver([alert])
 
     async def _drain_outbox(self) -> None:
         while True:
@@ -268,7 +292,7 @@ class AlertConsumer(HubConsumer):
 
     async def _reply(self, message: dict) -> None:
         # Replies share the outbox so they stay in order with alerts and pings.
-        self.deliver(json.dumps(message))
+        self._enqueue(json.dumps(message))
 
     # --- client -> server -------------------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from urllib.parse import parse_qs
 
 import orjson
@@ -24,7 +25,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 
 from apps.api.consumers import CLOSE_AUTH_FAILED, CLOSE_TOO_SLOW, WS_EVENTS, HubConsumer
-from apps.api.fanout import alert_hub
+from apps.api.fanout import OutgoingAlert, alert_hub
 from screener_project.observability import WS_CONNECTIONS
 
 from .account_selectors import compat_user_disabled_rules
@@ -151,18 +152,19 @@ class CompatAlertConsumer(HubConsumer):
         # for their webhooks; the watchlist is the client's own filter.
         return not self.closing and alert_type not in self.disabled and rule_shown(alert_type)
 
-    def deliver(self, frame: str, alert_id: str | None = None) -> None:
-        if self.closing:
-            return
-        client_frame = frames.frame(frame)
-        if client_frame is None:
-            return
-        try:
-            self.outbox.put_nowait(client_frame)
-        except asyncio.QueueFull:
-            logger.warning("Closing a compat WebSocket client %d frames behind", self.outbox.qsize())
-            WS_EVENTS.labels("closed_slow").inc()
-            self._close_soon(CLOSE_TOO_SLOW)
+    def deliver(self, alerts: Sequence[OutgoingAlert]) -> None:
+        for alert in alerts:
+            if self.closing:
+                return
+            client_frame = frames.frame(alert.frame)
+            if client_frame is None:
+                continue
+            try:
+                self.outbox.put_nowait(client_frame)
+            except asyncio.QueueFull:
+                logger.warning("Closing a compat WebSocket client %d frames behind", self.outbox.qsize())
+                WS_EVENTS.labels("closed_slow").inc()
+                self._close_soon(CLOSE_TOO_SLOW)
 
     def on_ping_tick(self) -> None:
         """Protocol pings (daphne) keep this socket alive; the hub's JSON ping would read as an alert here."""
