@@ -104,6 +104,10 @@ class AlertHub:
         self._lock = asyncio.Lock()
         self._tasks: list[asyncio.Task] = []
         self._layer = None
+        # Alerts taken but not yet delivered, the pending delivery, and when the last one went out (loop time).
+        self._pending: list[OutgoingAlert] = []
+        self._flush_later: asyncio.TimerHandle | None = None
+        self._last_flush = float("-inf")
 
     async def join(self, client: AlertClient) -> None:
         async with self._lock:
@@ -125,6 +129,10 @@ class AlertHub:
         self._tasks = [asyncio.create_task(self._receive_loop()), asyncio.create_task(self._ping_loop())]
 
     async def _stop(self) -> None:
+        if self._flush_later is not None:
+            self._flush_later.cancel()
+            self._flush_later = None
+        self._pending = []
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()
@@ -147,6 +155,8 @@ class AlertHub:
                 await asyncio.sleep(1.0)
                 continue
             kind = message.get("type") if isinstance(message, dict) else None
+            if kind in (USER_SETTINGS_MESSAGE_TYPE, USER_RULES_MESSAGE_TYPE) and self._pending:
+                self.flush()  # alerts published before the change are filtered as they were then
             if kind == USER_SETTINGS_MESSAGE_TYPE:
                 self.user_settings_changed(message)
             elif kind == USER_RULES_MESSAGE_TYPE:
@@ -177,9 +187,13 @@ class AlertHub:
         return len(self.clients)
 
     def publish(self, message: dict) -> int:
-        """Hands one group message (one alert, or a batch of them) to every interested client; returns how many
-        frames went out. A client gets the alerts of a batch it wants in one call, so its socket can take them in
-        one write."""
+        """Takes one group message (one alert, or a batch of them) for the clients; returns how many alerts it held.
+
+        The alerts go out at once, unless the last delivery was less than WS_FANOUT_COALESCE_MS ago: then they wait
+        for the end of that interval, with whatever else arrives meanwhile. Each delivery costs a write per client
+        whatever it carries, so the batches of several shards finishing within a few milliseconds of each other
+        share one.
+        """
         kind = message.get("type") if isinstance(message, dict) else None
         data = message.get("data") if isinstance(message, dict) else None
         if kind == ALERT_MESSAGE_TYPE and isinstance(data, dict):
@@ -190,6 +204,26 @@ class AlertHub:
             logger.warning("Ignored a malformed message on the alerts group: %.200r", message)
             return 0
         outgoing = [alert for item in items if (alert := outgoing_alert(item)) is not None]
+        if not outgoing:
+            return 0
+        self._pending.extend(outgoing)
+        if self._flush_later is None:
+            loop = asyncio.get_running_loop()
+            wait = self._last_flush + settings.WS_FANOUT_COALESCE_MS / 1000 - loop.time()
+            if wait > 0:
+                self._flush_later = loop.call_later(wait, self.flush)
+            else:
+                self.flush()
+        return len(outgoing)
+
+    def flush(self) -> int:
+        """Hands the alerts taken since the last delivery to every interested client, each client's share in one
+        call (so its socket takes them in one write); returns how many frames went out."""
+        if self._flush_later is not None:
+            self._flush_later.cancel()
+            self._flush_later = None
+        outgoing, self._pending = self._pending, []
+        self._last_flush = asyncio.get_running_loop().time()
         delivered = 0
         for client in tuple(self.clients):
             wanted = [alert for alert in outgoing if client.wants(alert.symbol, alert.alert_type)]

@@ -269,6 +269,9 @@ WS_PING_INTERVAL_SECONDS = env.float("WS_PING_INTERVAL_SECONDS", default=30.0)
 WS_MAX_MISSED_PONGS = env.int("WS_MAX_MISSED_PONGS", default=2)
 # Frames waiting for one client; a client that falls this far behind is closed instead of buffering forever.
 WS_SEND_QUEUE_SIZE = env.int("WS_SEND_QUEUE_SIZE", default=1000)
+# Alerts arriving within this many milliseconds of the last delivery to the clients wait for the end of that interval
+# and go out together: every delivery costs one write per client, whatever it carries. 0 sends each at once.
+WS_FANOUT_COALESCE_MS = env.float("WS_FANOUT_COALESCE_MS", default=25.0)
 # How far back a reconnecting /ws/alerts client may resume: alerts created at most this many seconds ago.
 WS_RESUME_WINDOW_SECONDS = env.float("WS_RESUME_WINDOW_SECONDS", default=600.0)
 # The most alerts one resume replays (the newest of them; the answer says when older ones were left out).

@@ -1,84 +1,102 @@
-"""The alert fan-out under a real daphne: a batch's frames, framed once, reach each client in order, as text frames
-any WebSocket client reads, and leave through the direct path (one write per client)."""
+"""AlertHub: how the alerts of group messages reach the clients of one process (no server, no channel layer)."""
 
 from __future__ import annotations
 
 import asyncio
-import json
-import re
 
-import httpx
 import pytest
-import websockets
-from channels.layers import get_channel_layer
-from django.db import connection
 
-from apps.api.bench import daphne_running
-from screener_project.kernel.channels import ALERTS_GROUP, alert_batch_message, alert_message
-from tests.e2e.processes import free_port
-
-# Starts daphne: not in `./screener test --fast`.
-pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+from apps.api.fanout import AlertHub, OutgoingAlert
+from screener_project.kernel.channels import alert_batch_message, alert_message
 
 
-def alert(n: int, symbol: str) -> dict:
-    return {
-        "id": f"00000000-0000-4000-8000-{n:012d}",
-        "triggered_at": "2026-11-23T10:28:00+00:00",
-        "symbol": symbol,
-        "alert_type": "pioneer_bull",
-        "timeframe": "5m",
-        "price": 1.5,
-        "volume": 2.0,
-        "change_pct": 0.5,
-        "metadata": {"text": "é ✓ " + "x" * (n * 40)},  # lengths on both sides of the 126-byte frame header switch
-    }
+class RecordingClient:
+    def __init__(self, symbols: set[str] | None = None) -> None:
+        self.symbols = symbols
+        self.deliveries: list[list[str]] = []  # the symbols of each call
+
+    def wants(self, symbol: str, alert_type: str) -> bool:
+        return self.symbols is None or symbol in self.symbols
+
+    def deliver(self, alerts: list[OutgoingAlert]) -> None:
+        self.deliveries.append([alert.symbol for alert in alerts])
 
 
-async def next_alert(client) -> dict:
-    while True:
-        frame = await asyncio.wait_for(client.recv(), timeout=5)
-        assert isinstance(frame, str)  # a text frame
-        message = json.loads(frame)
-        if message["type"] == "alert":
-            return message["data"]
+def alert(symbol: str) -> dict:
+    return {"id": f"id-{symbol}", "symbol": symbol, "alert_type": "pioneer_bull", "metadata": {}}
 
 
-async def scenario(address: str) -> tuple[list[dict], list[dict]]:
-    layer = get_channel_layer()
-    url = f"ws://{address}/ws/alerts"
-    async with websockets.connect(url) as everything, websockets.connect(url) as btc_only:
-        await btc_only.send(json.dumps({"type": "subscribe", "channels": ["alerts"], "symbols": ["BTCUSDT"]}))
-        assert json.loads(await asyncio.wait_for(btc_only.recv(), timeout=5))["type"] == "subscribed"
-        # Until the server's subscription to the alerts group is in place, a probe may be lost: repeat it.
-        probe = alert(0, "PROBEUSDT")
-        while True:
-            await layer.group_send(ALERTS_GROUP, alert_message(probe))
-            try:
-                await asyncio.wait_for(next_alert(everything), timeout=0.5)
-                break
-            except TimeoutError:
-                continue
-        while True:  # the repeated probes that were still on their way
-            try:
-                await asyncio.wait_for(next_alert(everything), timeout=0.3)
-            except TimeoutError:
-                break
-        batch = [alert(1, "ETHUSDT"), alert(2, "BTCUSDT"), alert(3, "SOLUSDT"), alert(5, "BTCUSDT")]
-        await layer.group_send(ALERTS_GROUP, alert_batch_message(batch))
-        await layer.group_send(ALERTS_GROUP, alert_message(alert(4, "BTCUSDT")))
-        got_everything = [await next_alert(everything) for _ in range(5)]
-        got_btc = [await next_alert(btc_only) for _ in range(3)]
-    return got_everything, got_btc
+async def until(condition, timeout: float = 2.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.005)
 
 
-def test_a_batch_reaches_real_sockets_in_order_in_one_write_per_client():
-    name = connection.settings_dict["NAME"]
-    with daphne_running(port=free_port(), env={"DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{name}"}) as address:
-        got_everything, got_btc = asyncio.run(scenario(address))
-        exposition = httpx.get(f"http://{address}/metrics", timeout=5).text
-    assert [a["id"][-2:] for a in got_everything] == ["01", "02", "03", "05", "04"]
-    assert [a["id"][-2:] for a in got_btc] == ["02", "05", "04"]
-    assert got_everything[3] == alert(5, "BTCUSDT")  # the payload survives the framing, multi-byte text included
-    direct = re.search(r'screener_websocket_alert_frames_total\{path="direct"\} (\d+(\.\d+)?)', exposition)
-    assert direct is not None and float(direct.group(1)) >= 8  # the 8 frames above, the probes besides
+def hub_with(*clients: RecordingClient) -> AlertHub:
+    hub = AlertHub()
+    hub.clients.update(clients)
+    return hub
+
+
+async def test_a_batch_reaches_each_client_in_one_call_filtered_in_order(settings):
+    settings.WS_FANOUT_COALESCE_MS = 0
+    everything, btc = RecordingClient(), RecordingClient({"BTCUSDT"})
+    hub = hub_with(everything, btc)
+    hub.publish(alert_batch_message([alert("ETHUSDT"), alert("BTCUSDT"), alert("SOLUSDT"), alert("BTCUSDT")]))
+    assert everything.deliveries == [["ETHUSDT", "BTCUSDT", "SOLUSDT", "BTCUSDT"]]
+    assert btc.deliveries == [["BTCUSDT", "BTCUSDT"]]
+
+
+async def test_without_coalescing_every_message_goes_out_at_once(settings):
+    settings.WS_FANOUT_COALESCE_MS = 0
+    client = RecordingClient()
+    hub = hub_with(client)
+    hub.publish(alert_message(alert("ETHUSDT")))
+    hub.publish(alert_message(alert("BTCUSDT")))
+    assert client.deliveries == [["ETHUSDT"], ["BTCUSDT"]]
+
+
+async def test_messages_close_behind_a_delivery_wait_for_the_interval_and_go_out_together(settings):
+    settings.WS_FANOUT_COALESCE_MS = 150
+    client = RecordingClient()
+    hub = hub_with(client)
+    loop = asyncio.get_running_loop()
+    hub.publish(alert_message(alert("ETHUSDT")))
+    first = loop.time()
+    assert client.deliveries == [["ETHUSDT"]]  # the first goes out at once
+    hub.publish(alert_message(alert("BTCUSDT")))
+    hub.publish(alert_batch_message([alert("SOLUSDT"), alert("XRPUSDT")]))
+    assert client.deliveries == [["ETHUSDT"]]
+    await until(lambda: len(client.deliveries) == 2)
+    assert loop.time() - first >= 0.14
+    assert client.deliveries[1] == ["BTCUSDT", "SOLUSDT", "XRPUSDT"]
+
+
+async def test_an_alert_after_a_quiet_interval_goes_out_at_once(settings):
+    settings.WS_FANOUT_COALESCE_MS = 30
+    client = RecordingClient()
+    hub = hub_with(client)
+    hub.publish(alert_message(alert("ETHUSDT")))
+    await asyncio.sleep(0.05)
+    hub.publish(alert_message(alert("BTCUSDT")))
+    assert client.deliveries == [["ETHUSDT"], ["BTCUSDT"]]
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"type": "alert.batch", "data": "not a list"},
+        {"type": "alert.message", "data": ["a list"]},
+        {"type": "alert.batch", "data": ["not an alert", 3]},
+        {"type": "something.else"},
+        "not a dict",
+    ],
+)
+async def test_a_malformed_message_delivers_nothing(settings, message):
+    settings.WS_FANOUT_COALESCE_MS = 0
+    client = RecordingClient()
+    hub = hub_with(client)
+    assert hub.publish(message) == 0
+    hub.publish(alert_message(alert("ETHUSDT")))
+    assert client.deliveries == [["ETHUSDT"]]
