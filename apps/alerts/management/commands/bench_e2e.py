@@ -59,6 +59,47 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _cpu_seconds(roots: dict[str, int]) -> dict[str, float]:
+    """CPU seconds (user + system) used so far by each named process and its descendants (a worker's pool)."""
+    ticks, parents = {}, {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        parents[int(entry)] = int(fields[1])
+        ticks[int(entry)] = int(fields[11]) + int(fields[12])
+    hertz = os.sysconf("SC_CLK_TCK")
+    used = {}
+    for name, root in roots.items():
+        family, frontier = {root}, [root]
+        while frontier:
+            children = [pid for pid, parent in parents.items() if parent in frontier and pid not in family]
+            family.update(children)
+            frontier = children
+        used[name] = sum(ticks.get(pid, 0) for pid in family) / hertz
+    return used
+
+
+def _servers(*commands: str) -> dict[str, int]:
+    """The topmost process of each of these command names (a server and its backends)."""
+    names = {}
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/comm") as comm, open(f"/proc/{entry}/stat") as stat:
+                name, parent = comm.read().strip(), int(stat.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{parent}/comm") as comm:
+                parent_name = comm.read().strip()
+        except (OSError, ValueError):
+            continue
+        if name in commands and parent_name != name:
+            names[name] = int(entry)
+    return names
+
+
 def _client_process(url: str, count: int, first_index: int, conn) -> None:
     gc.disable()  # a collection over the receipts would stall every socket of the process at once
     asyncio.run(_clients(url, count, first_index, conn))
@@ -282,8 +323,12 @@ class Command(BaseCommand):
             first += count
         closes: dict[int, dict[str, int]] = {}
         sim = f"http://127.0.0.1:{sim_port}/sim/closes"
+        roots = {name: process.pid for name, process in processes.items()}
+        roots["clients"] = os.getpid()  # this process and its client processes
+        roots.update(_servers("redis-server", "postgres"))  # shared with anything else running: a ceiling
         try:
             connected = sum(self._expect(pipe, "ready", 120) for pipe in pipes)
+            cpu_before, cpu_started = _cpu_seconds(roots), time.monotonic()
             # Whole minutes: from the next boundary (a second of margin), for --minutes minutes.
             now_ms = int(time.time() * 1000)
             first_minute = (now_ms + 1000) // MINUTE_MS * MINUTE_MS + MINUTE_MS  # open time of the first minute
@@ -298,6 +343,7 @@ class Command(BaseCommand):
                         raise CommandError(f"{name} exited with {process.returncode} during the run")
             # The alerts first, then a few seconds for their frames: an alert created after the query (a silent
             # symbol's candle repaired at the very end) is left out rather than counted missing.
+            cpu_after, cpu_seconds = _cpu_seconds(roots), time.monotonic() - cpu_started
             alerts = self._alerts(database_url, first_minute, last_minute)
             time.sleep(3)
             for pipe in pipes:
@@ -308,7 +354,13 @@ class Command(BaseCommand):
                 child.join(timeout=10)
                 if child.is_alive():
                     child.terminate()
-        return self._figures(options, alerts, receipts, closes, connected, first_minute, last_minute)
+        figures = self._figures(options, alerts, receipts, closes, connected, first_minute, last_minute)
+        # Share of one core each part used over the run (the machine's cores are the ceiling of their sum).
+        figures["cpu_cores_used"] = {
+            name: round((cpu_after[name] - cpu_before[name]) / cpu_seconds, 3) for name in sorted(roots)
+        }
+        figures["cpu_count"] = os.cpu_count()
+        return figures
 
     @staticmethod
     def _expect(pipe, kind: str, timeout: float):
