@@ -40,3 +40,6 @@ SECRET_KEY = env("DJANGO_SECRET_KEY", default="test-only-django-secret-key-not-f
 COMPAT_JWT_SECRET = env("COMPAT_JWT_SECRET", default="test-only-compat-token-secret-not-for-any-deployment")
 # Parallel test runs on one machine each name their own database.
 DATABASES["default"]["TEST"] = {"NAME": env("TEST_DATABASE_NAME", default="test_screener")}
+# A commit need not wait for the disk: a crash of the test server loses nothing a test still needs, and the many
+# commits of transactional tests and of the code under test cost far less.
+DATABASES["default"]["OPTIONS"] = {**DATABASES["default"].get("OPTIONS", {}), "options": "-c synchronous_commit=off"}

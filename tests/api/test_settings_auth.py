@@ -151,7 +151,8 @@ def jwks_server(settings):
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)  # a free port
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # A short poll: shutdown() waits for the next one.
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     settings.SUPABASE_JWKS_URL = f"http://127.0.0.1:{server.server_address[1]}/auth/v1/.well-known/jwks.json"
     jwks_cache.clear()

@@ -10,7 +10,8 @@ from django.db import connection
 from apps.api.bench import daphne_running
 from tests.e2e.processes import free_port
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Starts daphne: not in `./screener test --fast`.
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
 def sessions_opened(database: str) -> int:

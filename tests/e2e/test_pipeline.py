@@ -257,7 +257,7 @@ def test_replayed_candles_reach_the_database_once_and_predicted_alerts_reach_web
     print(f"ticked minutes: {len(ticked)}; alerts: {len(fired)} {alert_counts(fired)}")
     assert predicted, "the replayed stretch should produce alerts"
     # The pandas oracle reads the sixteen original rules and the indicator rules; the catalogue rules (also enabled)
-    # are held to the backtest below, and to their own pandas readings in tests/alerts/test_catalogue_rules.py.
+    # are held to the backtest below, and to their own pandas readings in tests/alerts/test_builtin_rules_catalogue.py.
     oracle_rules = {rule["rule_type"] for rule in BUILTIN_RULES[:16]} | set(INDICATOR_RULES)
     known = {alert for alert in fired if alert[1] in oracle_rules}
     assert known == predicted, (sorted(known - predicted), sorted(predicted - known), ticked[0])

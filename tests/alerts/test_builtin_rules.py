@@ -112,7 +112,8 @@ def evaluate(sequences: list[np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def test_every_builtin_rule_has_a_scenario():
-    # The sixteen original rules; the client's catalogue rules are checked against pandas in test_catalogue_rules.
+    # The sixteen original rules; the client's catalogue rules are checked against pandas in
+    # test_builtin_rules_catalogue.
     assert set(SCENARIOS) == {rule["rule_type"] for rule in BUILTIN_RULES[:16]}
 
 

@@ -9,8 +9,7 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from apps.api.compat.tokens import AUDIENCE, ISSUER, CompatTokenError, compat_token_issue, compat_token_user
-
-from .conftest import make_token
+from tests.api.conftest import make_token
 
 pytestmark = pytest.mark.django_db
 
