@@ -41,5 +41,11 @@ COMPAT_JWT_SECRET = env("COMPAT_JWT_SECRET", default="test-only-compat-token-sec
 # Parallel test runs on one machine each name their own database.
 DATABASES["default"]["TEST"] = {"NAME": env("TEST_DATABASE_NAME", default="test_screener")}
 # A commit need not wait for the disk: a crash of the test server loses nothing a test still needs, and the many
-# commits of transactional tests and of the code under test cost far less.
-DATABASES["default"]["OPTIONS"] = {**DATABASES["default"].get("OPTIONS", {}), "options": "-c synchronous_commit=off"}
+# commits of transactional tests and of the code under test cost far less. A benchmark running on these settings
+# (bench_e2e) turns it off, to time commits as a deployment makes them.
+TEST_DATABASE_ASYNC_COMMIT = env.bool("TEST_DATABASE_ASYNC_COMMIT", default=True)
+if TEST_DATABASE_ASYNC_COMMIT:
+    DATABASES["default"]["OPTIONS"] = {
+        **DATABASES["default"].get("OPTIONS", {}),
+        "options": "-c synchronous_commit=off",
+    }

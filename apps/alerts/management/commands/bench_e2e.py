@@ -173,6 +173,7 @@ class Command(BaseCommand):
             "TICK_BATCH_MS": str(options["batch_ms"]),
             "COLLECTOR_REST_WEIGHT_BUDGET": "1000000",
             "DJANGO_DEBUG": "false",
+            "TEST_DATABASE_ASYNC_COMMIT": "false",  # commits wait for the disk, as in a deployment
             "PYTHONUNBUFFERED": "1",
         }
         env.pop("CELERY_BROKER_URL", None)
