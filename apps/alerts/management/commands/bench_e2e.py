@@ -59,8 +59,9 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _cpu_seconds(roots: dict[str, int]) -> dict[str, float]:
-    """CPU seconds (user + system) used so far by each named process and its descendants (a worker's pool)."""
+def _cpu_seconds(roots: dict[str, list[int]]) -> dict[str, float]:
+    """CPU seconds (user + system) used so far by each named group of processes and their descendants (a worker's
+    pool)."""
     ticks, parents = {}, {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -74,8 +75,8 @@ def _cpu_seconds(roots: dict[str, int]) -> dict[str, float]:
         ticks[int(entry)] = int(fields[11]) + int(fields[12])
     hertz = os.sysconf("SC_CLK_TCK")
     used = {}
-    for name, root in roots.items():
-        family, frontier = {root}, [root]
+    for name, tops in roots.items():
+        family, frontier = set(tops), list(tops)
         while frontier:
             children = [pid for pid, parent in parents.items() if parent in frontier and pid not in family]
             family.update(children)
@@ -84,7 +85,7 @@ def _cpu_seconds(roots: dict[str, int]) -> dict[str, float]:
     return used
 
 
-def _servers(*commands: str) -> dict[str, int]:
+def _servers(*commands: str) -> dict[str, list[int]]:
     """The topmost process of each of these command names (a server and its backends)."""
     names = {}
     for entry in os.listdir("/proc"):
@@ -96,7 +97,7 @@ def _servers(*commands: str) -> dict[str, int]:
         except (OSError, ValueError):
             continue
         if name in commands and parent_name != name:
-            names[name] = int(entry)
+            names[name] = [int(entry)]
     return names
 
 
@@ -324,8 +325,8 @@ class Command(BaseCommand):
             first += count
         closes: dict[int, dict[str, int]] = {}
         sim = f"http://127.0.0.1:{sim_port}/sim/closes"
-        roots = {name: process.pid for name, process in processes.items()}
-        roots["clients"] = os.getpid()  # this process and its client processes
+        roots = {name: [process.pid] for name, process in processes.items()}
+        roots["clients"] = [child.pid for child in children]
         # Redis is one process, shared with anything else running on the machine (PostgreSQL's backends come and go,
         # so their time cannot be summed this way).
         roots.update(_servers("redis-server"))
