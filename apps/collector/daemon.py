@@ -161,6 +161,8 @@ class Collector:
         self._clock_script = redis.register_script(_CLOCK_MAX_SCRIPT)
         self._warmups: set[asyncio.Task] = set()
         self._ticks_held: list[int] = []  # minutes completed during warm-up
+        # The first minute this collector completed (ticked, or held for a tick): what came before was history.
+        self._first_completed_minute: int | None = None
         self._forming: dict[str, Candle] = {}  # newest forming candle per symbol, until the next flush
         self._rebuilding: asyncio.Task | None = None  # the rebuild of a hot state Redis lost, while it runs
         # (minute, shard) with live candles stored since the last batch sent for evaluation, and its wake-up.
@@ -420,6 +422,8 @@ class Collector:
             for candle in result.stored:
                 self._batches_pending.add((candle.open_time, shard_of(candle.symbol, shard_count=settings.SHARD_COUNT)))
         for minute in result.completed_minutes:
+            if self._first_completed_minute is None or minute < self._first_completed_minute:
+                self._first_completed_minute = minute
             if self.ready:
                 # The tick evaluates what the batches have not: a batch of this minute still waiting is not needed.
                 self._batches_pending = {p for p in self._batches_pending if p[0] != minute}
@@ -669,14 +673,17 @@ class Collector:
 
         Their progress and the tasks queued for those minutes were lost with Redis, and a shard may have evaluated
         a minute on the empty rings meanwhile. Marking the minutes closed by every symbol and forgetting the progress
-        makes the next tick catch them up; the exactly-once key keeps what was already fired single.
+        makes the next tick catch them up; the exactly-once key keeps what was already fired single. Never minutes
+        before the first this collector completed: those were its warm-up's history, which a start never evaluates
+        (a Redis lost just after a start would otherwise fire alerts of minutes from before the screener was live).
         """
         newest = min((self.last_open[s] for s in self.symbols if s in self.last_open), default=None)
-        if newest is None:
+        if newest is None or self._first_completed_minute is None:
             return
+        oldest = max(newest - (REBUILD_REEVALUATE_MINUTES - 1) * MINUTE_MS, self._first_completed_minute)
         ttl = 6 * 3600
         pipe = self.redis.pipeline(transaction=False)
-        for minute in range(newest - (REBUILD_REEVALUATE_MINUTES - 1) * MINUTE_MS, newest + MINUTE_MS, MINUTE_MS):
+        for minute in range(oldest, newest + MINUTE_MS, MINUTE_MS):
             pipe.sadd(minute_closed_key(minute), *self.universe)
             pipe.expire(minute_closed_key(minute), ttl)
         for shard in range(settings.SHARD_COUNT):

@@ -5,8 +5,9 @@ One asyncio server on one port answers both:
   UNSUBSCRIBE / LIST_SUBSCRIPTIONS, forming updates (x false) and the closed kline (x true) once the simulated
   clock passes a minute's close, protocol ping frames;
 - REST `/fapi/v1/exchangeInfo`, `/fapi/v1/klines`, `/fapi/v1/ticker/24hr`, `/fapi/v1/time` with request weights,
-  the `X-MBX-USED-WEIGHT-1M` header and 429 past the per-minute budget, plus `/sim/status` for operators and
-  `/sim/closes` (when each closing frame went out, the last 30 minutes) for measurements.
+  the `X-MBX-USED-WEIGHT-1M` header and 429 past the per-minute budget, plus `/sim/status` for operators,
+  `/sim/closes` (when each closing frame went out, the last 30 minutes) for measurements, and `/sim/end?minute_ms=`
+  to end the replay earlier than planned (a test that replays until something has happened, not a fixed time).
 
 The simulated clock runs at `speed` times wall time from `start_ms`. A close-time profile (CloseProfile, off by
 default) sends each symbol's closing kline after the minute boundary with a seeded per-(symbol, minute) delay, as
@@ -415,6 +416,12 @@ class ExchangeSimulator:
     def done(self) -> bool:
         return self.last_closed_open_ms + MINUTE_MS >= self.clock.end_ms
 
+    def end_at(self, minute_ms: int) -> None:
+        """Make `minute_ms` the replay's last minute: never before a minute already closed (what went out stays
+        out), never past the planned end."""
+        minute_ms = max(minute_ms - minute_ms % MINUTE_MS, self.last_closed_open_ms)
+        self.clock.end_ms = min(self.clock.end_ms, minute_ms + MINUTE_MS)
+
     def status(self) -> dict:
         return {
             "now_ms": self.clock.now_ms(),
@@ -672,6 +679,14 @@ class ExchangeSimulator:
         if path == "/sim/closes":
             # When each closing frame went out (wall epoch ms), per minute (open time) and symbol.
             return _json_response(200, {str(m): sent for m, sent in self.close_sent.items()})
+        if path == "/sim/end":
+            try:
+                minute_ms = int(params.get("minute_ms", ""))
+            except ValueError:
+                return _json_response(400, {"code": -1100, "msg": "minute_ms must be an integer (epoch ms)."})
+            self.end_at(minute_ms)
+            logger.info("simulator replay ends after minute %d", self.clock.end_ms - MINUTE_MS)
+            return _json_response(200, self.status())
         if path in ("/sim/list", "/sim/delist"):
             symbol = params.get("symbol", "")
             if symbol not in self.market:

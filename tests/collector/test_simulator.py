@@ -193,3 +193,29 @@ def test_a_clock_origin_inside_the_first_minute_runs_the_replay_on_the_wall_cloc
     assert sim.last_closed_open_ms == start - MINUTE_MS
     with pytest.raises(ValueError):
         ExchangeSimulator(market, speed=1, start_ms=start, clock_origin_ms=start + MINUTE_MS)
+
+
+async def test_sim_end_ends_the_replay_after_a_minute_but_never_before_what_went_out_nor_past_the_plan(market):
+    sim = ExchangeSimulator(market, speed=1, minutes=30, hold_until_connect=1)
+    http = await serve(sim)
+    try:
+        start, planned_end = sim.clock.start_ms, sim.clock.end_ms
+        assert (await http.get("/sim/end", params={"minute_ms": "soon"})).status_code == 400
+        assert sim.clock.end_ms == planned_end
+
+        status = (await http.get("/sim/end", params={"minute_ms": start + 60 * MINUTE_MS})).json()
+        assert status["end_ms"] == planned_end and not status["done"]  # never past the planned end
+
+        sim.last_closed_open_ms = start + 3 * MINUTE_MS  # four minutes went out
+        status = (await http.get("/sim/end", params={"minute_ms": start + MINUTE_MS})).json()
+        assert status["end_ms"] == start + 4 * MINUTE_MS and status["done"]  # what went out stays out
+
+        sim.last_closed_open_ms = start - MINUTE_MS
+        status = (await http.get("/sim/end", params={"minute_ms": start + 5 * MINUTE_MS + 7})).json()
+        assert status["end_ms"] == start + 4 * MINUTE_MS  # only ever earlier
+        sim.clock.end_ms = planned_end
+        status = (await http.get("/sim/end", params={"minute_ms": start + 5 * MINUTE_MS + 7})).json()
+        assert status["end_ms"] == start + 6 * MINUTE_MS and not status["done"]
+    finally:
+        await http.aclose()
+        await sim.stop()

@@ -71,9 +71,17 @@ class FaultReport:
         return json.dumps({k: v for k, v in self.__dict__.items() if k != "detail"} | {"detail": self.detail})
 
 
+# Minutes the replay goes on after a fault has been recovered from, and how far past its planned length a replay may
+# run for that: the replay ends on a condition, not at a fixed time, so a slow machine's late fault still has minutes
+# closing after it.
+AFTER_FAULT_MINUTES = 3
+MOST_EXTRA_MINUTES = 120
+
+
 class FaultRun:
     """One replay with one fault. `fault(run)` is called once `fault_after` replayed minutes were ticked; it returns
-    the seconds the screener took to recover (or None when that fault has no such measure)."""
+    the seconds the screener took to recover (or None when that fault has no such measure). The replay lasts
+    `minutes`, or longer: until AFTER_FAULT_MINUTES more minutes have closed after the fault returned."""
 
     def __init__(
         self,
@@ -179,7 +187,7 @@ class FaultRun:
         )
         self.group = ProcessGroup(env, self.tmp_path)
         listener = self.listener = AlertListener(f"ws://127.0.0.1:{self.web_port}/ws/alerts")
-        report = self.report = FaultReport(fault=name, minutes=self.minutes)
+        report = self.report = FaultReport(fault=name)
         first_open = int(min(frame["open_time"].iloc[0] for frame in self.frames.values()))
         start_ms = first_open + REPLAY_START_HOURS * 60 * MINUTE_MS
         try:
@@ -198,7 +206,7 @@ class FaultRun:
                 "--start",
                 datetime.fromtimestamp(start_ms / 1000, UTC).isoformat(),
                 "--minutes",
-                str(self.minutes),
+                str(self.minutes + MOST_EXTRA_MINUTES),  # the upper bound; the run ends the replay below
                 "--hold-until-connect",
                 *self.sim_args,
             )
@@ -214,11 +222,15 @@ class FaultRun:
             report.detail["fault_at_ms"] = int(self.sim_status()["now_ms"])
             if fault is not None:
                 report.recovery_seconds = fault(self)
-            wait_for(
-                lambda: self.sim_status().get("done"), timeout=self.minutes * 60 / self.speed + 240, what="the replay"
-            )
+            newest = int(self.sim_status()["last_closed_open_ms"])
+            end = max(start_ms + (self.minutes - 1) * MINUTE_MS, newest + AFTER_FAULT_MINUTES * MINUTE_MS)
+            ending = httpx.get(f"http://127.0.0.1:{self.sim_port}/sim/end", params={"minute_ms": end}, timeout=5)
+            ending.raise_for_status()
+            to_go = (ending.json()["end_ms"] - ending.json()["now_ms"]) / 1000 / self.speed
+            wait_for(lambda: self.sim_status().get("done"), timeout=max(0, to_go) + 240, what="the replay")
             sim = self.sim_status()
             last = int(sim["last_closed_open_ms"])
+            report.minutes = (last - start_ms) // MINUTE_MS + 1
             report.detail["simulator"] = {k: v for k, v in sim.get("stats", {}).items() if v}
             wait_for(lambda: self.shards_at(last), timeout=180, what="the shards to reach the last minute")
             wait_for(

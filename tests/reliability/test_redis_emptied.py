@@ -18,7 +18,7 @@ from django.conf import settings
 
 from apps.collector.candles import FIELDS, MINUTE_MS, data_files, read_csv_candles
 from apps.collector.store import active_symbols, candles_of_symbol
-from screener_project.kernel.redis_keys import bars_key
+from screener_project.kernel.redis_keys import bars_key, minute_closed_key
 from tests.collector.processes import Process, process_env, simulator_start, simulator_status, wait_until
 from tests.e2e.processes import free_port
 
@@ -80,4 +80,8 @@ def test_the_collector_rebuilds_rings_and_bars_after_redis_is_emptied(own_redis,
     ticked = [m for m in ticks_sent(broker) if m > before_loss]
     assert ticked == list(range(before_loss + MINUTE_MS, last + 1, MINUTE_MS))
     assert pd.Series(ticks_sent(broker)).is_unique
+    # The rebuild has the newest minutes evaluated again (marked closed), but none from before the replay's first
+    # minute: those were the warm-up's history, which a start never evaluates (the loss came 2 minutes after it).
+    marked = sorted(int(k.decode().rsplit(":", 1)[1]) for k in hot.scan_iter(minute_closed_key("*")))
+    assert marked and marked[0] >= start, (marked[:3], start)
     assert "Redis lost the hot state" in collector.log()
