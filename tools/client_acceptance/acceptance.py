@@ -207,7 +207,10 @@ def run(args: argparse.Namespace) -> int:
 
             page.on("response", on_response)
             cors_failures: list[str] = []
-            page.on("requestfailed", lambda r: cors_failures.append(r.url) if PREFIX in r.url else None)
+            page.on(
+                "requestfailed",
+                lambda r: cors_failures.append(f"{r.method} {r.url}: {r.failure}") if PREFIX in r.url else None,
+            )
 
             # Login with a wrong password first: the server's reason must reach the user.
             page.goto(base + "/login")
@@ -327,7 +330,9 @@ def run(args: argparse.Namespace) -> int:
             open_settings(page, "Webhooks")
             listed = wait_until(lambda: page.get_by_text("Desk", exact=True).count() > 0, timeout=10)
             report.check("webhooks", "listed after reload", bool(listed), report.shot(page, "webhook-after-reload"))
-            toggle_of(page, "Desk").click(force=True)
+            # Each change waits for the browser to have its answer before the reload, which would cut it short.
+            with page.expect_response(lambda r: r.request.method == "PATCH" and "/api/webhooks/" in r.url):
+                toggle_of(page, "Desk").click(force=True)
             off = wait_until(
                 lambda: api(args.api, "/api/webhooks", token=token)["webhooks"][0]["is_enabled"] is False, timeout=10
             )
@@ -342,8 +347,8 @@ def run(args: argparse.Namespace) -> int:
             )
             page.get_by_role("button", name="Edit").first.click()
             page.get_by_placeholder("My Discord Channel").fill("Desk renamed")
-            page.get_by_role("button", name="Save").click()
-            # The reload below must not cut the save short.
+            with page.expect_response(lambda r: r.request.method == "PUT" and "/api/webhooks/" in r.url):
+                page.get_by_role("button", name="Save").click()
             wait_until(
                 lambda: api(args.api, "/api/webhooks", token=token)["webhooks"][0]["name"] == "Desk renamed", timeout=10
             )
@@ -351,7 +356,8 @@ def run(args: argparse.Namespace) -> int:
             open_settings(page, "Webhooks")
             renamed = wait_until(lambda: page.get_by_text("Desk renamed", exact=True).count() > 0, timeout=10)
             report.check("webhooks", "edited, kept after reload", bool(renamed), report.shot(page, "webhook-edited"))
-            page.get_by_role("button", name="Delete").first.click()
+            with page.expect_response(lambda r: r.request.method == "DELETE" and "/api/webhooks/" in r.url):
+                page.get_by_role("button", name="Delete").first.click()
             wait_until(lambda: api(args.api, "/api/webhooks", token=token)["count"] == 0, timeout=10)
             page.reload()
             open_settings(page, "Webhooks")
