@@ -32,9 +32,9 @@ def bundled_data_dir() -> Path:
 
 def pytest_collection_modifyitems(config, items):
     """Tests that start processes (marked e2e) run one after another in two pytest-xdist groups (under
-    `--dist loadgroup`, a group stays on one worker): the fault suite in one, the other e2e tests in the other, so at
+    `--dist loadgroup`, a group stays on one worker): the fault runs in one, the other e2e tests in the other, so at
     most two process trees share the machine, while the remaining tests fill in wherever a worker is free."""
     for item in items:
         if item.get_closest_marker("e2e"):
-            group = "faults" if item.path.parent.name == "reliability" else "processes"
+            group = "faults" if item.path.name == "test_faults.py" else "processes"
             item.add_marker(pytest.mark.xdist_group(group))

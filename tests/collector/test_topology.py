@@ -124,11 +124,13 @@ def test_symbols_listed_and_delisted_at_runtime_are_picked_up_without_a_restart(
 
 
 def test_candles_wait_in_redis_through_a_database_outage(dataset, redis_client, tmp_path):  # noqa: F811
-    port, minutes, db_port = free_port(), 90, free_port()
+    port, db_port = free_port(), free_port()
     proxy = TcpProxy(db_port, int(settings.DATABASES["default"]["PORT"] or 5432))
     proxy.up()
     db = settings.DATABASES["default"]
-    sim = simulator_start(tmp_path, port, "--speed", "300", "--minutes", str(minutes), "--hold-until-connect")
+    # At most 400 minutes (80 s): the replay is ended below, 2 minutes after the database is back, so that a slow
+    # warm-up never leaves too few minutes for the backlog.
+    sim = simulator_start(tmp_path, port, "--speed", "300", "--minutes", "400", "--hold-until-connect")
     env = process_env(
         BINANCE_WS_BASE_URL=f"ws://127.0.0.1:{port}",
         BINANCE_REST_BASE_URL=f"http://127.0.0.1:{port}",
@@ -149,6 +151,9 @@ def test_candles_wait_in_redis_through_a_database_outage(dataset, redis_client, 
         )
         backlog = redis_client.xlen(persist_queue_key()) - queued_at_outage
         proxy.up()
+        newest = simulator_status(port)["last_closed_open_ms"]
+        ending = httpx.get(f"http://127.0.0.1:{port}/sim/end", params={"minute_ms": newest + 2 * MINUTE_MS}).json()
+        minutes = (ending["end_ms"] - ending["start_ms"]) // MINUTE_MS
         status = wait_replayed(port, redis_client, collector, minutes)
     finally:
         collector.stop()

@@ -14,8 +14,9 @@ from (`harness.AFTER_FAULT_MINUTES`), however long the recovery took: a fault th
 an outage longer than the planned replay, still has minutes closing, and alerts firing, after it.
 
 Short form (CI, `pytest tests/reliability`): REPLAY_MINUTES (6) at SPEED (30x), PostgreSQL down 10 s, the webhook
-receiver down 25 s, and, to keep CI short, three faults that are independent of one another in one run (receiver
-down, worker SIGKILL while idle, daphne SIGKILL, the kills while the receiver is down).
+receiver down 25 s, and, to keep CI short, four faults that are independent of one another in one run (receiver
+down, and meanwhile worker SIGKILL while idle, daphne SIGKILL, beat SIGKILL), and no fault-free run (the baseline is
+tests/e2e/test_pipeline.py; beat alone is also tests/reliability/test_beat_restart.py).
 
 Long form, by hand (about 30 minutes; hold the heavy lock):
 
@@ -191,7 +192,7 @@ def receiver_down(run: FaultRun, *, meanwhile: tuple = ()) -> float:
 
 
 def receiver_down_and_kills(run: FaultRun) -> float:
-    return receiver_down(run, meanwhile=(worker_killed_while_idle, daphne_killed))
+    return receiver_down(run, meanwhile=(worker_killed_while_idle, daphne_killed, beat_killed))
 
 
 def exchange_faults(speed: float) -> tuple[str, ...]:
@@ -214,10 +215,8 @@ GRACE_LOST_SECONDS = 0.2
 
 # name -> (the fault, the simulator's fault options, the tick's grace in wall seconds)
 FAULTS = {
-    "none": (None, (), 5.0),
     "worker SIGKILL at a tick": (worker_killed_at_a_tick, (), 5.0),
     "worker SIGKILL mid-send": (worker_killed_mid_send, (), 5.0),
-    "beat SIGKILL": (beat_killed, (), 5.0),
     "Redis emptied": (redis_emptied, (), 5.0),
     "collector SIGKILL": (collector_killed, (), 5.0),
     f"PostgreSQL down {DATABASE_DOWN_SECONDS:g} s": (database_down, (), 5.0),
@@ -226,12 +225,17 @@ FAULTS = {
 }
 if LONG:
     FAULTS |= {
+        # The short form's baseline is tests/e2e/test_pipeline.py (a replay without faults against an oracle).
+        "none": (None, (), 5.0),
+        "beat SIGKILL": (beat_killed, (), 5.0),
         "worker SIGKILL while idle": (worker_killed_while_idle, (), 5.0),
         "daphne SIGKILL": (daphne_killed, (), 5.0),
         f"webhook receiver down {RECEIVER_DOWN_SECONDS:g} s": (receiver_down, (), 5.0),
     }
 if not LONG:
-    COMBINED = f"webhook receiver down {RECEIVER_DOWN_SECONDS:g} s + worker SIGKILL idle + daphne SIGKILL"
+    COMBINED = (
+        f"webhook receiver down {RECEIVER_DOWN_SECONDS:g} s + worker SIGKILL idle + daphne SIGKILL + beat SIGKILL"
+    )
     FAULTS[COMBINED] = (receiver_down_and_kills, (), 5.0)
 # By hand: the race at the live grace (5 s of wall time), best at 1x (see the docstring).
 LIVE_GRACE = {"closing frames dropped, live grace": (until_the_end, DROPPED, 5.0)}
