@@ -134,7 +134,8 @@ def ring_missing_minutes(raw: bytes | None, *, first_ms: int, last_ms: int, ring
 
 # How long the warm-up mark outlives a collector that died while warming up.
 WARM_UP_MARK_SECONDS = 600
-# After Redis lost the hot state, how many of the newest minutes the shards evaluate again (those in flight then).
+# After Redis lost the hot state, how many minutes up to the loss the shards evaluate again (those in flight then),
+# besides every minute since.
 REBUILD_REEVALUATE_MINUTES = 10
 # How far back a candle stored late has its minute evaluated again: the tick's catch-up reach (the collector knows the
 # tick only by its task names; docs/rules.md, Firing).
@@ -163,6 +164,7 @@ class Collector:
         self._ticks_held: list[int] = []  # minutes completed during warm-up
         # The first minute this collector completed (ticked, or held for a tick): what came before was history.
         self._first_completed_minute: int | None = None
+        self._lost_at_minute: int | None = None  # at the last loss of Redis's hot state, the newest minute collected
         self._forming: dict[str, Candle] = {}  # newest forming candle per symbol, until the next flush
         self._rebuilding: asyncio.Task | None = None  # the rebuild of a hot state Redis lost, while it runs
         # (minute, shard) with live candles stored since the last batch sent for evaluation, and its wake-up.
@@ -432,8 +434,10 @@ class Collector:
                 self._ticks_held.append(minute)
         if self._batches_pending:
             self._batches_wakeup.set()
-        if result.stored:
-            # Warm-up fills too: after a restart it can fill a hole in a minute the shards already evaluated.
+        if result.stored and self._rebuilding is None:
+            # Warm-up fills too: after a restart it can fill a hole in a minute the shards already evaluated. Not
+            # while rebuilding after a Redis loss: the whole window is refilled then, against shard progress that is
+            # gone or was written by a tick after the loss; the rebuild ends by having the minutes evaluated again.
             await self._send_late(result.stored)
         return result
 
@@ -639,6 +643,8 @@ class Collector:
         if not self.ready or self._rebuilding is not None or self.redis.exists(active_symbols_key()):
             return
         logger.error("Redis lost the hot state (emptied or replaced): rebuilding the rings and bar history")
+        # The newest minute every symbol had reached: those just before it may have been in flight.
+        self._lost_at_minute = min(self.last_open.values(), default=None)
         self.ready = False  # ticks of the minutes completed meanwhile are held until the windows are whole again
         self.redis.set(collector_warming_up_key(self.slice_id), 1, ex=WARM_UP_MARK_SECONDS)
         active_symbols_set(self.redis, self.universe)
@@ -669,7 +675,8 @@ class Collector:
         logger.info("hot state rebuilt in %.1f s (%d held ticks sent)", time.monotonic() - started, len(held))
 
     def _progress_reset(self) -> None:
-        """After a rebuild: the shards evaluate the last REBUILD_REEVALUATE_MINUTES minutes again, in order.
+        """After a rebuild: the shards evaluate again, in order, the REBUILD_REEVALUATE_MINUTES minutes up to the
+        loss and every minute since.
 
         Their progress and the tasks queued for those minutes were lost with Redis, and a shard may have evaluated
         a minute on the empty rings meanwhile. Marking the minutes closed by every symbol and forgetting the progress
@@ -680,7 +687,8 @@ class Collector:
         newest = min((self.last_open[s] for s in self.symbols if s in self.last_open), default=None)
         if newest is None or self._first_completed_minute is None:
             return
-        oldest = max(newest - (REBUILD_REEVALUATE_MINUTES - 1) * MINUTE_MS, self._first_completed_minute)
+        lost_at = newest if self._lost_at_minute is None else min(self._lost_at_minute, newest)
+        oldest = max(lost_at - (REBUILD_REEVALUATE_MINUTES - 1) * MINUTE_MS, self._first_completed_minute)
         ttl = 6 * 3600
         pipe = self.redis.pipeline(transaction=False)
         for minute in range(oldest, newest + MINUTE_MS, MINUTE_MS):

@@ -158,3 +158,29 @@ def test_a_warm_up_filling_a_hole_in_an_evaluated_minute_sends_it_too(redis_clie
     far_back = T - 2 * 60 * MINUTE_MS  # beyond the tick's catch-up reach: not evaluated again
     asyncio.run(collector._store([candle(LATE, far_back), candle(LATE, T)], source="warmup", mark_closed=False))
     assert [(c["name"], c["minute_ms"], c["symbols"]) for c in calls] == [("alerts.tick_late", T, [LATE])]
+
+
+def test_a_rebuild_after_redis_was_emptied_sends_no_late_evaluation(redis_client, history, monkeypatch):
+    # After a Redis loss the warm-up refills every window, against shard progress that is gone or was written by a
+    # tick running on the emptied rings: evaluating "late" minutes then would read half-rebuilt windows. The rebuild
+    # has the minutes evaluated again once it is done (Collector._progress_reset) instead.
+    from screener_project.celery import app
+
+    collector = Collector(
+        CollectorConfig(ws_base_url="ws://127.0.0.1:1", rest_base_url="http://127.0.0.1:1"), redis=redis_client
+    )
+    calls: list[dict] = []
+    monkeypatch.setattr(app, "send_task", lambda name, kwargs: calls.append({"name": name, **kwargs}))
+    redis_client.set(shard_last_minute_key(0), T + MINUTE_MS)
+
+    async def refill_while_rebuilding() -> None:
+        collector._rebuilding = asyncio.create_task(asyncio.sleep(0))
+        await collector._store([candle(LATE, T)], source="warmup", mark_closed=False)
+        await collector._rebuilding
+        collector._rebuilding = None
+
+    asyncio.run(refill_while_rebuilding())
+    assert calls == []
+    # Once rebuilt, a hole filled in an evaluated minute is sent again, as after a restart.
+    asyncio.run(collector._store([candle(LATE, T + MINUTE_MS)], source="warmup", mark_closed=False))
+    assert [(c["name"], c["minute_ms"]) for c in calls] == [("alerts.tick_late", T + MINUTE_MS)]
