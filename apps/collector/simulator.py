@@ -99,10 +99,10 @@ def market_load(data_dir: Path, *, synthesize: int = 0) -> dict[str, SymbolSerie
     return series
 
 
-def replay_start_default(market: dict[str, SymbolSeries]) -> int:
-    """Where a replay starts when not told: one day after the first candle, so REST has a day of history."""
+def replay_start_default(market: dict[str, SymbolSeries], *, history_days: int = 1) -> int:
+    """Where a replay starts when not told: `history_days` after the first candle, so REST has that much history."""
     first_open = min(int(s.open_times[0]) for s in market.values())
-    return first_open + 1440 * MINUTE_MS
+    return first_open + history_days * 1440 * MINUTE_MS
 
 
 def market_shift(market: dict[str, SymbolSeries], offset_ms: int) -> dict[str, SymbolSeries]:

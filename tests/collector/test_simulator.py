@@ -219,3 +219,16 @@ async def test_sim_end_ends_the_replay_after_a_minute_but_never_before_what_went
     finally:
         await http.aclose()
         await sim.stop()
+
+
+def test_history_days_moves_the_default_start_and_must_leave_data_to_replay(market):
+    from django.core.management import CommandError, call_command
+
+    from apps.collector.simulator import replay_start_default
+
+    first_open = min(int(s.open_times[0]) for s in market.values())
+    assert replay_start_default(market) == first_open + 1440 * MINUTE_MS
+    assert replay_start_default(market, history_days=4) == first_open + 4 * 1440 * MINUTE_MS
+    for days in ("0", "30"):  # the bundled data holds 8 days
+        with pytest.raises(CommandError, match="--history-days"):
+            call_command("run_exchange_sim", "--history-days", days, "--port", str(free_port()))

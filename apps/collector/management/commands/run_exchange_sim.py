@@ -21,6 +21,7 @@ from apps.collector.simulator import (
     ExchangeSimulator,
     Faults,
     market_load,
+    replay_start_default,
     shift_to_now,
 )
 
@@ -65,7 +66,14 @@ class Command(BaseCommand):
         parser.add_argument(
             "--start",
             default=None,
-            help="ISO time the replay starts at (default: first candle + 1 day of REST history)",
+            help="ISO time the replay starts at (default: --history-days after the first candle)",
+        )
+        parser.add_argument(
+            "--history-days",
+            type=int,
+            default=1,
+            help="without --start, days of the data before the replay starts: what REST serves as history (bars "
+            "for the charts, daily changes for the rules)",
         )
         parser.add_argument("--minutes", type=int, default=None, help="stop the replay after N simulated minutes")
         parser.add_argument(
@@ -160,6 +168,11 @@ class Command(BaseCommand):
             raise CommandError(f"--data {data} is not a directory")
         market = market_load(data, synthesize=options["synthesize"])
         start_ms = _iso_ms(options["start"]) if options["start"] else None
+        if start_ms is None:
+            start_ms = replay_start_default(market, history_days=options["history_days"])
+            last_open = max(int(s.open_times[-1]) for s in market.values())
+            if options["history_days"] < 1 or start_ms > last_open:
+                raise CommandError("--history-days must be at least 1 and leave some of the data to replay")
         clock_origin_ms = None
         if options["shift_to_now"]:
             now_ms = int(time.time() * 1000)
