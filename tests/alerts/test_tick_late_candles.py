@@ -45,6 +45,19 @@ def history(redis_client, one_rule):
     redis_client.set(shard_last_minute_key(0), T - MINUTE_MS)
 
 
+@pytest.fixture
+def sending_collector(redis_client, monkeypatch) -> tuple[Collector, list[dict]]:
+    """A collector on the test Redis whose sent Celery tasks are recorded (name and kwargs) instead of sent."""
+    from screener_project.celery import app
+
+    collector = Collector(
+        CollectorConfig(ws_base_url="ws://127.0.0.1:1", rest_base_url="http://127.0.0.1:1"), redis=redis_client
+    )
+    calls: list[dict] = []
+    monkeypatch.setattr(app, "send_task", lambda name, kwargs: calls.append({"name": name, **kwargs}))
+    return collector, calls
+
+
 def alerts_at(minute_ms: int) -> dict[str, int]:
     counts: dict[str, int] = {}
     for alert in AlertHistory.objects.filter(alert_type="any_close"):
@@ -82,14 +95,10 @@ def test_a_candle_landing_before_its_shard_evaluated_the_minute_is_left_to_the_s
     assert alerts_at(T) == {"AUSDT": 1, "BUSDT": 1, LATE: 1}
 
 
-def test_a_late_candle_of_a_started_minute_is_sent_for_evaluation_by_the_collector(redis_client, history, monkeypatch):
-    from screener_project.celery import app
-
-    collector = Collector(
-        CollectorConfig(ws_base_url="ws://127.0.0.1:1", rest_base_url="http://127.0.0.1:1"), redis=redis_client
-    )
-    calls: list[dict] = []
-    monkeypatch.setattr(app, "send_task", lambda name, kwargs: calls.append({"name": name, **kwargs}))
+def test_a_late_candle_of_a_started_minute_is_sent_for_evaluation_by_the_collector(
+    redis_client, history, sending_collector
+):
+    collector, calls = sending_collector
     assert tick.tick_claim(redis_client, minute_ms=T)  # beat's grace deadline started T without XUSDT
     asyncio.run(collector._store([candle(LATE, T)], source="repair"))
     asyncio.run(collector._store([candle(LATE, T + MINUTE_MS)], source="repair"))  # T+1 not started: no call
@@ -131,46 +140,28 @@ def test_a_minute_past_its_grace_deadline_is_evaluated_without_the_missing_candl
     assert alerts_at(T) == {"AUSDT": 1, "BUSDT": 1}
 
 
-def test_a_late_candle_of_a_minute_a_catching_up_shard_passed_is_sent_too(redis_client, history, monkeypatch):
-    from screener_project.celery import app
-
-    collector = Collector(
-        CollectorConfig(ws_base_url="ws://127.0.0.1:1", rest_base_url="http://127.0.0.1:1"), redis=redis_client
-    )
-    calls: list[dict] = []
-    monkeypatch.setattr(app, "send_task", lambda name, kwargs: calls.append({"name": name, **kwargs}))
+def test_a_late_candle_of_a_minute_a_catching_up_shard_passed_is_sent_too(redis_client, history, sending_collector):
+    collector, calls = sending_collector
     redis_client.set(shard_last_minute_key(0), T + MINUTE_MS)  # went past T without a claim of T
     asyncio.run(collector._store([candle(LATE, T)], source="repair"))
     assert [(c["name"], c["minute_ms"], c["symbols"]) for c in calls] == [("alerts.tick_late", T, [LATE])]
 
 
-def test_a_warm_up_filling_a_hole_in_an_evaluated_minute_sends_it_too(redis_client, history, monkeypatch):
+def test_a_warm_up_filling_a_hole_in_an_evaluated_minute_sends_it_too(redis_client, history, sending_collector):
     # After a collector restart the warm-up fills holes below a symbol's newest candle: one can be in a minute the
     # shards already evaluated without it (a fast replay passes grace deadlines in a fraction of a second).
-    from screener_project.celery import app
-
-    collector = Collector(
-        CollectorConfig(ws_base_url="ws://127.0.0.1:1", rest_base_url="http://127.0.0.1:1"), redis=redis_client
-    )
-    calls: list[dict] = []
-    monkeypatch.setattr(app, "send_task", lambda name, kwargs: calls.append({"name": name, **kwargs}))
+    collector, calls = sending_collector
     redis_client.set(shard_last_minute_key(0), T + MINUTE_MS)
     far_back = T - 2 * 60 * MINUTE_MS  # beyond the tick's catch-up reach: not evaluated again
     asyncio.run(collector._store([candle(LATE, far_back), candle(LATE, T)], source="warmup", mark_closed=False))
     assert [(c["name"], c["minute_ms"], c["symbols"]) for c in calls] == [("alerts.tick_late", T, [LATE])]
 
 
-def test_a_rebuild_after_redis_was_emptied_sends_no_late_evaluation(redis_client, history, monkeypatch):
+def test_a_rebuild_after_redis_was_emptied_sends_no_late_evaluation(redis_client, history, sending_collector):
     # After a Redis loss the warm-up refills every window, against shard progress that is gone or was written by a
     # tick running on the emptied rings: evaluating "late" minutes then would read half-rebuilt windows. The rebuild
     # has the minutes evaluated again once it is done (Collector._progress_reset) instead.
-    from screener_project.celery import app
-
-    collector = Collector(
-        CollectorConfig(ws_base_url="ws://127.0.0.1:1", rest_base_url="http://127.0.0.1:1"), redis=redis_client
-    )
-    calls: list[dict] = []
-    monkeypatch.setattr(app, "send_task", lambda name, kwargs: calls.append({"name": name, **kwargs}))
+    collector, calls = sending_collector
     redis_client.set(shard_last_minute_key(0), T + MINUTE_MS)
 
     async def refill_while_rebuilding() -> None:
