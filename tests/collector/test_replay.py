@@ -111,8 +111,14 @@ def test_replay_reaches_redis_and_candles_1m_exactly_and_ticks_every_minute(data
         def heartbeat() -> dict:
             return json.loads(redis_client.hget(collector_heartbeat_key(), "0") or "{}")
 
-        # The heartbeat reports the exchange's newest event time within a few seconds.
-        wait_until(lambda: (heartbeat().get("last_event_ms") or 0) >= last + MINUTE_MS, 10, "heartbeat", collector)
+        # The heartbeat reports the exchange's newest event time, and the live state, within a few seconds (on a slow
+        # machine the warm-up can outlast the fast replay: the heartbeat written while warming up is not the last).
+        wait_until(
+            lambda: (heartbeat().get("last_event_ms") or 0) >= last + MINUTE_MS and heartbeat().get("state") == "live",
+            10,
+            "a live heartbeat",
+            collector,
+        )
         beat = heartbeat()
         metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
     finally:
