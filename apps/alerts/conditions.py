@@ -37,7 +37,7 @@ import numpy as np
 from apps.metrics.daily import DAILY_METRICS
 from apps.metrics.indicators import INDICATOR_NAMES
 from apps.metrics.shard_bars import INDICATOR_METRICS
-from apps.metrics.windows import LONGEST_WINDOW, window_metric_names
+from apps.metrics.windows import LONGEST_WINDOW, window_metric_names, window_minutes
 from screener_project.kernel.timeframes import SCREENER_TIMEFRAMES
 
 MAX_CONDITION_LENGTH = 500
@@ -368,12 +368,6 @@ def deferred_name(name: str) -> bool:
     return name in INDICATOR_METRICS or name in DAILY_METRICS or "." in name
 
 
-def _window_of(name: str) -> int:
-    """Candles a window metric or candle field reads at one minute."""
-    suffix = name.rsplit("_", 1)[-1]
-    return SCREENER_TIMEFRAMES.get(suffix, 1)
-
-
 # --- parsing --------------------------------------------------------------------------------------------------------
 
 
@@ -488,7 +482,7 @@ class _Compiler:
                     name_node,
                     token=rule_type,
                 )
-            span = max(span, condition.lookback, *(_window_of(label) for label in condition.inputs))
+            span = max(span, condition.lookback, *(window_minutes(label) for label in condition.inputs))
         limit = LONGEST_WINDOW - span
         if limit < 1:
             raise self.fail(

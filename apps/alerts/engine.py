@@ -15,7 +15,7 @@ import numpy as np
 from prometheus_client import Counter
 
 from apps.collector.candles import FIELD_INDEX, MINUTE_MS
-from apps.metrics.windows import window_metrics
+from apps.metrics.windows import window_metric_names, window_metrics, window_minutes
 from screener_project.kernel.timeframes import RULE_TIMEFRAMES, SCREENER_TIMEFRAMES
 
 from .conditions import (
@@ -159,6 +159,28 @@ def rules_stored_resolver() -> HeldRules:
 def rules_indicator_timeframes(rules: Iterable[CompiledRule]) -> tuple[str, ...]:
     """The indicator timeframes any of the rules needs; empty when none names an indicator (the usual case)."""
     return indicator_timeframes_ordered(tf for rule in rules for tf in rule.indicator_timeframes)
+
+
+def rules_block_minutes(rules: Iterable[CompiledRule]) -> int:
+    """How many of the newest minutes of the 1m block evaluating these rules reads: their windows (the rule's
+    timeframe included, for the alert's change), min_n/max_n runs and held_within spans. A block trimmed to that
+    many gives the same values: every window is reduced over the same minutes."""
+    minutes = [1]
+    for rule in rules:
+        minutes += [rule.lookback, window_minutes(f"change_{rule.timeframe}")]
+        minutes += [window_minutes(label) for label in rule.inputs]
+        minutes += [held.n + held.span for condition in rule.conditions for held in condition.held]
+    return max(minutes)
+
+
+def rules_window_metric_names(rules: Iterable[CompiledRule]) -> frozenset[str]:
+    """The window metrics evaluating these rules reads: their inputs, and the volume and change of each rule's
+    timeframe (an alert's change_pct)."""
+    names: set[str] = set()
+    for rule in rules:
+        names.update(rule.inputs)
+        names.update((f"vol_{rule.timeframe}", f"change_{rule.timeframe}"))
+    return frozenset(names & set(window_metric_names()))
 
 
 # Compiled rules by their full content, so a tick re-parses only rules that changed. Keyed by content rather than
@@ -320,7 +342,8 @@ class RuleContext:
             # Minutes t - n - span + 1 .. t - 1, as n sliding windows of `span` minutes: window k ends at t - n + k.
             tail = self.candles[:, :, -(n + span) : -1]
             windows = np.lib.stride_tricks.sliding_window_view(tail, span, axis=2)  # (F, rows, n, span), a view
-            lagged = LaggedContext(windows=windows, metrics=window_metrics(windows), symbols=self.symbols)
+            read = {label for condition in held.conditions for label in condition.inputs}
+            lagged = LaggedContext(windows=windows, metrics=window_metrics(windows, names=read), symbols=self.symbols)
             holds = np.ones((self.rows, n), dtype=bool)
             for condition in held.conditions:
                 holds &= condition.evaluate(lagged)

@@ -10,7 +10,7 @@ where the block comes from and the loader of deferred inputs (indicators, daily 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,12 +46,15 @@ def rows_evaluate(
     loader: ValuesLoad | None,
     timings: dict[str, float] | None = None,
     observe: Observe | None = None,
+    metric_names: Collection[str] | None = None,
 ) -> Evaluation:
     """Evaluate `rules` (None: the enabled rules, loaded here) on every row of `block` (row i is symbols[i] at its
-    minute t); timed as "window_metrics" and "rules" in `timings` when given, each observed once."""
+    minute t); timed as "window_metrics" and "rules" in `timings` when given, each observed once. `metric_names`
+    limits the window metrics to those (the backtest's rules_window_metric_names); the live tick computes them
+    all, as the indicators stage stores them."""
     timings = {} if timings is None else timings
     with stage("window_metrics", timings, observe=observe):
-        metrics = window_metrics(block)
+        metrics = window_metrics(block, names=metric_names)
     with stage("rules", timings, observe=observe):
         rules = rules_load() if rules is None else list(rules)
         context = rule_context(candles=block, metrics=metrics, symbols=symbols, loader=loader)

@@ -28,7 +28,7 @@ from apps.collector.store import candles_matrix
 from apps.metrics.daily import DAILY_METRICS, DailyOpens, daily_changes, daily_opens_load
 from apps.metrics.history_closes import HistoryCloses
 from apps.metrics.shard_bars import INDICATOR_METRICS, ShardBars, indicator_metrics, indicators_by_timeframe, shard_bars
-from apps.metrics.windows import LONGEST_WINDOW, window_metrics
+from apps.metrics.windows import LONGEST_WINDOW, window_metrics, window_minutes
 
 from .conditions import indicator_timeframes_ordered
 
@@ -47,7 +47,7 @@ def references_by_symbol(labels: Sequence[str]) -> dict[str, list[str]]:
 
 def reference_values(block: np.ndarray, names: Sequence[str]) -> dict[str, np.ndarray]:
     """`{name: (rows,)}` of window metrics and newest-candle fields over a reference block."""
-    metrics = window_metrics(block)
+    metrics = window_metrics(block, names=names)
     missing = np.full(block.shape[1], np.nan)
     return {
         name: block[FIELD_INDEX[name], :, -1] if name in FIELD_INDEX else metrics.get(name, missing) for name in names
@@ -140,9 +140,12 @@ class ReferenceSeries:
             return
         grid, self.first = _grid(frame)
         windows = np.lib.stride_tricks.sliding_window_view(grid, LONGEST_WINDOW, axis=1)  # (F, minutes, W)
+        # Only the newest minutes of each window that the names read: the same runs of minutes a live shard reduces,
+        # without copying the rest of the block.
+        span = max((window_minutes(name) for name in self.names), default=1)
         parts: dict[str, list[np.ndarray]] = {name: [] for name in self.names}
         for start in range(0, windows.shape[1], chunk_rows):
-            part = np.ascontiguousarray(windows[:, start : start + chunk_rows, :])
+            part = np.ascontiguousarray(windows[:, start : start + chunk_rows, -span:])
             for name, value in reference_values(part, self.names).items():
                 parts[name].append(value)
         self.values = {name: np.concatenate(chunks) for name, chunks in parts.items()}

@@ -10,6 +10,9 @@ the same function with the same block shapes) get bit-identical numbers.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection
+from functools import cached_property
+
 import numpy as np
 
 from apps.collector.candles import FIELD_INDEX
@@ -44,18 +47,111 @@ def window_metric_names() -> list[str]:
     return [f"{metric}_{window}" for window in SCREENER_TIMEFRAMES for metric in WINDOW_METRICS]
 
 
+def window_minutes(name: str) -> int:
+    """The minutes a window metric (`change_1h`) reads at one minute t; 1 for a field of the candle of t."""
+    return SCREENER_TIMEFRAMES.get(name.rsplit("_", 1)[-1], 1)
+
+
 def _safe_divide(numerator: np.ndarray, denominator: np.ndarray, *, when_zero: float) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         out = numerator / denominator
     return np.where(denominator == 0, when_zero, out)
 
 
-def window_metrics(candles: np.ndarray, windows: dict[str, int] = SCREENER_TIMEFRAMES) -> dict[str, np.ndarray]:
-    """`{"<metric>_<window>": array over symbols}` for every window whose length fits the block.
+class _WindowRun:
+    """The reductions over one window of a block, each taken the first time a metric needs it."""
+
+    def __init__(self, field: dict[str, np.ndarray], start: int) -> None:
+        self.field, self.start = field, start
+
+    @cached_property
+    def complete(self) -> np.ndarray:
+        return ~np.isnan(self.field["open_time"][..., self.start :]).any(axis=-1)
+
+    @cached_property
+    def open(self) -> np.ndarray:
+        return self.field["open"][..., self.start]
+
+    @cached_property
+    def high(self) -> np.ndarray:
+        return self.field["high"][..., self.start :].max(axis=-1)
+
+    @cached_property
+    def low(self) -> np.ndarray:
+        return self.field["low"][..., self.start :].min(axis=-1)
+
+    @cached_property
+    def close(self) -> np.ndarray:
+        return self.field["close"][..., -1]
+
+    @cached_property
+    def vol(self) -> np.ndarray:
+        return self.field["quote_volume"][..., self.start :].sum(axis=-1)
+
+    @cached_property
+    def base_vol(self) -> np.ndarray:
+        return self.field["volume"][..., self.start :].sum(axis=-1)
+
+    @cached_property
+    def trades(self) -> np.ndarray:
+        return self.field["trades"][..., self.start :].sum(axis=-1)
+
+    @cached_property
+    def price_range(self) -> np.ndarray:
+        return self.high - self.low
+
+    @cached_property
+    def vwap(self) -> np.ndarray:
+        return _safe_divide(self.vol, self.base_vol, when_zero=np.nan)
+
+    @cached_property
+    def pivot(self) -> np.ndarray:
+        return (self.high + self.low + self.close) / 3
+
+    def taker_buy_ratio(self) -> np.ndarray:
+        taker_buy_quote = self.field["taker_buy_quote_volume"][..., self.start :].sum(axis=-1)
+        return _safe_divide(taker_buy_quote, self.vol, when_zero=0.0)
+
+    def vcp(self) -> np.ndarray:
+        close, low, high = self.close, self.low, self.high
+        return _safe_divide((close / self.vwap) * ((close - low) - (high - close)), self.price_range, when_zero=0.0)
+
+
+def _fib_level(ratio: float, *, above: bool) -> Callable[[_WindowRun], np.ndarray]:
+    if above:
+        return lambda run: run.pivot + ratio * run.price_range
+    return lambda run: run.pivot - ratio * run.price_range
+
+
+# Each metric from a window's reductions, in the order window_metrics has always returned them.
+_FORMULAS: dict[str, Callable[[_WindowRun], np.ndarray]] = {
+    "open": lambda run: run.open,
+    "high": lambda run: run.high,
+    "low": lambda run: run.low,
+    "close": lambda run: run.close,
+    "change": lambda run: (run.close - run.open) / run.open * 100,
+    "vol": lambda run: run.vol,
+    "base_vol": lambda run: run.base_vol,
+    "trades": lambda run: run.trades,
+    "taker_buy_ratio": _WindowRun.taker_buy_ratio,
+    "vwap": lambda run: run.vwap,
+    "vcp": _WindowRun.vcp,
+    "fib_pivot": lambda run: run.pivot,
+}
+for _level, _ratio in FIB_RATIOS.items():
+    _FORMULAS[f"fib_r{_level}"] = _fib_level(_ratio, above=True)
+    _FORMULAS[f"fib_s{_level}"] = _fib_level(_ratio, above=False)
+
+
+def window_metrics(
+    candles: np.ndarray, windows: dict[str, int] = SCREENER_TIMEFRAMES, names: Collection[str] | None = None
+) -> dict[str, np.ndarray]:
+    """`{"<metric>_<window>": array over symbols}` for every window whose length fits the block; with `names`, only
+    those metrics (held_within computes just what the rule it names reads, at each of up to 1,439 minutes).
 
     The minute axis is the last one; any axes between fields and minutes are kept (held_within passes a
     (fields, symbols, minutes s, window) view of sliding windows and gets (symbols, minutes s) arrays), with the
-    same operations on the same contiguous runs of minutes.
+    same operations on the same contiguous runs of minutes, whichever metrics are asked for.
     """
     field = {name: candles[i] for name, i in FIELD_INDEX.items()}
     length = candles.shape[-1]
@@ -63,36 +159,10 @@ def window_metrics(candles: np.ndarray, windows: dict[str, int] = SCREENER_TIMEF
     for window, n in windows.items():
         if n > length:
             continue
-        start = length - n
-        complete = ~np.isnan(field["open_time"][..., start:]).any(axis=-1)
-        open_ = field["open"][..., start]
-        high = field["high"][..., start:].max(axis=-1)
-        low = field["low"][..., start:].min(axis=-1)
-        close = field["close"][..., -1]
-        vol = field["quote_volume"][..., start:].sum(axis=-1)
-        base_vol = field["volume"][..., start:].sum(axis=-1)
-        trades = field["trades"][..., start:].sum(axis=-1)
-        taker_buy_quote = field["taker_buy_quote_volume"][..., start:].sum(axis=-1)
-        price_range = high - low
-        vwap = _safe_divide(vol, base_vol, when_zero=np.nan)
-        pivot = (high + low + close) / 3
-        values = {
-            "open": open_,
-            "high": high,
-            "low": low,
-            "close": close,
-            "change": (close - open_) / open_ * 100,
-            "vol": vol,
-            "base_vol": base_vol,
-            "trades": trades,
-            "taker_buy_ratio": _safe_divide(taker_buy_quote, vol, when_zero=0.0),
-            "vwap": vwap,
-            "vcp": _safe_divide((close / vwap) * ((close - low) - (high - close)), price_range, when_zero=0.0),
-            "fib_pivot": pivot,
-        }
-        for level, ratio in FIB_RATIOS.items():
-            values[f"fib_r{level}"] = pivot + ratio * price_range
-            values[f"fib_s{level}"] = pivot - ratio * price_range
-        for metric, value in values.items():
-            out[f"{metric}_{window}"] = np.where(complete, value, np.nan)
+        wanted = [m for m in _FORMULAS if names is None or f"{m}_{window}" in names]
+        if not wanted:
+            continue
+        run = _WindowRun(field, length - n)
+        for metric in wanted:
+            out[f"{metric}_{window}"] = np.where(run.complete, _FORMULAS[metric](run), np.nan)
     return out

@@ -12,7 +12,14 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from apps.alerts.backtest import _cooldown_keep, _grid, backtest_run, frames_from_database, frames_from_files
-from apps.alerts.engine import rule_compile, rule_context, rules_evaluate, rules_load, rules_resolver
+from apps.alerts.engine import (
+    rule_compile,
+    rule_context,
+    rules_block_minutes,
+    rules_evaluate,
+    rules_load,
+    rules_resolver,
+)
 from apps.alerts.models import AlertHistory, AlertRule
 from apps.alerts.rule_inputs import LiveValues
 from apps.alerts.services import alerts_fire
@@ -354,6 +361,26 @@ def test_database_source_matches_files(frames):
     assert int(frames_from_database(start_ms=later)["BTCUSDT"]["open_time"].iloc[0]) == later - 1439 * MINUTE_MS
     longer = frames_from_database(start_ms=later, history_days=2)  # back to the first stored candle
     assert int(longer["BTCUSDT"]["open_time"].iloc[0]) == int(part["BTCUSDT"]["open_time"].iloc[0])
+
+
+def test_a_block_trimmed_to_the_minutes_the_rules_read_gives_the_whole_blocks_alerts(frames):
+    """The backtest copies only the newest minutes its rules read; with a rule reading a day beside it, the same
+    rule gets its 1,440-minute block, and fires at the same minutes with the same values, to the last bit."""
+    part = {s: frames[s].iloc[: 2 * 1440] for s in ("BTCUSDT", "LAYERUSDT", "XMRUSDT")}
+    start = int(part["BTCUSDT"]["open_time"].iloc[1440])
+    probe = rule_compile(
+        rule_type="probe",
+        conditions=["change_5m > 0.25", "vol_15m > vol_1h / 6", "min_n(close, 30) > 0"],
+        parameters={},
+        timeframe="15m",
+    )
+    daily = rule_compile(rule_type="daily", conditions=["change_1d > 1000"], parameters={})
+    assert rules_block_minutes([probe]) == 60 and rules_block_minutes([probe, daily]) == 1440
+    trimmed = backtest_run(frames=part, rules=[probe], start_ms=start).alerts
+    whole = backtest_run(frames=part, rules=[probe, daily], start_ms=start).alerts
+    whole = whole[whole["alert_type"] == "probe"].reset_index(drop=True)
+    assert len(trimmed) > 20
+    pd.testing.assert_frame_equal(trimmed, whole[trimmed.columns], check_exact=True)
 
 
 def test_bundled_data_alerts_per_rule(frames, capsys):

@@ -16,7 +16,14 @@ import pytest
 from apps.alerts.backtest import backtest_run, frames_from_files
 from apps.alerts.builtin_rules import BUILTIN_RULES
 from apps.alerts.conditions import ConditionError, condition_compile, parameters_validate
-from apps.alerts.engine import RuleContext, RuleError, rule_compile, rules_resolver
+from apps.alerts.engine import (
+    RuleContext,
+    RuleError,
+    rule_compile,
+    rules_block_minutes,
+    rules_resolver,
+    rules_window_metric_names,
+)
 from apps.alerts.rule_inputs import LiveValues
 from apps.collector.candles import FIELDS, MINUTE_MS
 from apps.collector.store import candles_matrix, candles_store
@@ -306,6 +313,26 @@ def test_held_within_matches_a_rolling_window_of_the_named_rule(frames, n):
         assert fired(result, "negated").get(symbol, set()) == ref.fired_minutes(candles, ~held), symbol
         total += int(held.sum())
     assert total > 0
+
+
+def test_a_rules_block_minutes_cover_its_windows_runs_held_spans_and_timeframe():
+    def minutes(conditions: list[str], timeframe: str = "1m") -> int:
+        rule = rule_compile(
+            rule_type="probe", conditions=conditions, parameters={}, timeframe=timeframe, held_rules=RESOLVER
+        )
+        return rules_block_minutes([rule])
+
+    assert minutes(["close > 0"]) == 1
+    assert minutes(["change_15m > 0"]) == 15
+    assert minutes(["min_n(close, 120) > 0", "change_5m > 0"]) == 120
+    assert minutes(["held_within(bottom_hunter, 30)"]) == 30 + 60  # bottom_hunter reads change_1h
+    assert minutes(["change_5m > 0"], timeframe="4h") == 240  # the alert's change is the timeframe's
+
+    # The window metrics read: the rule's own (not the reference symbol's, loaded apart), and its timeframe's.
+    rule = compile_rule(["change_5m > 0", "BTCUSDT.change_1h > 0", "close > 0"])
+    assert rules_window_metric_names([rule]) == {"change_5m"}
+    four_hours = rule_compile(rule_type="probe", conditions=["vol_15m > 0"], parameters={}, timeframe="4h")
+    assert rules_window_metric_names([rule, four_hours]) == {"change_5m", "vol_15m", "vol_4h", "change_4h"}
 
 
 def test_held_within_at_the_boundary_minutes(frames):

@@ -88,3 +88,15 @@ def test_flat_window_has_zero_vcp():
     block[0, 0] = np.arange(5) * 60_000.0
     metrics = window_metrics(block, {"5m": 5})
     assert metrics["vcp_5m"][0] == 0.0 and metrics["change_5m"][0] == 0.0
+
+
+def test_asked_for_metrics_are_those_of_the_full_computation_bit_for_bit(frames):
+    block = block_ending_at(frames, row=3000)
+    block[:, 1, -7] = np.nan  # a missing minute inside the 15m window of one symbol
+    everything = window_metrics(block)
+    names = {"change_5m", "vcp_15m", "fib_s2_1h", "taker_buy_ratio_4h", "vol_1d", "no_such_metric_1h"}
+    some = window_metrics(block, names=names)
+    assert set(some) == names - {"no_such_metric_1h"}
+    for name, values in some.items():
+        assert np.array_equal(values, everything[name], equal_nan=True), name
+    assert np.isnan(some["vcp_15m"][1]) and not np.isnan(some["vcp_15m"][0])
