@@ -303,18 +303,20 @@ def _pushed_record(*, alerts: list[AlertHistory], pushed_ms: int) -> None:
 
 
 def rules_builtin_seed(*, model: type[AlertRule] = AlertRule) -> int:
-    """Create the built-in rules that are missing, with their defaults; returns how many were created.
+    """Create the built-in rules that are missing, with their defaults; returns how many were missing.
 
     Existing rows are left alone: an operator's edits survive. `model` lets a data migration pass its
     historical model.
     """
-    created = 0
-    for rule in BUILTIN_RULES:
-        defaults = {k: v for k, v in rule.items() if k != "rule_type"}
-        defaults |= {"is_builtin": True, "cooldown_minutes": settings.ALERT_DEFAULT_COOLDOWN_MINUTES}
-        _, was_created = model.objects.get_or_create(rule_type=rule["rule_type"], defaults=defaults)
-        created += was_created
-    return created
+    existing = set(model.objects.values_list("rule_type", flat=True))
+    missing = [
+        model(**rule, is_builtin=True, cooldown_minutes=settings.ALERT_DEFAULT_COOLDOWN_MINUTES)
+        for rule in BUILTIN_RULES
+        if rule["rule_type"] not in existing
+    ]
+    # One query for all of them; a rule another process created meanwhile is left as that process made it.
+    model.objects.bulk_create(missing, ignore_conflicts=True)
+    return len(missing)
 
 
 # Alerts per channel-layer message: a whole evaluation's alerts usually fit in one; a market-wide move (every symbol

@@ -38,6 +38,8 @@ SUPABASE_JWT_SECRET = "test-supabase-secret-with-at-least-32-bytes!"
 # Fixed, so processes a test starts (daphne, celery) verify the tokens the test process signs.
 SECRET_KEY = env("DJANGO_SECRET_KEY", default="test-only-django-secret-key-not-for-any-deployment")
 COMPAT_JWT_SECRET = env("COMPAT_JWT_SECRET", default="test-only-compat-token-secret-not-for-any-deployment")
+# Django's PostgreSQL backend, emptying tables after a transactional test with DELETE (tests/database/base.py).
+DATABASES["default"]["ENGINE"] = "tests.database"
 # Parallel test runs on one machine each name their own database.
 DATABASES["default"]["TEST"] = {"NAME": env("TEST_DATABASE_NAME", default="test_screener")}
 # A commit need not wait for the disk: a crash of the test server loses nothing a test still needs, and the many

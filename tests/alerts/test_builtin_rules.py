@@ -169,3 +169,24 @@ def test_nan_compares_false_in_every_direction():
         assert not rules_evaluate([rule], context)["r"][0], text
     rule = rule_compile(rule_type="r", conditions=["change_5m > 0"], parameters={})
     assert rules_evaluate([rule], context)["r"][0]
+
+
+@pytest.mark.django_db
+def test_seeding_creates_only_the_missing_builtin_rules_and_keeps_an_operators_edits(settings):
+    from apps.alerts.models import AlertRule
+    from apps.alerts.services import rules_builtin_seed
+
+    assert AlertRule.objects.count() == len(BUILTIN_RULES)  # the data migration seeded them
+    edited, removed = BUILTIN_RULES[0]["rule_type"], BUILTIN_RULES[1]["rule_type"]
+    AlertRule.objects.filter(rule_type=edited).update(enabled=False, cooldown_minutes=42, name="Mine")
+    AlertRule.objects.filter(rule_type=removed).delete()
+    settings.ALERT_DEFAULT_COOLDOWN_MINUTES = 7
+
+    assert rules_builtin_seed() == 1
+    assert AlertRule.objects.count() == len(BUILTIN_RULES)
+    kept = AlertRule.objects.get(rule_type=edited)
+    assert (kept.enabled, kept.cooldown_minutes, kept.name) == (False, 42, "Mine")
+    again = AlertRule.objects.get(rule_type=removed)
+    assert again.is_builtin and again.cooldown_minutes == 7 and again.conditions == BUILTIN_RULES[1]["conditions"]
+    assert again.updated_at is not None
+    assert rules_builtin_seed() == 0
