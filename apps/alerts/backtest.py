@@ -160,7 +160,9 @@ def _block(windows: np.ndarray, rows: np.ndarray, buffer: np.ndarray) -> np.ndar
     if rows[-1] - rows[0] == len(rows) - 1:
         buffer[...] = windows[:, rows[0] : rows[-1] + 1, :]
     else:
-        np.take(windows, rows, axis=1, out=buffer)
+        # Fancy indexing, not np.take: take over a sliding-window view walks it element by element (seconds per
+        # chunk; indexing copies each window's minutes as one run, in milliseconds).
+        buffer[...] = windows[:, rows, :]
     return buffer
 
 

@@ -168,7 +168,9 @@ async def test_a_close_profile_spreads_the_closing_frames_after_the_boundary_and
     await sim.start("127.0.0.1", port)
     streams = "/".join(f"{s.lower()}@kline_1m" for s in sim.symbols)
     try:
-        async with connect(f"ws://127.0.0.1:{port}/market/stream?streams={streams}") as ws:
+        # Unbounded queue: frames keep coming after the test stops reading, and a full queue would stop the client
+        # reading the server's close frame (its close then waits out the 10 s close timeout).
+        async with connect(f"ws://127.0.0.1:{port}/market/stream?streams={streams}", max_queue=None) as ws:
             events: dict[str, int] = {}
             while len(events) < len(sim.symbols):
                 frame = json.loads(await asyncio.wait_for(ws.recv(), 5))
