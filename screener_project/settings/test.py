@@ -38,6 +38,9 @@ SUPABASE_JWT_SECRET = "test-supabase-secret-with-at-least-32-bytes!"
 # Fixed, so processes a test starts (daphne, celery) verify the tokens the test process signs.
 SECRET_KEY = env("DJANGO_SECRET_KEY", default="test-only-django-secret-key-not-for-any-deployment")
 COMPAT_JWT_SECRET = env("COMPAT_JWT_SECRET", default="test-only-compat-token-secret-not-for-any-deployment")
+# Django's test client loads the middleware for every client it makes, and WhiteNoise would then list every static
+# file again (about 50 ms a client, hundreds of clients a run); looking each file up when asked serves the same files.
+WHITENOISE_AUTOREFRESH = True
 # Django's PostgreSQL backend, emptying tables after a transactional test with DELETE (tests/database/base.py).
 DATABASES["default"]["ENGINE"] = "tests.database"
 # Parallel test runs on one machine each name their own database.
