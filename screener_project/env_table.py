@@ -96,7 +96,7 @@ MEANINGS = {
     "TEST_REDIS_URL": "Redis of the test suite (the channel layer and cache too)",
     "TEST_REDIS_KEY_PREFIX": "key prefix of a test run, so parallel runs share one Redis",
     "PYTEST_XDIST_WORKER": "set by pytest-xdist in each test worker: its Redis key prefix gets the worker's name",
-    "TEST_WORKERS": "pytest-xdist workers of `./screener test` (default 2, 3 with `--fast`; 0 runs the tests in one process)",
+    "TEST_WORKERS": "pytest-xdist workers of `./screener test` (2, or 3 with `--fast`; 0: one process)",
     "TEST_CELERY_BROKER_URL": "Celery broker of the test suite",
     "TEST_DATABASE_NAME": "database the test suite creates, so parallel runs share one server",
     "NOTIFICATIONS_CONNECT_TIMEOUT": "seconds to connect to a destination",
