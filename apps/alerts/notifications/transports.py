@@ -91,8 +91,9 @@ def idempotency_key(messages: list[AlertMessage]) -> str:
 @functools.cache
 def _tls_context() -> ssl.SSLContext:
     """One verifying TLS context per process, shared by every send: loading the CA bundle takes about 30 ms, longer
-    than most sends (a new client is made per send, to pin the address the URL check resolved)."""
-    return httpx.create_ssl_context()
+    than most sends (a new client is made per send, to pin the address the URL check resolved). Certifi's bundle,
+    as before: like the proxies, SSL_CERT_FILE from the environment is not followed."""
+    return httpx.create_ssl_context(trust_env=False)
 
 
 def http_post(url: str, *, body: bytes, headers: dict[str, str], secrets: tuple[str, ...] = ()) -> httpx.Response:
