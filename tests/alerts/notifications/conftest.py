@@ -92,6 +92,9 @@ def fast_notifications(settings, receiver, redis_client):
     settings.NOTIFICATIONS_BACKOFF_BASE = 0.1
     settings.NOTIFICATIONS_INTERVAL_WEBHOOK = 0.0
     settings.NOTIFICATIONS_INTERVAL_DISCORD = 0.0
+    # Telegram's pacing kept, a quarter as long (tests compare with these settings; their defaults are checked apart).
+    settings.NOTIFICATIONS_INTERVAL_TELEGRAM_CHAT = 0.25
+    settings.NOTIFICATIONS_INTERVAL_TELEGRAM_GROUP = 0.75
     settings.NOTIFICATIONS_TELEGRAM_API_URL = receiver.url
     return settings
 
