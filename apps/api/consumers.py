@@ -55,14 +55,19 @@ from screener_project.observability import WS_CONNECTIONS
 from screener_project.strict_json import JsonRefused, json_loads_strict
 
 from .auth import TokenError, token_verify
-from .fanout import PING_FRAME, OutgoingAlert, alert_frame, alert_hub, daphne_websocket, outgoing_alert
+from .fanout import PING_FRAME, OutgoingAlert, SendRoom, alert_frame, alert_hub, daphne_websocket, outgoing_alert
 
 logger = logging.getLogger(__name__)
 
+# Close codes are in the private range (4000-4999): daphne's WebSocket library sends no other code but 1000 (it
+# raises on the standard 1011 or 1013, and the socket would stay open), so each keeps its standard number's last three
+# digits where it has one.
 CLOSE_AUTH_FAILED = 4401
 CLOSE_PING_TIMEOUT = 4408
-# "Try again later": the client could not keep up and its outbox overflowed.
-CLOSE_TOO_SLOW = 1013
+# "Try again later" (1013): the client could not keep up and its outbox overflowed.
+CLOSE_TOO_SLOW = 4013
+# "Internal error" (1011): the server cannot serve the socket (the channel layer is unreachable).
+CLOSE_SERVER_ERROR = 4011
 MAX_FILTER_ITEMS = 1000
 # A resume comes right after a (re)connect; the ids sent live are remembered this long for it, not for the life of
 # every connection.
@@ -166,6 +171,7 @@ class AlertConsumer(HubConsumer):
         self.outbox: asyncio.Queue[str | int] = asyncio.Queue(maxsize=settings.WS_SEND_QUEUE_SIZE)
         self.hub = alert_hub()
         self.wire = daphne_websocket(self.base_send)
+        self.room = SendRoom(self.wire)
         await self.accept()
         WS_CONNECTIONS.inc()
         self.sender = asyncio.create_task(self._drain_outbox())
@@ -173,7 +179,7 @@ class AlertConsumer(HubConsumer):
             await self.hub.join(self)
         except Exception:  # the channel layer is unreachable: no alerts could reach this client
             logger.exception("Alert WebSocket could not join the alerts group")
-            self._close_soon(1011)
+            self._close_soon(CLOSE_SERVER_ERROR)
             return
         token = parse_qs(self.scope.get("query_string", b"").decode("latin-1")).get("token")
         if token:
@@ -204,7 +210,12 @@ class AlertConsumer(HubConsumer):
         sendable = [alert for alert in alerts if self._sendable(alert.frame, alert.alert_id)]
         if not sendable:
             return
-        if self.outbox.empty() and self.wire is not None and self.wire.state == self.wire.STATE_OPEN:
+        if (
+            self.outbox.empty()
+            and self.room.open.is_set()
+            and self.wire is not None
+            and self.wire.state == self.wire.STATE_OPEN
+        ):
             # Nothing queued ahead of them: the batch's frames, framed once for every client, go out in one write.
             self.wire.sendData(b"".join(alert.wire for alert in sendable))
             WS_ALERT_FRAMES.labels("direct").inc(len(sendable))
@@ -274,6 +285,7 @@ class AlertConsumer(HubConsumer):
             if isinstance(frame, int):  # a close code queued behind the last frames
                 await self.close(code=frame)
                 return
+            await self.room.open.wait()  # the client is reading: the transport has room again
             await self.send(text_data=frame)
 
     def _close_soon(self, code: int, *, flush: bool = False) -> None:

@@ -22,6 +22,8 @@ import orjson
 from autobahn.websocket.protocol import PreparedMessage, WebSocketServerProtocol
 from channels.layers import get_channel_layer
 from django.conf import settings
+from twisted.internet.interfaces import IPushProducer
+from zope.interface import implementer
 
 from screener_project.kernel.channels import ALERT_BATCH_MESSAGE_TYPE, ALERT_MESSAGE_TYPE, ALERTS_GROUP
 
@@ -93,6 +95,53 @@ def daphne_websocket(send: object) -> WebSocketServerProtocol | None:
     """
     protocol = send.args[0] if isinstance(send, functools.partial) and send.args else None
     return protocol if isinstance(protocol, WebSocketServerProtocol) else None
+
+
+@implementer(IPushProducer)
+class SendRoom:
+    """Whether a client's connection has room for more frames, as Twisted sees it.
+
+    daphne's transport buffers whatever is written to it; a client that stops reading would have the server buffer
+    for it without end. Registered as the connection's streaming producer, this is paused by Twisted once more than
+    its buffer size (64 KB) waits for that client, and resumed when that went out. Meanwhile the client's frames
+    wait in its bounded outbox instead, and a client that never catches up overflows it and is closed (4013). Under
+    any other server (`protocol` None) there is always room, as before.
+    """
+
+    def __init__(self, protocol: WebSocketServerProtocol | None) -> None:
+        self.open = asyncio.Event()
+        self.open.set()
+        # daphne serves a WebSocket on the connection its HTTP channel read the handshake from, and that channel
+        # stays registered as the transport's producer: it is told of everything after this one, as before.
+        self.previous = None
+        if protocol is None:
+            return
+        transport = protocol.transport
+        previous = getattr(transport, "producer", None)
+        try:
+            if previous is not None:
+                transport.unregisterProducer()
+            transport.registerProducer(self, True)
+            self.previous = previous
+        except RuntimeError:  # a transport that keeps its producer to itself (TLS in daphne): as before
+            logger.warning("WebSocket transport takes no producer; its client's frames are not held back")
+            if previous is not None and getattr(transport, "producer", None) is None:
+                transport.registerProducer(previous, True)
+
+    def pauseProducing(self) -> None:  # noqa: N802 (Twisted's IPushProducer)
+        self.open.clear()
+        if self.previous is not None:
+            self.previous.pauseProducing()
+
+    def resumeProducing(self) -> None:  # noqa: N802
+        self.open.set()
+        if self.previous is not None:
+            self.previous.resumeProducing()
+
+    def stopProducing(self) -> None:  # noqa: N802 (the connection is going: nothing waits on it any more)
+        self.open.set()
+        if self.previous is not None:
+            self.previous.stopProducing()
 
 
 class AlertHub:

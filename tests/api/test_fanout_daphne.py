@@ -1,11 +1,13 @@
 """The alert fan-out under a real daphne: a batch's frames, framed once, reach each client in order, as text frames
-any WebSocket client reads, and leave through the direct path (one write per client)."""
+any WebSocket client reads, and leave through the direct path (one write per client); a client that stops reading
+is closed once its outbox is full, instead of the server buffering for it without end."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import re
+import socket
 
 import httpx
 import pytest
@@ -14,6 +16,7 @@ from channels.layers import get_channel_layer
 from django.db import connection
 
 from apps.api.bench import daphne_running
+from apps.api.consumers import CLOSE_TOO_SLOW
 from screener_project.kernel.channels import ALERTS_GROUP, alert_batch_message, alert_message
 from tests.e2e.processes import free_port
 
@@ -82,3 +85,73 @@ def test_a_batch_reaches_real_sockets_in_order_in_one_write_per_client():
     assert got_everything[3] == alert(5, "BTCUSDT")  # the payload survives the framing, multi-byte text included
     direct = re.search(r'screener_websocket_alert_frames_total\{path="direct"\} (\d+(\.\d+)?)', exposition)
     assert direct is not None and float(direct.group(1)) >= 8  # the 8 frames above, the probes besides
+
+
+def closed_slow(address: str) -> float:
+    exposition = httpx.get(f"http://{address}/metrics", timeout=5).text
+    found = re.search(r'screener_websocket_events_total\{event="closed_slow"\} (\d+(\.\d+)?)', exposition)
+    return float(found.group(1)) if found else 0.0
+
+
+async def stalled_client_scenario(address: str, *, limit: int) -> tuple[int, int, int]:
+    """A client that stops reading right after its handshake (a small receive buffer, nothing read), beside one
+    that reads everything; alerts of 16 KB are published until the server closes the stalled one. Returns (alerts
+    published, alerts the reader got, the stalled client's close code)."""
+    layer = get_channel_layer()
+    host, port = address.split(":")
+    url = f"ws://{address}/ws/alerts"
+    stalled_socket = socket.socket()
+    stalled_socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stalled_socket.connect((host, int(port)))
+    # max_queue=1: the client library itself stops reading once one frame waits unread.
+    async with websockets.connect(url, sock=stalled_socket, max_queue=1) as stalled, websockets.connect(url) as reader:
+        probe = alert(0, "PROBEUSDT")
+        while True:  # the server's subscription to the alerts group is in place
+            await layer.group_send(ALERTS_GROUP, alert_message(probe))
+            try:
+                await asyncio.wait_for(next_alert(reader), timeout=0.5)
+                break
+            except TimeoutError:
+                continue
+        received: list[str] = []
+
+        async def read_all() -> None:
+            while True:
+                data = await next_alert(reader)
+                if data["symbol"] == "BIGUSDT":
+                    received.append(data["id"])
+
+        reading = asyncio.create_task(read_all())
+        published = 0
+        padding = "x" * 16_000
+        while published < limit:
+            for _ in range(20):
+                published += 1
+                big = {**alert(published, "BIGUSDT"), "metadata": {"text": padding}}
+                await layer.group_send(ALERTS_GROUP, alert_message(big))
+            await asyncio.sleep(0.05)
+            if await asyncio.to_thread(closed_slow, address) >= 1:
+                break
+        while len(received) < published:  # the reader gets every alert, the stalled client notwithstanding
+            await asyncio.sleep(0.05)
+            assert not reading.done(), reading
+        reading.cancel()
+        # The stalled client reads again: what the server had buffered for it, then its close.
+        try:
+            while True:
+                await asyncio.wait_for(stalled.recv(), timeout=10)
+        except websockets.ConnectionClosed:
+            pass
+        return published, len(received), stalled.close_code
+
+
+def test_a_client_that_stops_reading_is_closed_once_its_outbox_is_full_and_the_others_get_everything():
+    database_url = f"postgres://postgres@127.0.0.1:5432/{connection.settings_dict['NAME']}"
+    env = {"DATABASE_URL": database_url, "WS_SEND_QUEUE_SIZE": "50"}
+    with daphne_running(port=free_port(), env=env) as address:
+        published, received, close_code = asyncio.run(stalled_client_scenario(address, limit=3000))
+        closed = closed_slow(address)
+    print(f"\nstalled client closed after {published} alerts of 16 KB ({published * 16 / 1000:.1f} MB)")
+    assert closed == 1  # without flow control the server would have buffered all of it for that client
+    assert close_code == CLOSE_TOO_SLOW
+    assert received == published

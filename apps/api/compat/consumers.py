@@ -24,8 +24,8 @@ import orjson
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from apps.api.consumers import CLOSE_AUTH_FAILED, CLOSE_TOO_SLOW, WS_EVENTS, HubConsumer
-from apps.api.fanout import OutgoingAlert, alert_hub
+from apps.api.consumers import CLOSE_AUTH_FAILED, CLOSE_SERVER_ERROR, CLOSE_TOO_SLOW, WS_EVENTS, HubConsumer
+from apps.api.fanout import OutgoingAlert, SendRoom, alert_hub, daphne_websocket
 from screener_project.observability import WS_CONNECTIONS
 
 from .account_selectors import compat_user_disabled_rules
@@ -126,8 +126,9 @@ class CompatAlertConsumer(HubConsumer):
             await self.hub.leave(self)
             self.closing = True
             await self.accept()
-            await self.close(code=1011)
+            await self.close(code=CLOSE_SERVER_ERROR)
             return
+        self.room = SendRoom(daphne_websocket(self.base_send))
         await self.accept()
         WS_CONNECTIONS.inc()
         self.sender = asyncio.create_task(self._drain_outbox())
@@ -179,7 +180,9 @@ class CompatAlertConsumer(HubConsumer):
 
     async def _drain_outbox(self) -> None:
         while True:
-            await self.send(text_data=await self.outbox.get())
+            frame = await self.outbox.get()
+            await self.room.open.wait()  # the client is reading: the transport has room again
+            await self.send(text_data=frame)
 
     def _close_soon(self, code: int) -> None:
         if self.closing:
