@@ -13,9 +13,13 @@ import httpx
 import pytest
 import websockets
 from channels.layers import get_channel_layer
+from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import connection
 
+from apps.alerts.services import rules_builtin_seed
 from apps.api.bench import daphne_running
+from apps.api.compat.tokens import compat_token_issue
 from apps.api.consumers import CLOSE_TOO_SLOW
 from screener_project.kernel.channels import ALERTS_GROUP, alert_batch_message, alert_message
 from tests.e2e.processes import free_port
@@ -93,10 +97,10 @@ def closed_slow(address: str) -> float:
     return float(found.group(1)) if found else 0.0
 
 
-async def stalled_client_scenario(address: str, *, limit: int) -> tuple[int, int, int]:
-    """A client that stops reading right after its handshake (a small receive buffer, nothing read), beside one
-    that reads everything; alerts of 16 KB are published until the server closes the stalled one. Returns (alerts
-    published, alerts the reader got, the stalled client's close code)."""
+async def stalled_client_scenario(address: str, stalled_path: str, *, limit: int) -> tuple[int, int, int]:
+    """A client of `stalled_path` that stops reading right after its handshake (a small receive buffer, nothing
+    read), beside a /ws/alerts client that reads everything; alerts of 16 KB are published until the server closes
+    the stalled one. Returns (alerts published, alerts the reader got, the stalled client's close code)."""
     layer = get_channel_layer()
     host, port = address.split(":")
     url = f"ws://{address}/ws/alerts"
@@ -104,7 +108,11 @@ async def stalled_client_scenario(address: str, *, limit: int) -> tuple[int, int
     stalled_socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     stalled_socket.connect((host, int(port)))
     # max_queue=1: the client library itself stops reading once one frame waits unread.
-    async with websockets.connect(url, sock=stalled_socket, max_queue=1) as stalled, websockets.connect(url) as reader:
+    stalled_url = f"ws://{address}{stalled_path}"
+    async with (
+        websockets.connect(stalled_url, sock=stalled_socket, max_queue=1) as stalled,
+        websockets.connect(url) as reader,
+    ):
         probe = alert(0, "PROBEUSDT")
         while True:  # the server's subscription to the alerts group is in place
             await layer.group_send(ALERTS_GROUP, alert_message(probe))
@@ -145,13 +153,20 @@ async def stalled_client_scenario(address: str, *, limit: int) -> tuple[int, int
         return published, len(received), stalled.close_code
 
 
-def test_a_client_that_stops_reading_is_closed_once_its_outbox_is_full_and_the_others_get_everything():
+@pytest.mark.parametrize("surface", ["ws/alerts", "compat"])
+def test_a_client_that_stops_reading_is_closed_once_its_outbox_is_full_and_the_others_get_everything(surface):
+    if surface == "compat":  # the web client's socket: its user's token, the built-in rules it shows
+        rules_builtin_seed()
+        user = get_user_model().objects.create_user(username="t@example.com", email="t@example.com", password="x" * 12)
+        stalled_path = f"/{settings.COMPAT_PREFIX}/ws/alerts?token={compat_token_issue(user)}"
+    else:
+        stalled_path = "/ws/alerts"
     database_url = f"postgres://postgres@127.0.0.1:5432/{connection.settings_dict['NAME']}"
     env = {"DATABASE_URL": database_url, "WS_SEND_QUEUE_SIZE": "50"}
     with daphne_running(port=free_port(), env=env) as address:
-        published, received, close_code = asyncio.run(stalled_client_scenario(address, limit=3000))
+        published, received, close_code = asyncio.run(stalled_client_scenario(address, stalled_path, limit=3000))
         closed = closed_slow(address)
-    print(f"\nstalled client closed after {published} alerts of 16 KB ({published * 16 / 1000:.1f} MB)")
+    print(f"\n{surface}: stalled client closed after {published} alerts of 16 KB ({published * 16 / 1000:.1f} MB)")
     assert closed == 1  # without flow control the server would have buffered all of it for that client
     assert close_code == CLOSE_TOO_SLOW
     assert received == published
