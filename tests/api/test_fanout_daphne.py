@@ -51,21 +51,26 @@ async def next_alert(client) -> dict:
             return message["data"]
 
 
+async def hub_subscribed(layer, client) -> None:
+    """Until the server's subscription to the alerts group is in place, a probe may be lost: repeat it until
+    `client` gets one."""
+    probe = alert(0, "PROBEUSDT")
+    while True:
+        await layer.group_send(ALERTS_GROUP, alert_message(probe))
+        try:
+            await asyncio.wait_for(next_alert(client), timeout=0.5)
+            return
+        except TimeoutError:
+            continue
+
+
 async def scenario(address: str) -> tuple[list[dict], list[dict]]:
     layer = get_channel_layer()
     url = f"ws://{address}/ws/alerts"
     async with websockets.connect(url) as everything, websockets.connect(url) as btc_only:
         await btc_only.send(json.dumps({"type": "subscribe", "channels": ["alerts"], "symbols": ["BTCUSDT"]}))
         assert json.loads(await asyncio.wait_for(btc_only.recv(), timeout=5))["type"] == "subscribed"
-        # Until the server's subscription to the alerts group is in place, a probe may be lost: repeat it.
-        probe = alert(0, "PROBEUSDT")
-        while True:
-            await layer.group_send(ALERTS_GROUP, alert_message(probe))
-            try:
-                await asyncio.wait_for(next_alert(everything), timeout=0.5)
-                break
-            except TimeoutError:
-                continue
+        await hub_subscribed(layer, everything)
         while True:  # the repeated probes that were still on their way
             try:
                 await asyncio.wait_for(next_alert(everything), timeout=0.3)
@@ -113,14 +118,7 @@ async def stalled_client_scenario(address: str, stalled_path: str, *, limit: int
         websockets.connect(stalled_url, sock=stalled_socket, max_queue=1) as stalled,
         websockets.connect(url) as reader,
     ):
-        probe = alert(0, "PROBEUSDT")
-        while True:  # the server's subscription to the alerts group is in place
-            await layer.group_send(ALERTS_GROUP, alert_message(probe))
-            try:
-                await asyncio.wait_for(next_alert(reader), timeout=0.5)
-                break
-            except TimeoutError:
-                continue
+        await hub_subscribed(layer, reader)
         received: list[str] = []
 
         async def read_all() -> None:
