@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import httpx
+
+from apps.alerts.management.commands import bench_e2e
 from apps.alerts.management.commands.bench_e2e import Command
 from apps.collector.candles import MINUTE_MS
 
@@ -38,3 +41,26 @@ def test_latencies_are_measured_from_the_close_frame_and_the_boundary_with_missi
     assert figures["close_arrival_p99_ms"] == 100.0
     assert figures["close_to_sent_p50_ms"] == 10.0 and figures["sent_to_evaluated_p50_ms"] == 10.0
     assert figures["evaluated_to_pushed_p99_ms"] == 10.0 and figures["pushed_to_receipt_p50_ms"] == 35.0
+
+
+def test_the_websocket_frame_counts_are_read_from_daphnes_metrics(monkeypatch):
+    """The counters as the web process exposes them (prometheus_client's own exposition), read back by path."""
+    from prometheus_client import CollectorRegistry, Counter, generate_latest
+
+    registry = CollectorRegistry()
+    frames = Counter("screener_websocket_alert_frames_total", "frames", ["path"], registry=registry)
+    events = Counter("screener_websocket_events_total", "events", ["event"], registry=registry)
+    frames.labels("direct").inc(1500)
+    frames.labels("queued").inc(12)
+    events.labels("closed_slow").inc()
+    events.labels("auth_ok").inc(3)
+    exposition = generate_latest(registry).decode()
+    asked: list[str] = []
+
+    def get(url: str, **kwargs):
+        asked.append(url)
+        return httpx.Response(200, text=exposition)
+
+    monkeypatch.setattr(bench_e2e.httpx, "get", get)
+    assert bench_e2e._websocket_frames(18000) == {"direct": 1500.0, "queued": 12.0, "closed_slow": 1.0}
+    assert asked == ["http://127.0.0.1:18000/metrics"]

@@ -41,6 +41,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 from django.test.utils import override_settings
+from prometheus_client.parser import text_string_to_metric_families
 
 from apps.api.bench import percentiles_ms
 from apps.api.management.commands.bench_ws import clients_open
@@ -83,6 +84,22 @@ def _cpu_seconds(roots: dict[str, list[int]]) -> dict[str, float]:
             frontier = children
         used[name] = sum(ticks.get(pid, 0) for pid in family) / hertz
     return used
+
+
+def _websocket_frames(web_port: int) -> dict[str, float]:
+    """daphne's alert frames by how they left ("direct": written at once; "queued": behind other frames, or held while
+    a client's send buffer was full) and the clients it closed as too slow."""
+    token = os.environ.get("METRICS_TOKEN")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    text = httpx.get(f"http://127.0.0.1:{web_port}/metrics", headers=headers, timeout=5).text
+    frames: dict[str, float] = {"direct": 0.0, "queued": 0.0, "closed_slow": 0.0}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "screener_websocket_alert_frames_total":
+                frames[sample.labels["path"]] = sample.value
+            elif sample.name == "screener_websocket_events_total" and sample.labels["event"] == "closed_slow":
+                frames["closed_slow"] = sample.value
+    return frames
 
 
 def _servers(*commands: str) -> dict[str, list[int]]:
@@ -359,6 +376,7 @@ class Command(BaseCommand):
                 if child.is_alive():
                     child.terminate()
         figures = self._figures(options, alerts, receipts, closes, connected, first_minute, last_minute)
+        figures["websocket_frames"] = _websocket_frames(web_port)
         # CPU seconds each part used per minute, on average over the run; the work comes in a rush after each minute
         # boundary, so a second there can be saturated while the minute's average is low.
         figures["cpu_seconds_per_minute"] = {
