@@ -59,7 +59,7 @@ def https_receiver(tmp_path, settings):
             self.wfile.write(b"{}")
 
         def log_message(self, *args: object) -> None:
-            pass
+            """No access log on the test's output."""
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
